@@ -1,0 +1,37 @@
+"""Evaluate a saved run on any split of a registered dataset or any labelled file.
+
+  python scripts/evaluate.py --run_dir=runs/x --data=banking77 --split=test
+  python scripts/evaluate.py --run_dir=runs/x --data=new.csv --text_column=text --label_column=label
+
+Writes ``<run_dir>/eval/<data>_<split>.json`` and TensorBoard summaries under
+``<run_dir>/logs/eval_<data>_<split>``.
+"""
+import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+from absl import app, flags
+
+from slm_tf.cli import friendly_errors, print_table
+from slm_tf.config import define_flags, from_flags
+from slm_tf.data.config import DataConfig
+from slm_tf.errors import UserError
+from slm_tf.evaluation import SPLITS, evaluate_run
+
+define_flags(DataConfig)
+flags.DEFINE_string("run_dir", None, "The --output_dir of a finished train.py run.")
+flags.DEFINE_enum("split", "test", list(SPLITS), "Which split of --data to score (a single file "
+                  "is split the same deterministic way as in training).")
+flags.mark_flag_as_required("run_dir")
+FLAGS = flags.FLAGS
+
+
+@friendly_errors
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
+    print_table([[r["data"]["name"], FLAGS.split, r["num_examples"], f"{r['accuracy']:.4f}",
+                  f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}", r["data"]["skipped_rows_total"]]],
+                ["data", "split", "examples", "accuracy", "macro-F1", "ECE", "skipped rows"])
+
+
+if __name__ == "__main__":
+    app.run(main)

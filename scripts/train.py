@@ -1,0 +1,43 @@
+"""Train a text classifier from the model zoo on a registered dataset or your own file.
+
+  python scripts/train.py --data=my.csv --text_column=text --label_column=label \
+      --model=cnn --tokenizer=wordpiece --output_dir=runs/x
+  python scripts/train.py --flagfile=configs/quickstart.flags --output_dir=runs/quickstart
+
+Rerunning the same command after a crash resumes from the last checkpoint.
+"""
+import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+from absl import app, flags
+
+from slm_tf.cli import friendly_errors, print_table
+from slm_tf.config import define_flags, from_flags
+from slm_tf.errors import UserError
+from slm_tf.data.config import DataConfig
+from slm_tf.models import ModelConfig
+from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+
+for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
+    define_flags(_cfg)
+FLAGS = flags.FLAGS
+
+
+@friendly_errors
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
+                           from_flags(ModelConfig), from_flags(TrainConfig))
+    m = train(exp)
+    print()
+    print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
+                  f"{m['macro_f1']:.4f}", f"{m['num_params']:,}",
+                  f"{m['train_examples_per_s']:.0f}", m["data"]["skipped_rows_total"]]],
+                ["data", "model", "test accuracy", "test macro-F1", "params", "train ex/s",
+                 "skipped rows"])
+    print(f"\nartifacts: {exp.train.output_dir} (model.keras, saved_model/, tokenizer/, "
+          f"metrics.json); TensorBoard: tensorboard --logdir {exp.train.output_dir}/logs")
+
+
+if __name__ == "__main__":
+    app.run(main)

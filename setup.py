@@ -1,0 +1,37 @@
+"""slm_tf: small language models for vertical domains, from teacher to phone, on Keras 2/TF."""
+from setuptools import find_packages, setup
+
+# Pins follow ../shared/DESIGN.md. absl-py 1.4 satisfies both TF 2.21 (>=1.0) and tfmot 0.8.1
+# (~=1.2), so `pip check` stays clean.
+RUNTIME = [
+    "tensorflow==2.21.*",
+    "tf-keras==2.21.*",
+    "tensorboard==2.21.*",
+    "tensorflow-text==2.21.*",
+    "tensorflow-model-optimization==0.8.1",
+    "tensorflow-datasets==4.9.*",
+    "importlib_resources",  # tfds 4.9.10 imports it but does not declare it
+    "absl-py~=1.4",
+    "numpy>=1.26",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+]
+EXTRAS = {
+    "dev": ["pytest>=8"],
+}
+
+setup(
+    name="slm_tf",
+    version="0.1.0",
+    description="Distill, compress and ship small text classifiers to mobile with Keras 2/TF",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists(
+        "README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["slm_tf", "slm_tf.*"]),
+    package_data={"slm_tf.data": ["embedded/*/*"]},
+    include_package_data=True,
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)

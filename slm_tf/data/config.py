@@ -1,0 +1,38 @@
+"""DataConfig: where the data comes from and how it is split and batched (mirrored by flags)."""
+import dataclasses
+import os
+
+from slm_tf.config import field, fraction, positive
+from slm_tf.data.readers import BAD_ROW_POLICIES, FORMATS
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "slm_tf", "tfds")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    data: str = field("banking77", "A registered dataset name (banking77, clinc150, "
+                      "medical_abstracts) or a path to a CSV/TSV/JSONL file or a folder of "
+                      "<label>/*.txt files.")
+    data_root: str = field("", "Folder holding the registered datasets that are not embedded "
+                           "(clinc150/, medical_abstracts/).")
+    data_dir: str = field(DEFAULT_DATA_DIR, "Where tensorflow-datasets writes prepared TFRecords.")
+    data_format: str = field("auto", "Format of --data when it is a path.", choices=FORMATS)
+    text_column: str = field("text", "Column (or JSON key) holding the text.")
+    label_column: str = field("label", "Column (or JSON key) holding the label.")
+    validation_data: str = field("", "Optional separate validation file (same format/columns).")
+    test_data: str = field("", "Optional separate test file (same format/columns).")
+    validation_fraction: float = field(0.1, "Share of the training file held out for "
+                                       "validation when no validation split exists.",
+                                       validate=fraction, rule="in [0, 1)")
+    test_fraction: float = field(0.1, "Share held out for test when the data has no test split.",
+                                 validate=fraction, rule="in [0, 1)")
+    split_seed: int = field(1234, "Seed of the deterministic stratified split.")
+    on_bad_row: str = field("error", "What to do with a bad row: stop with an error naming the "
+                            "file and line, or skip it and count it.", choices=BAD_ROW_POLICIES)
+    max_seq_len: int = field(64, "Token ids per example (padded/truncated).", validate=positive,
+                             rule="> 0")
+    batch_size: int = field(64, "Examples per training batch.", validate=positive, rule="> 0")
+    bucket_by_length: bool = field(False, "Batch examples of similar length together and pad "
+                                   "each batch only to its longest member (training only).")
+    shuffle_buffer: int = field(20000, "Shuffle buffer size (examples).", validate=positive,
+                                rule="> 0")

@@ -1,0 +1,97 @@
+"""From a DataConfig to batched ``(ids, label)`` tf.data pipelines over prepared TFRecords."""
+import dataclasses
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from slm_tf.data import sources, tfds_builders
+from slm_tf.data.config import DataConfig
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A prepared dataset: the tfds builder, the validated splits and their bookkeeping."""
+    name: str
+    fingerprint: str
+    label_names: List[str]
+    splits: sources.Splits
+    builder: tfds_builders.LocalTextClassification
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def texts(self, split: str, label_remap: Optional[List[int]] = None) -> List[str]:
+        """Texts of a split, in dataset order (rows dropped by ``label_remap`` left out)."""
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return [ex.text for ex in self.splits.split(split)
+                if label_remap is None or label_remap[index[ex.label]] >= 0]
+
+    def labels(self, split: str) -> List[int]:
+        index = {name: i for i, name in enumerate(self.label_names)}
+        return [index[ex.label] for ex in self.splits.split(split)]
+
+    def raw(self, split: str) -> tf.data.Dataset:
+        """The split as tfds stores it: dicts of ``text``, ``label``, ``source``."""
+        return self.builder.as_dataset(split=split, shuffle_files=False)
+
+    def summary(self) -> Dict:
+        return {"name": self.name, "fingerprint": self.fingerprint,
+                "num_classes": self.num_classes, "sizes": self.splits.sizes(),
+                "skipped_rows": dict(self.splits.skipped),
+                "skipped_rows_total": sum(self.splits.skipped.values()),
+                "license": self.splits.license, "citation": self.splits.citation,
+                "tfds_dir": tfds_builders.data_dir_of(self.builder)}
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Reads and validates the source, then prepares it with tfds (once per source+options)."""
+    splits = sources.load_splits(cfg)
+    fp = sources.fingerprint(cfg)
+    config_name = f"{_safe(splits.name)}-{fp}"
+    builder = tfds_builders.LocalTextClassification(
+        config_name=config_name, label_names=splits.label_names,
+        description=f"{splits.name} ({splits.license or 'user data'})",
+        citation=splits.citation, data_dir=cfg.data_dir,
+        splits={s: splits.split(s) for s in sources.SPLITS})
+    tfds_builders.prepare(builder)
+    logging.info("data %s: %s, %d classes, prepared in %s", splits.name, splits.sizes(),
+                 len(splits.label_names), tfds_builders.data_dir_of(builder))
+    return PreparedData(splits.name, fp, splits.label_names, splits, builder)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower())[:40] or "data"
+
+
+def make_dataset(data: PreparedData, split: str, tokenizer, cfg: DataConfig, training: bool,
+                 seed: int = 0, label_remap: Optional[List[int]] = None) -> tf.data.Dataset:
+    """Batched ``(ids[int32, B x L], label[int32, B])`` for one split.
+
+    Text is tokenized in-graph once and cached; training batches are shuffled with ``seed``
+    (a new order each epoch, the same sequence of orders for the same seed). With
+    ``bucket_by_length`` training batches are padded only to their longest example.
+    ``label_remap[i]`` replaces label id ``i`` (to score data against another label list);
+    rows mapped to -1 are left out.
+    """
+    ds = data.raw(split).map(lambda r: (r["text"], tf.cast(r["label"], tf.int32)))
+    if label_remap is not None:
+        remap = tf.constant(label_remap, tf.int32)
+        ds = ds.map(lambda t, y: (t, tf.gather(remap, y))).filter(lambda t, y: y >= 0)
+    ds = ds.batch(1024).map(lambda t, y: (tokenizer.tf_encode(t, cfg.max_seq_len), y),
+                            num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(data.texts(split, label_remap))))
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and cfg.bucket_by_length:
+        step = max(8, cfg.max_seq_len // 8)
+        bounds = list(range(step, cfg.max_seq_len, step))
+        ds = ds.map(lambda ids, y: (ids[:tf.reduce_max(tf.where(ids != 0)) + 1], y))
+        ds = ds.bucket_by_sequence_length(
+            lambda ids, y: tf.shape(ids)[0], bucket_boundaries=bounds,
+            bucket_batch_sizes=[cfg.batch_size] * (len(bounds) + 1), padded_shapes=([None], []))
+    else:
+        ds = ds.batch(cfg.batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,210 @@
+"""Named datasets and user files, turned into validated train/validation/test splits."""
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from absl import logging
+
+from slm_tf.data.config import DataConfig
+from slm_tf.data.readers import DataError, Example, ReadReport, read_labelled
+from slm_tf.registry import Registry
+
+EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class Splits:
+    """Validated splits plus everything needed to describe them."""
+    name: str
+    train: List[Example]
+    validation: List[Example]
+    test: List[Example]
+    label_names: List[str]
+    skipped: collections.Counter
+    citation: str = ""
+    license: str = ""
+    files: List[str] = dataclasses.field(default_factory=list)
+
+    def split(self, name: str) -> List[Example]:
+        return getattr(self, name)
+
+    def sizes(self) -> Dict[str, int]:
+        return {s: len(self.split(s)) for s in SPLITS}
+
+
+DATASETS: Registry[Callable[[DataConfig], Splits]] = Registry("dataset")
+
+
+def stratified_split(examples: List[Example], fraction: float, seed: int):
+    """Splits ``examples`` into (kept, held_out) with ``fraction`` of each class held out.
+
+    Deterministic for a seed; classes with fewer than 3 examples stay whole in ``kept`` so
+    every class can still be learned.
+    """
+    by_label = collections.defaultdict(list)
+    for i, ex in enumerate(examples):
+        by_label[ex.label].append(i)
+    rng = np.random.RandomState(seed)
+    held = set()
+    for label in sorted(by_label):
+        idx = by_label[label]
+        if len(idx) < 3 or fraction <= 0:
+            continue
+        perm = rng.permutation(len(idx))
+        n = max(1, int(round(len(idx) * fraction)))
+        held.update(idx[j] for j in perm[:n])
+    kept = [ex for i, ex in enumerate(examples) if i not in held]
+    out = [ex for i, ex in enumerate(examples) if i in held]
+    return kept, out
+
+
+def _check_labels(name: str, splits: Dict[str, List[Example]], label_names: List[str],
+                  on_bad_row: str, skipped: collections.Counter) -> Dict[str, List[Example]]:
+    known = set(label_names)
+    if len(known) < 2:
+        where = splits["train"][0].source.rsplit(":", 1)[0] if splits["train"] else name
+        raise DataError(f"{where}: the training data has only one class ({sorted(known)}). "
+                        "Fix: a classifier needs at least two labels; check --label_column.")
+    out = {}
+    for split, exs in splits.items():
+        keep = []
+        for ex in exs:
+            if ex.label in known:
+                keep.append(ex)
+            elif on_bad_row == "skip":
+                skipped["label_unseen_in_train"] += 1
+                logging.warning("skipping %s: label %r does not occur in the training split",
+                                ex.source, ex.label)
+            else:
+                raise DataError(
+                    f"{ex.source}: label {ex.label!r} in the {split} split never occurs in the "
+                    f"training split, so the model cannot learn it. Fix: add training examples "
+                    f"of it or remove the row, or pass --on_bad_row=skip to skip such rows "
+                    f"(they are counted and logged).")
+        out[split] = keep
+    return out
+
+
+def assemble(name: str, train: ReadReport, validation: Optional[ReadReport],
+             test: Optional[ReadReport], cfg: DataConfig,
+             label_names: Optional[List[str]] = None, **meta) -> Splits:
+    """Carves missing validation/test splits (stratified) and validates the labels."""
+    skipped = collections.Counter(train.skipped)
+    train_ex = train.examples
+    test_ex = None
+    if test is not None:
+        skipped.update(test.skipped)
+        test_ex = test.examples
+    else:
+        train_ex, test_ex = stratified_split(train_ex, cfg.test_fraction, cfg.split_seed)
+    if validation is not None:
+        skipped.update(validation.skipped)
+        val_ex = validation.examples
+    else:
+        # A different seed stream keeps validation disjoint from the test draw.
+        train_ex, val_ex = stratified_split(train_ex, cfg.validation_fraction,
+                                            cfg.split_seed + 1)
+    if label_names is None:
+        label_names = sorted({ex.label for ex in train_ex})
+    checked = _check_labels(name, {"train": train_ex, "validation": val_ex, "test": test_ex},
+                            label_names, cfg.on_bad_row, skipped)
+    return Splits(name=name, label_names=list(label_names), skipped=skipped, **checked, **meta)
+
+
+@DATASETS.register("banking77")
+def banking77(cfg: DataConfig) -> Splits:
+    """banking77, embedded in the package (CC BY 4.0, Casanueva et al. 2020)."""
+    root = os.path.join(EMBEDDED_DIR, "banking77")
+    with open(os.path.join(root, "categories.json"), encoding="utf-8") as f:
+        labels = json.load(f)
+    read = lambda split: read_labelled(os.path.join(root, f"{split}.csv"), "text", "category",
+                                       "csv", cfg.on_bad_row)
+    return assemble("banking77", read("train"), None, read("test"), cfg, labels,
+                    citation="Casanueva et al., Efficient Intent Detection with Dual Sentence "
+                    "Encoders, NLP4ConvAI 2020", license="CC BY 4.0",
+                    files=[os.path.join(root, f) for f in ("train.csv", "test.csv")])
+
+
+def _root(cfg: DataConfig, name: str) -> str:
+    root = os.path.join(cfg.data_root, name)
+    if not cfg.data_root or not os.path.isdir(root):
+        raise DataError(f"{root or name}: dataset folder not found. Fix: pass --data_root=<folder "
+                        f"that holds {name}/> (the data is not shipped in the package).")
+    return root
+
+
+@DATASETS.register("clinc150")
+def clinc150(cfg: DataConfig) -> Splits:
+    """CLINC150 in-scope intents (CC BY 3.0, Larson et al. 2019) from ``data_full.json``."""
+    path = os.path.join(_root(cfg, "clinc150"), "data_full.json")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    def report(key):
+        return ReadReport([Example(t, l, f"{path}:{key}[{i}]")
+                           for i, (t, l) in enumerate(data[key])])
+    train = report("train")
+    return assemble("clinc150", train, report("val"), report("test"), cfg,
+                    sorted({e.label for e in train.examples}),
+                    citation="Larson et al., An Evaluation Dataset for Intent Classification and "
+                    "Out-of-Scope Prediction, EMNLP 2019", license="CC BY 3.0", files=[path])
+
+
+@DATASETS.register("medical_abstracts")
+def medical_abstracts(cfg: DataConfig) -> Splits:
+    """Medical abstracts, 5 classes (CC BY-SA 3.0, Schopf et al. 2022), split 80/10/10 here."""
+    root = _root(cfg, "medical_abstracts")
+    path = os.path.join(root, "medical_tc_test.csv")
+    names = {}
+    with open(os.path.join(root, "medical_tc_labels.csv"), encoding="utf-8") as f:
+        for line in f.read().splitlines()[1:]:
+            key, value = line.split(",", 1)
+            names[key] = value
+    rep = read_labelled(path, "medical_abstract", "condition_label", "csv", cfg.on_bad_row)
+    for ex in rep.examples:
+        ex.label = names.get(ex.label, ex.label)
+    return assemble("medical_abstracts", rep, None, None, cfg, list(names.values()),
+                    citation="Schopf, Braun, Matthes, Evaluating Unsupervised Text Classification:"
+                    " Zero-shot and Similarity-based Approaches, NLPIR 2022",
+                    license="CC BY-SA 3.0", files=[path])
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Reads and validates the data named by ``cfg.data`` (a registered name or a path)."""
+    if cfg.data in DATASETS:
+        return DATASETS.get(cfg.data)(cfg)
+    if not os.path.exists(cfg.data):
+        raise DataError(f"{cfg.data}: not a file, folder or registered dataset "
+                        f"({', '.join(DATASETS.names())}). Fix: check --data.")
+    read = lambda p: read_labelled(p, cfg.text_column, cfg.label_column, cfg.data_format,
+                                   cfg.on_bad_row)
+    files = [p for p in (cfg.data, cfg.validation_data, cfg.test_data) if p]
+    name = os.path.splitext(os.path.basename(os.path.normpath(cfg.data)))[0]
+    return assemble(name, read(cfg.data), read(cfg.validation_data) if cfg.validation_data
+                    else None, read(cfg.test_data) if cfg.test_data else None, cfg, files=files)
+
+
+def fingerprint(cfg: DataConfig) -> str:
+    """A short hash of the source bytes and every option that changes the prepared splits."""
+    h = hashlib.sha1()
+    paths = [cfg.data, cfg.validation_data, cfg.test_data]
+    if cfg.data in DATASETS:
+        paths = [os.path.join(EMBEDDED_DIR, cfg.data)] if cfg.data == "banking77" else \
+            [os.path.join(cfg.data_root, cfg.data)]
+    for p in paths:
+        if not p:
+            continue
+        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs) \
+            if os.path.isdir(p) else [p]
+        for file in files:
+            h.update(os.path.relpath(file, p).encode())
+            with open(file, "rb") as f:
+                h.update(f.read())
+    opts = (cfg.data_format, cfg.text_column, cfg.label_column, cfg.validation_fraction,
+            cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)
+    h.update(repr(opts).encode())
+    return h.hexdigest()[:12]

@@ -1,0 +1,138 @@
+"""Building blocks written so tfmot can prune and quantize them later.
+
+Residuals use ``keras.layers.Add`` (a ``+`` becomes an unquantizable TFOpLambda), attention is
+our own layer made of ``Dense`` sublayers that implements ``PrunableLayer``, and masks are
+explicit float tensors so every op converts to builtin TFLite ops.
+"""
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+
+from slm_tf.errors import UserError
+
+serializable = keras.saving.register_keras_serializable(package="slm_tf")
+NEG_INF = -1e9
+
+
+class _NothingToPrune(tfmot.sparsity.keras.PrunableLayer):
+    """Tells tfmot a weightless (or position-table) layer has no weights to prune."""
+
+    def get_prunable_weights(self):
+        return []
+
+
+@serializable
+class PaddingMask(keras.layers.Layer, _NothingToPrune):
+    """``[B, L]`` float mask: 1.0 for real tokens, 0.0 for the padding id."""
+
+    def __init__(self, pad_id: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.pad_id = pad_id
+
+    def call(self, ids):
+        return tf.cast(tf.not_equal(ids, self.pad_id), self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}
+
+
+@serializable
+class PositionEmbedding(keras.layers.Layer, _NothingToPrune):
+    """Learned absolute position embeddings, sliced to the input length."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            "embeddings", shape=(self.max_length, input_shape[-1]),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+        super().build(input_shape)
+
+    def call(self, x):
+        length = tf.shape(x)[1]
+        return tf.broadcast_to(self.embeddings[tf.newaxis, :length], tf.shape(x))
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+@serializable
+class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+    """Scaled dot-product self-attention from four ``Dense`` projections.
+
+    Called as ``layer([x, mask])`` with ``mask`` the ``[B, L]`` float padding mask.
+    """
+
+    def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.dropout = dropout
+
+    def build(self, input_shape):
+        width = int(input_shape[0][-1])
+        if width % self.num_heads:
+            raise UserError(f"width {width} is not divisible by num_heads {self.num_heads}")
+        self.head_dim = width // self.num_heads
+        self.query = keras.layers.Dense(width, name="query")
+        self.key = keras.layers.Dense(width, name="key")
+        self.value = keras.layers.Dense(width, name="value")
+        self.output_dense = keras.layers.Dense(width, name="output")
+        for layer in (self.query, self.key, self.value, self.output_dense):
+            layer.build(input_shape[0])
+        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        super().build(input_shape)
+
+    def _heads(self, x, batch):
+        x = tf.reshape(x, [batch, -1, self.num_heads, self.head_dim])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def call(self, inputs, training=None):
+        x, mask = inputs
+        batch = tf.shape(x)[0]
+        q = self._heads(self.query(x), batch) * (1.0 / math.sqrt(self.head_dim))
+        k = self._heads(self.key(x), batch)
+        v = self._heads(self.value(x), batch)
+        scores = tf.matmul(q, k, transpose_b=True)
+        scores += (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * NEG_INF
+        weights = self.attention_dropout(tf.nn.softmax(scores, axis=-1), training=training)
+        context = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])
+        context = tf.reshape(context, [batch, -1, self.num_heads * self.head_dim])
+        return self.output_dense(context)
+
+    def get_prunable_weights(self):
+        return [l.kernel for l in (self.query, self.key, self.value, self.output_dense)]
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
+
+
+POOLINGS = ("mean", "max", "cls", "mean_max")
+
+
+@serializable
+class MaskedPooling(keras.layers.Layer, _NothingToPrune):
+    """Pools ``[B, L, D]`` over real tokens: mean, max, the first ([CLS]) token, or mean+max."""
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x, mask = inputs
+        m = mask[:, :, tf.newaxis]
+        if self.mode == "cls":
+            return x[:, 0]
+        mean = tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+        if self.mode == "mean":
+            return mean
+        mx = tf.reduce_max(x + (1.0 - m) * NEG_INF, axis=1)
+        return mx if self.mode == "max" else tf.concat([mean, mx], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

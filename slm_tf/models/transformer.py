@@ -1,0 +1,37 @@
+"""Transformer encoder classifier (pre-LayerNorm, learned positions)."""
+import tf_keras as keras
+
+from slm_tf.models.base import TextClassifier
+from slm_tf.models.layers import (MaskedPooling, MultiHeadSelfAttention, PaddingMask,
+                                  PositionEmbedding, serializable)
+
+
+@serializable
+class TransformerClassifier(TextClassifier):
+    """Token + position embeddings, ``num_layers`` pre-LN blocks, pooling, linear head."""
+
+    arch = "transformer"
+    default_pooling = "mean"
+
+    @staticmethod
+    def build_graph(ids, vocab_size, num_classes, max_seq_len, cfg):
+        layers = keras.layers
+        mask = PaddingMask(name="padding_mask")(ids)
+        tokens = layers.Embedding(vocab_size, cfg.hidden_dim, name="token_embedding")(ids)
+        positions = PositionEmbedding(max_seq_len, name="position_embedding")(tokens)
+        x = layers.Add(name="embedding_add")([tokens, positions])
+        x = layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
+        for i in range(cfg.num_layers):
+            h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_attention_norm")(x)
+            h = MultiHeadSelfAttention(cfg.num_heads, cfg.dropout, name=f"block{i}_attention")(
+                [h, mask])
+            h = layers.Dropout(cfg.dropout, name=f"block{i}_attention_dropout")(h)
+            x = layers.Add(name=f"block{i}_attention_residual")([x, h])
+            h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ffn_norm")(x)
+            h = layers.Dense(cfg.ff_dim, activation="gelu", name=f"block{i}_ffn_in")(h)
+            h = layers.Dense(cfg.hidden_dim, name=f"block{i}_ffn_out")(h)
+            h = layers.Dropout(cfg.dropout, name=f"block{i}_ffn_dropout")(h)
+            x = layers.Add(name=f"block{i}_ffn_residual")([x, h])
+        x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+        pooled = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
+        return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)

@@ -1,0 +1,1 @@
+"""Training: optimizer, callbacks, metrics, TensorBoard summaries, run artifacts, the trainer."""

@@ -1,0 +1,98 @@
+"""Training callbacks: best-weights tracking with early stopping that survives a restart,
+learning-rate logging, throughput, and detecting a resumed run."""
+import json
+import os
+import time
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from slm_tf.io_utils import atomic_path, write_json
+from slm_tf.train.optim import current_learning_rate
+
+BEST_WEIGHTS = "best.weights.h5"
+BEST_STATE = "best.json"
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch on ``monitor`` and stops after ``patience`` epochs
+    without improvement. Its state lives on disk, so a resumed run continues the count."""
+
+    def __init__(self, directory: str, monitor: str = "val_accuracy", patience: int = 3):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.patience = patience
+        self.state = {"best": None, "best_epoch": -1, "epochs_since_best": 0}
+        path = os.path.join(directory, BEST_STATE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.state = json.load(f)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        if self.state["best"] is None or value > self.state["best"]:
+            with atomic_path(os.path.join(self.directory, BEST_WEIGHTS)) as tmp:
+                self.model.save_weights(tmp)
+            self.state.update(best=float(value), best_epoch=epoch, epochs_since_best=0)
+        else:
+            self.state["epochs_since_best"] += 1
+        write_json(os.path.join(self.directory, BEST_STATE), self.state)
+        if self.patience and self.state["epochs_since_best"] >= self.patience:
+            logging.info("early stopping: %s has not improved for %d epochs (best %.4f at "
+                         "epoch %d)", self.monitor, self.patience, self.state["best"],
+                         self.state["best_epoch"] + 1)
+            self.model.stop_training = True
+
+    def restore_best(self, model) -> None:
+        path = os.path.join(self.directory, BEST_WEIGHTS)
+        if os.path.exists(path):
+            model.load_weights(path)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the current learning rate to the epoch logs (so TensorBoard plots it)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Measures training examples per second over the batches of this process."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.examples = 0
+        self.seconds = 0.0
+        self._t = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._t is not None:
+            self.seconds += time.perf_counter() - self._t
+            self.examples += self.batch_size
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+
+class ResumeTracker(keras.callbacks.Callback):
+    """Records the epoch training (re)started at: > 0 means it resumed from a checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.start_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.start_epoch is None:
+            self.start_epoch = epoch
+            if epoch > 0:
+                logging.info("resumed from the checkpoint at the end of epoch %d", epoch)

@@ -1,0 +1,58 @@
+"""AdamW with linear warmup and linear/cosine/no decay."""
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from slm_tf.models.layers import serializable
+
+# Norm scales and biases are not weights to shrink (BERT's recipe).
+NO_DECAY = ["bias", "LayerNorm", "layer_norm", "_norm", "position_embedding"]
+
+
+@serializable
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then ``decay`` to 0 at ``total_steps``."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, decay: str = "linear"):
+        if decay not in ("linear", "cosine", "constant"):
+            raise ValueError(f"decay must be linear, cosine or constant, got {decay!r}")
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+        self.decay = decay
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * step / max(self.warmup_steps, 1)
+        frac = tf.clip_by_value((step - self.warmup_steps)
+                                / float(self.total_steps - self.warmup_steps), 0.0, 1.0)
+        if self.decay == "linear":
+            after = self.peak * (1.0 - frac)
+        elif self.decay == "cosine":
+            after = self.peak * 0.5 * (1.0 + tf.cos(math.pi * frac))
+        else:
+            after = tf.constant(self.peak)
+        return tf.where(step < self.warmup_steps, warm, after)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps, "decay": self.decay}
+
+
+def make_optimizer(learning_rate: float, weight_decay: float, warmup_steps: int,
+                   total_steps: int, decay: str, clipnorm: float = 1.0) -> keras.optimizers.Optimizer:
+    """AdamW on the warmup/decay schedule; norms, biases and positions are not decayed."""
+    opt = keras.optimizers.AdamW(
+        learning_rate=WarmupDecay(learning_rate, warmup_steps, total_steps, decay),
+        weight_decay=weight_decay, clipnorm=clipnorm or None)
+    opt.exclude_from_weight_decay(var_names=NO_DECAY)
+    return opt
+
+
+def current_learning_rate(optimizer) -> float:
+    """The learning rate the optimizer applies at its current step."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return float(lr(optimizer.iterations))
+    return float(tf.keras.backend.get_value(lr)) if not hasattr(lr, "numpy") else float(lr.numpy())

@@ -1,0 +1,205 @@
+"""Supervised training of a zoo model: data -> tokenizer -> model -> fit -> evaluate -> save."""
+import dataclasses
+import math
+import os
+import shutil
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from slm_tf.config import field, fraction, non_negative, positive, to_dict
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
+from slm_tf.io_utils import write_json
+from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
+from slm_tf.train import artifacts
+from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
+from slm_tf.train.metrics import classification_report, predict_logits
+from slm_tf.train.optim import make_optimizer
+from slm_tf.train.strategies import STRATEGIES, make_strategy
+from slm_tf.train.tensorboard import write_evaluation, write_hparams
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    output_dir: str = field("", "Run directory for the model, tokenizer, config, metrics, "
+                            "TensorBoard logs and checkpoints.", validate=bool,
+                            rule="set (e.g. --output_dir=runs/x)")
+    epochs: int = field(10, "Maximum training epochs.", validate=positive, rule="> 0")
+    learning_rate: float = field(2e-3, "Peak learning rate of AdamW.", validate=positive,
+                                 rule="> 0")
+    weight_decay: float = field(0.01, "AdamW decoupled weight decay.", validate=non_negative,
+                                rule=">= 0")
+    warmup_fraction: float = field(0.1, "Share of steps spent warming the learning rate up.",
+                                   validate=fraction, rule="in [0, 1)")
+    decay: str = field("linear", "Learning-rate decay after warmup.",
+                       choices=("linear", "cosine", "constant"))
+    label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
+                                   validate=fraction, rule="in [0, 1)")
+    early_stopping_patience: int = field(3, "Stop after this many epochs without a better "
+                                         "validation accuracy (0 = never).",
+                                         validate=non_negative, rule=">= 0")
+    seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
+    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
+                                                                         "multi_worker"))
+    checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
+                                        "mid-epoch loses at most N steps (0 = each epoch only).",
+                                        validate=non_negative, rule=">= 0")
+    deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Everything one training run needs; ``config.json`` is this, serialized."""
+    data: DataConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    train: TrainConfig
+
+    def to_dict(self) -> Dict:
+        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train")}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seeds Python, numpy and TF; optionally forces deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def prepare_tokenizer(cfg: TokenizerConfig, data: PreparedData, run_dir: str,
+                      resuming: bool) -> Tokenizer:
+    """Reuses the run's saved tokenizer when resuming (the vocabulary must not change under a
+    checkpoint), otherwise builds and saves a new one."""
+    directory = os.path.join(run_dir, artifacts.TOKENIZER_DIR)
+    if resuming and os.path.exists(os.path.join(directory, "tokenizer.json")):
+        logging.info("reusing the tokenizer saved in %s", directory)
+        return load_tokenizer(directory)
+    tokenizer = build_tokenizer(cfg, data.texts("train"))
+    tokenizer.save(directory)
+    logging.info("%s tokenizer with %d tokens saved in %s", cfg.tokenizer, tokenizer.vocab_size,
+                 directory)
+    return tokenizer
+
+
+def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
+                   data_cfg: DataConfig, label_names, log_dir: Optional[str] = None,
+                   step: int = 0, label_remap=None) -> Dict:
+    """Metrics of ``model`` on one split; optionally also written to TensorBoard."""
+    ds = make_dataset(data, split, tokenizer, data_cfg, training=False, label_remap=label_remap)
+    start = time.perf_counter()
+    logits, labels = predict_logits(model, ds)
+    seconds = time.perf_counter() - start
+    report = classification_report(labels, logits, label_names)
+    report["eval_examples_per_s"] = len(labels) / seconds if seconds else 0.0
+    if log_dir:
+        write_evaluation(log_dir, step, split, report, data.texts(split, label_remap), labels, logits,
+                         label_names)
+    return report
+
+
+def train(exp: ExperimentConfig) -> Dict:
+    """Trains, evaluates on validation and test, and writes a complete run directory.
+
+    Rerunning the same command after a crash resumes from the last checkpoint.
+    """
+    tcfg, dcfg = exp.train, exp.data
+    run_dir = os.path.abspath(tcfg.output_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    seed_everything(tcfg.seed, tcfg.deterministic)
+    ckpt_dir = os.path.join(run_dir, artifacts.CHECKPOINT_DIR)
+    backup_dir = os.path.join(ckpt_dir, "backup")
+    resuming = _has_files(backup_dir)
+    if not resuming and os.path.isdir(ckpt_dir):
+        shutil.rmtree(ckpt_dir)  # state of an earlier, finished run in the same directory
+    data = prepare_data(dcfg)
+    tokenizer = prepare_tokenizer(exp.tokenizer, data, run_dir, resuming)
+    n_train = len(data.splits.train)
+    steps_per_epoch = math.ceil(n_train / dcfg.batch_size)
+    total_steps = steps_per_epoch * tcfg.epochs
+
+    strategy = make_strategy(tcfg.strategy)
+    with strategy.scope():
+        model = build_model(exp.model, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len)
+        model.compile(
+            optimizer=make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
+                                     int(total_steps * tcfg.warmup_fraction), total_steps,
+                                     tcfg.decay),
+            loss=_loss(tcfg.label_smoothing, data.num_classes),
+            metrics=["accuracy"])
+    info = describe(model, dcfg.max_seq_len)
+    logging.info("%s: %s", exp.model.model, info)
+
+    train_ds = make_dataset(data, "train", tokenizer, dcfg, training=True, seed=tcfg.seed)
+    if tcfg.label_smoothing:
+        train_ds = train_ds.map(lambda x, y: (x, tf.one_hot(y, data.num_classes)))
+    val_ds = make_dataset(data, "validation", tokenizer, dcfg, training=False)
+    if tcfg.label_smoothing:
+        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, data.num_classes)))
+
+    log_dir = os.path.join(run_dir, artifacts.LOG_DIR)
+    best = BestWeights(ckpt_dir, "val_accuracy", tcfg.early_stopping_patience)
+    throughput, resume = Throughput(dcfg.batch_size), ResumeTracker()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir,
+                                         save_freq=tcfg.checkpoint_every_steps or "epoch"),
+        resume, LearningRateLogger(), best, throughput,
+        keras.callbacks.TensorBoard(log_dir, update_freq=max(1, steps_per_epoch // 10)),
+    ]
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
+                        callbacks=callbacks, verbose=_verbosity())
+    train_seconds = time.perf_counter() - start
+    best.restore_best(model)
+
+    step = total_steps
+    val = evaluate_split(model, data, "validation", tokenizer, dcfg, data.label_names)
+    test = evaluate_split(model, data, "test", tokenizer, dcfg, data.label_names,
+                          log_dir=os.path.join(log_dir, "eval"), step=step)
+    metrics = {
+        **{k: test[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
+                                "num_examples", "eval_examples_per_s")},
+        **info,
+        "train_examples_per_s": throughput.examples_per_s,
+        "train_seconds": train_seconds,
+        "epochs_run": len(history.history.get("loss", [])),
+        "best_epoch": best.state["best_epoch"] + 1,
+        "resumed_at_epoch": resume.start_epoch or 0,
+        "validation": {k: val[k] for k in ("accuracy", "macro_f1")},
+        "per_class": test["per_class"],
+        "confusion_matrix": test["confusion_matrix"],
+        "data": data.summary(),
+        "tokenizer": {"type": exp.tokenizer.tokenizer, "vocab_size": tokenizer.vocab_size},
+    }
+    write_hparams(os.path.join(log_dir, "hparams"),
+                  {f"{section}.{k}": v for section, d in exp.to_dict().items()
+                   for k, v in d.items() if section != "data" or k in ("data", "max_seq_len",
+                                                                       "batch_size")},
+                  {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]})
+    artifacts.save_model(run_dir, model, tokenizer, dcfg.max_seq_len)
+    artifacts.save_labels(run_dir, data.label_names)
+    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
+    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), metrics)
+    return metrics
+
+
+def _has_files(directory: str) -> bool:
+    return os.path.isdir(directory) and any(files for _, _, files in os.walk(directory))
+
+
+def _loss(label_smoothing: float, num_classes: int):
+    if label_smoothing:
+        return keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                    label_smoothing=label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _verbosity() -> int:
+    # A live progress bar on a terminal; one line per epoch in logs and CI.
+    import sys
+    return 1 if sys.stdout.isatty() else 2

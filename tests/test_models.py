@@ -1,0 +1,87 @@
+"""Model zoo: every architecture builds, masks padding, saves/reloads, counts params and FLOPs."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+
+from slm_tf.errors import UserError
+from slm_tf.models import MODELS, ModelConfig, build_model, describe
+from slm_tf.models.flops import flops_per_example
+
+ARCHS = ["transformer", "cnn", "bilstm", "bigru", "bow"]
+
+
+def _ids(batch=4, length=16, real=10, seed=0):
+    ids = np.random.RandomState(seed).randint(5, 300, (batch, length)).astype("int32")
+    ids[:, real:] = 0
+    return ids
+
+
+def test_registry_lists_the_zoo():
+    assert MODELS.names() == sorted(ARCHS)
+    with pytest.raises(UserError, match="unknown model 'gpt'"):
+        MODELS.get("gpt")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_build_predict_save_reload(tmp_path, arch):
+    model = build_model(ModelConfig(model=arch, hidden_dim=32, embedding_dim=16, ff_dim=32,
+                                    num_filters=8), 300, 7, 16)
+    ids = _ids()
+    logits = model(ids).numpy()
+    assert logits.shape == (4, 7) and np.isfinite(logits).all()
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    assert type(again) is type(model)
+    np.testing.assert_allclose(again(ids).numpy(), logits, atol=1e-6)
+    info = describe(model, 16)
+    assert info["num_params"] == model.count_params()
+    assert info["flops_per_example"] > 0 and info["num_embedding_params"] > 0
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_padding_does_not_change_predictions(arch):
+    # Extra padding must be invisible: the masks cover attention and pooling.
+    model = build_model(ModelConfig(model=arch, hidden_dim=32, embedding_dim=16, ff_dim=32,
+                                    num_filters=8, dropout=0.0), 300, 5, 32)
+    short = _ids(length=12, real=10)
+    long = np.concatenate([short, np.zeros((4, 20), np.int32)], axis=1)
+    np.testing.assert_allclose(model(short).numpy(), model(long).numpy(), atol=1e-5)
+
+
+def test_transformer_flops_and_non_embedding_params_by_hand():
+    d, f, L, layers, vocab, classes = 32, 64, 10, 2, 100, 3
+    model = build_model(ModelConfig(model="transformer", hidden_dim=d, ff_dim=f,
+                                    num_layers=layers, num_heads=4), vocab, classes, L)
+    per_layer = 4 * 2 * L * d * d + 2 * 2 * L * L * d + 2 * L * d * f * 2
+    assert flops_per_example(model, L) == layers * per_layer + 2 * d * classes
+    info = describe(model, L)
+    assert info["num_embedding_params"] == vocab * d + L * d
+    attn, ffn, norms = 4 * (d * d + d), (d * f + f) + (f * d + d), 2 * 2 * d
+    assert info["num_non_embedding_params"] == layers * (attn + ffn + norms) + 2 * d + \
+        d * classes + classes
+
+
+def test_kim_cnn_flops_by_hand():
+    model = build_model(ModelConfig(model="cnn", embedding_dim=8, num_filters=4,
+                                    kernel_sizes=["2", "3"], hidden_dim=0), 50, 3, 10)
+    assert flops_per_example(model, 10) == 2 * 10 * 8 * 4 * (2 + 3) + 2 * 8 * 3
+
+
+def test_whole_transformer_is_prunable_by_tfmot():
+    # Our attention implements PrunableLayer, so tfmot can wrap the whole model.
+    model = build_model(ModelConfig(model="transformer", hidden_dim=16, ff_dim=32), 300, 3, 8)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model)
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import \
+        PruneLowMagnitude
+    wrapped = [l for l in pruned.layers if isinstance(l, PruneLowMagnitude)]
+    assert any("attention" in l.name for l in wrapped)
+    assert pruned(_ids(length=8, real=5)).shape == (4, 3)
+
+
+def test_residuals_are_add_layers_not_lambdas():
+    model = build_model(ModelConfig(model="transformer", hidden_dim=16, ff_dim=32), 50, 3, 8)
+    kinds = {type(l).__name__ for l in model.layers}
+    assert "Add" in kinds and "TFOpLambda" not in kinds and "Lambda" not in kinds

@@ -1,0 +1,69 @@
+"""Registered datasets, stratified splits and the tfds builder."""
+import collections
+import os
+
+import pytest
+
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import make_dataset, prepare_data
+from slm_tf.data.readers import DataError, Example
+from slm_tf.data.sources import load_splits, stratified_split
+from slm_tf.tokenizers import CharTokenizer
+
+
+def test_stratified_split_is_deterministic_disjoint_and_proportional():
+    exs = [Example(f"t{i}", "abc"[i % 3] if i < 90 else "d", f"f:{i}") for i in range(100)]
+    kept, held = stratified_split(exs, 0.2, seed=7)
+    kept2, held2 = stratified_split(exs, 0.2, seed=7)
+    assert [e.source for e in held] == [e.source for e in held2]
+    assert not {e.source for e in kept} & {e.source for e in held}
+    assert len(kept) + len(held) == 100
+    counts = collections.Counter(e.label for e in held)
+    assert counts == {"a": 6, "b": 6, "c": 6, "d": 2}
+    assert [e.source for e in stratified_split(exs, 0.2, seed=8)[1]] != [e.source for e in held]
+
+
+def test_banking77_embedded():
+    s = load_splits(DataConfig(data="banking77"))
+    assert len(s.label_names) == 77
+    assert s.sizes() == {"train": 9000, "validation": 1003, "test": 3080}
+    assert s.license == "CC BY 4.0"
+
+
+def test_clinc150_and_medical_abstracts(shared_data):
+    c = load_splits(DataConfig(data="clinc150", data_root=shared_data))
+    assert len(c.label_names) == 150 and c.sizes() == {"train": 15000, "validation": 3000,
+                                                       "test": 4500}
+    m = load_splits(DataConfig(data="medical_abstracts", data_root=shared_data))
+    assert len(m.label_names) == 5 and sum(m.sizes().values()) == 2888
+    assert min(m.sizes().values()) > 250
+    with pytest.raises(DataError, match="--data_root"):
+        load_splits(DataConfig(data="clinc150"))
+
+
+def test_tfds_prepares_once_with_metadata(tmp_path):
+    cfg = DataConfig(data="banking77", data_dir=str(tmp_path), batch_size=16, max_seq_len=12)
+    data = prepare_data(cfg)
+    info = data.builder.info
+    assert info.features["label"].names[:2] == ["card_arrival", "card_linking"]
+    assert info.splits["test"].num_examples == 3080
+    records = [p for p in os.listdir(data.summary()["tfds_dir"]) if ".tfrecord" in p]
+    assert records
+    stamp = os.path.getmtime(os.path.join(data.summary()["tfds_dir"], "dataset_info.json"))
+    again = prepare_data(cfg)
+    assert os.path.getmtime(os.path.join(again.summary()["tfds_dir"], "dataset_info.json")) \
+        == stamp
+    tok = CharTokenizer.learn(data.texts("train")[:500], 100)
+    ids, y = next(iter(make_dataset(data, "test", tok, cfg, training=False)))
+    assert ids.shape == (16, 12) and ids.dtype.name == "int32"
+    assert list(y.numpy()[:3]) == data.labels("test")[:3]
+    assert (ids.numpy()[:, 0] == tok.cls_id).all()
+
+
+def test_training_batches_shuffle_by_seed(tmp_path):
+    cfg = DataConfig(data="banking77", data_dir=str(tmp_path), batch_size=8, max_seq_len=8)
+    data = prepare_data(cfg)
+    tok = CharTokenizer.learn(data.texts("train")[:200], 60)
+    first = lambda seed: next(iter(make_dataset(data, "train", tok, cfg, True, seed)))[1].numpy()
+    assert (first(1) == first(1)).all()
+    assert not (first(1) == first(2)).all()

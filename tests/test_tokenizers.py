@@ -1,0 +1,97 @@
+"""Tokenizers: in-graph ids equal the pure-Python reference, on English and Chinese."""
+import csv
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slm_tf.data.sources import EMBEDDED_DIR
+from slm_tf.errors import UserError
+from slm_tf.tokenizers import (CharTokenizer, TokenizerConfig, WordPieceTokenizer,
+                               build_tokenizer, load_tokenizer)
+from slm_tf.tokenizers.normalize import pretokenize_py, pretokenize_tf
+
+CHINESE = ["我想查询我的账户余额。", "信用卡被盗了，怎么办？", "为什么我的转账还没到账", "汇率是多少？ABC银行",
+           "請問如何開通網上銀行", "我昨天在ATM取了500元，但是卡被吞了！"]
+TRICKY = ["Héllo, WORLD!! naïve café—résumé…", "tabs\tand\nnewlines\u00a0nbsp", "", "   ",
+          "emoji 😀 and symbols $%^&* ++", "x" * 150, "Ünïcödé ＦＵＬＬＷＩＤＴＨ ２０２４",
+          "zero\u200bwidth", "mixed 中文 and English, 好的!"]
+
+
+def _banking_texts(n=400):
+    with open(os.path.join(EMBEDDED_DIR, "banking77", "test.csv"), encoding="utf-8") as f:
+        return [row["text"] for row in csv.DictReader(f)][:n]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return _banking_texts(2000) + CHINESE * 3
+
+
+@pytest.mark.parametrize("lowercase,strip", [(True, True), (False, False)])
+def test_pretokenizers_agree(lowercase, strip):
+    texts = _banking_texts(200) + CHINESE + TRICKY
+    got = pretokenize_tf(tf.constant(texts), lowercase, strip).to_list()
+    want = [pretokenize_py(t, lowercase, strip) for t in texts]
+    assert [[w.decode() for w in row] for row in got] == want
+
+
+def test_pretokenizer_isolates_cjk_and_punctuation():
+    assert pretokenize_py("我的卡,Card!", True, True) == ["我", "的", "卡", ",", "card", "!"]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "char"])
+def test_in_graph_ids_equal_python_ids(corpus, kind):
+    tok = build_tokenizer(TokenizerConfig(tokenizer=kind, vocab_size=600), corpus)
+    texts = _banking_texts(400) + CHINESE + TRICKY
+    py = tok.encode(texts, 24)
+    graph = tok.tf_encode(tf.constant(texts), 24).numpy()
+    assert py.dtype == graph.dtype == np.int32
+    np.testing.assert_array_equal(py, graph)
+    assert (py[:, 0] == tok.cls_id).all()
+    assert (py == tok.unk_id).mean() < 0.2
+
+
+def test_wordpiece_learns_subwords_and_respects_size(corpus):
+    tok = WordPieceTokenizer.learn(corpus, vocab_size=500)
+    assert tok.vocab_size <= 500
+    assert tok.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert any(v.startswith("##") for v in tok.vocab)
+    pieces = tok.tokenize("unrecognizably")
+    assert len(pieces) > 1 and all(p.startswith("##") for p in pieces[1:])
+
+
+def test_bert_vocab_file_and_greedy_longest_match(tmp_path):
+    vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able",
+             "aff", "##a", "card", "!", "我"]
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = build_tokenizer(TokenizerConfig(vocab_file=str(path)), [])
+    assert tok.tokenize("Unaffable card! 我 xyz") == ["un", "##aff", "##able", "card", "!", "我",
+                                                     "[UNK]"]
+    ids = tok.encode(["unaffable"], 6)[0].tolist()
+    assert ids == [3, 6, 7, 8, 4, 0]
+    np.testing.assert_array_equal(tok.tf_encode(tf.constant(["unaffable"]), 6).numpy()[0], ids)
+    with pytest.raises(UserError, match="no such vocabulary file"):
+        build_tokenizer(TokenizerConfig(vocab_file=str(tmp_path / "nope.txt")), [])
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(UserError, match="lacks the special tokens"):
+        build_tokenizer(TokenizerConfig(vocab_file=str(bad)), [])
+
+
+def test_truncation_keeps_cls_and_sep():
+    tok = CharTokenizer.learn(["abcdef"], 50)
+    ids = tok.encode(["abcdefabcdef"], 5)[0]
+    assert ids.tolist() == [tok.cls_id, *[tok.token_to_id[c] for c in "abc"], tok.sep_id]
+
+
+@pytest.mark.parametrize("cls", [WordPieceTokenizer, CharTokenizer])
+def test_save_and_load_round_trip(tmp_path, corpus, cls):
+    tok = cls.learn(corpus, 300)
+    tok.save(str(tmp_path))
+    again = load_tokenizer(str(tmp_path))
+    assert type(again) is cls and again.vocab == tok.vocab
+    texts = CHINESE + _banking_texts(50)
+    np.testing.assert_array_equal(again.encode(texts, 16), tok.encode(texts, 16))

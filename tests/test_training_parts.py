@@ -1,0 +1,85 @@
+"""Optimizer schedule, metrics, config <-> flags."""
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+
+from conftest import REPO
+from slm_tf.config import define_flags, from_flags, parse_flagfile, validate
+from slm_tf.data.config import DataConfig
+from slm_tf.errors import UserError
+from slm_tf.models import ModelConfig
+from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.train.metrics import classification_report, expected_calibration_error
+from slm_tf.train.optim import WarmupDecay, make_optimizer
+from slm_tf.train.trainer import TrainConfig
+
+CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
+
+
+def test_warmup_then_linear_and_cosine_decay():
+    lin = WarmupDecay(1.0, warmup_steps=10, total_steps=110, decay="linear")
+    assert float(lin(0)) == 0.0 and float(lin(5)) == pytest.approx(0.5)
+    assert float(lin(10)) == pytest.approx(1.0) and float(lin(60)) == pytest.approx(0.5)
+    assert float(lin(110)) == pytest.approx(0.0) and float(lin(500)) == pytest.approx(0.0)
+    cos = WarmupDecay(1.0, 10, 110, "cosine")
+    assert float(cos(60)) == pytest.approx(0.5) and float(cos(35)) == pytest.approx(0.8535534)
+    assert WarmupDecay.from_config(lin.get_config()).get_config() == lin.get_config()
+
+
+def test_adamw_excludes_norms_and_biases_from_decay():
+    import tensorflow as tf
+    opt = make_optimizer(1e-3, 0.1, 1, 10, "linear")
+    kernel = tf.Variable(np.ones((2, 2), np.float32), name="dense/kernel")
+    bias = tf.Variable(np.ones(2, np.float32), name="dense/bias")
+    gamma = tf.Variable(np.ones(2, np.float32), name="block0_ffn_norm/gamma")
+    opt.build([kernel, bias, gamma])
+    assert not opt._use_weight_decay(bias) and not opt._use_weight_decay(gamma)
+    assert opt._use_weight_decay(kernel)
+
+
+def test_classification_report_by_hand():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    logits = np.eye(3)[pred] * 5
+    r = classification_report(y, logits, ["a", "b", "c"])
+    assert r["accuracy"] == pytest.approx(4 / 6)
+    # a: P=1/2 R=1/2 F=1/2; b: P=2/3 R=1 F=0.8; c: P=1 R=1/2 F=2/3
+    assert r["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert r["per_class"]["b"] == {"precision": pytest.approx(2 / 3), "recall": 1.0,
+                                   "f1": pytest.approx(0.8), "support": 2}
+    assert r["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    probs = np.array([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+    assert expected_calibration_error(probs, np.array([1, 1, 1, 1])) == pytest.approx(0.75)
+
+
+def test_flags_mirror_dataclasses_and_validate():
+    fv = flags.FlagValues()
+    for cls in CONFIGS:
+        define_flags(cls, fv)
+    fv(["x", "--model=bilstm", "--epochs=3", "--kernel_sizes=2,3", "--output_dir=o"])
+    assert from_flags(ModelConfig, fv).model == "bilstm"
+    assert from_flags(ModelConfig, fv).kernel_sizes == ["2", "3"]
+    assert from_flags(TrainConfig, fv).epochs == 3
+    assert all(fv[n].help and fv[n].help != n for cls in CONFIGS
+               for n in cls.__dataclass_fields__)
+    with pytest.raises(flags.IllegalFlagValueError, match="--epochs must be > 0"):
+        fv2 = flags.FlagValues()
+        define_flags(TrainConfig, fv2)
+        fv2(["x", "--epochs=0", "--output_dir=o"])
+    with pytest.raises(UserError, match="must be in"):
+        validate(DataConfig(validation_fraction=1.5))
+
+
+@pytest.mark.parametrize("recipe", sorted(f for f in os.listdir(os.path.join(REPO, "configs"))
+                                          if f.endswith(".flags")))
+def test_every_shipped_recipe_parses(recipe):
+    data, tok, model, train = parse_flagfile(CONFIGS, os.path.join(REPO, "configs", recipe),
+                                             ["--output_dir=x"])
+    assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow")
+    assert data.max_seq_len > 0 and train.epochs > 0
