@@ -179,3 +179,14 @@ def test_sigkill_mid_training_then_resume(tmp_path, data_dir):
     run = load_run(out)
     assert run.model.predict(run.tokenizer.encode(["card arrived?"], 24), verbose=0).shape == \
         (1, 20)
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "multi_worker"])
+def test_distribution_strategies_train(trained, tmp_path, strategy):
+    _, _, _, args = trained
+    out = str(tmp_path / strategy)
+    a = [x if not x.startswith("--output_dir") else f"--output_dir={out}" for x in args]
+    run_script("train", *a, "--on_bad_row=skip", "--epochs=1", f"--strategy={strategy}")
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert json.load(open(os.path.join(out, "config.json")))["train"]["strategy"] == strategy
+    assert m["accuracy"] > 0.3

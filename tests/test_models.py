@@ -9,7 +9,7 @@ from slm_tf.errors import UserError
 from slm_tf.models import MODELS, ModelConfig, build_model, describe
 from slm_tf.models.flops import flops_per_example
 
-ARCHS = ["transformer", "cnn", "bilstm", "bigru", "bow"]
+ARCHS = ["transformer", "cnn", "bilstm", "bigru", "bow", "bert"]
 
 
 def _ids(batch=4, length=16, real=10, seed=0):
@@ -41,7 +41,7 @@ def test_build_predict_save_reload(tmp_path, arch):
     assert info["flops_per_example"] > 0 and info["num_embedding_params"] > 0
 
 
-@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow", "bert"])
 def test_padding_does_not_change_predictions(arch):
     # Extra padding must be invisible: the masks cover attention and pooling.
     model = build_model(ModelConfig(model=arch, hidden_dim=32, embedding_dim=16, ff_dim=32,

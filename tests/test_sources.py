@@ -67,3 +67,35 @@ def test_training_batches_shuffle_by_seed(tmp_path):
     first = lambda seed: next(iter(make_dataset(data, "train", tok, cfg, True, seed)))[1].numpy()
     assert (first(1) == first(1)).all()
     assert not (first(1) == first(2)).all()
+
+
+def test_raw_corpus_builder(tmp_path, shared_data):
+    import csv as _csv
+    from slm_tf.data.pipeline import prepare_corpus
+    path = tmp_path / "abstracts.txt"
+    with open(os.path.join(shared_data, "medical_abstracts", "medical_tc_test.csv"),
+              encoding="utf-8") as f:
+        texts = [r["medical_abstract"] for r in _csv.DictReader(f)][:200]
+    path.write_text("\n\n".join(t.replace("\n", " ") for t in texts), encoding="utf-8")
+    builder = prepare_corpus(str(path), str(tmp_path / "tfds"), unit="paragraph",
+                             validation_fraction=0.1)
+    assert builder.info.splits["train"].num_examples == 180
+    assert builder.info.splits["validation"].num_examples == 20
+    docs = {r["source"].numpy().decode().rsplit(":", 1)[1]: r["text"].numpy().decode()
+            for split in ("train", "validation") for r in builder.as_dataset(split=split)}
+    assert len(docs) == 200
+    assert docs["1"] == texts[0].replace("\n", " ").strip()
+    assert docs["3"] == texts[1].replace("\n", " ").strip()
+
+
+def test_length_bucketing_pads_each_batch_to_its_longest(tmp_path):
+    cfg = DataConfig(data="banking77", data_dir=str(tmp_path), batch_size=16, max_seq_len=64,
+                     bucket_by_length=True)
+    data = prepare_data(cfg)
+    tok = CharTokenizer.learn(data.texts("train")[:500], 100)
+    widths = set()
+    for ids, _ in make_dataset(data, "train", tok, cfg, training=True, seed=0).take(40):
+        ids = ids.numpy()
+        widths.add(ids.shape[1])
+        assert ids.shape[1] <= 64 and (ids[:, -1] != 0).any()  # no all-padding column
+    assert len(widths) > 2

@@ -81,5 +81,5 @@ def test_flags_mirror_dataclasses_and_validate():
 def test_every_shipped_recipe_parses(recipe):
     data, tok, model, train = parse_flagfile(CONFIGS, os.path.join(REPO, "configs", recipe),
                                              ["--output_dir=x"])
-    assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow")
+    assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert")
     assert data.max_seq_len > 0 and train.epochs > 0

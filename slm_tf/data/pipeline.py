@@ -1,11 +1,14 @@
 """From a DataConfig to batched ``(ids, label)`` tf.data pipelines over prepared TFRecords."""
 import dataclasses
+import hashlib
+import os
 from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from slm_tf.data import sources, tfds_builders
+from slm_tf.data import readers, sources, tfds_builders
 from slm_tf.data.config import DataConfig
 
 
@@ -59,6 +62,31 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
     logging.info("data %s: %s, %d classes, prepared in %s", splits.name, splits.sizes(),
                  len(splits.label_names), tfds_builders.data_dir_of(builder))
     return PreparedData(splits.name, fp, splits.label_names, splits, builder)
+
+
+def prepare_corpus(path: str, data_dir: str, unit: str = "line",
+                   validation_fraction: float = 0.05, seed: int = 1234,
+                   on_bad_row: str = "error") -> tfds_builders.LocalTextCorpus:
+    """Prepares raw domain text (a .txt file or a folder of them) as a tfds dataset.
+
+    One document per line or per paragraph (``unit``); a deterministic ``validation`` split
+    of ``validation_fraction`` of the documents. Features: ``text``, ``source`` (file:line).
+    """
+    report = readers.read_corpus(path, unit, on_bad_row)
+    docs = report.examples
+    held = set(np.random.RandomState(seed).permutation(len(docs))[
+        :int(round(len(docs) * validation_fraction))].tolist())
+    splits = {"train": [d for i, d in enumerate(docs) if i not in held],
+              "validation": [d for i, d in enumerate(docs) if i in held]}
+    h = hashlib.sha1(repr((unit, validation_fraction, seed, on_bad_row)).encode())
+    for d in docs:
+        h.update(d.text.encode())
+    builder = tfds_builders.LocalTextCorpus(
+        config_name=f"{_safe(os.path.basename(os.path.normpath(path)))}-{h.hexdigest()[:12]}",
+        description=f"text corpus from {path} ({len(docs)} documents by {unit}; "
+                    f"{sum(report.skipped.values())} skipped)",
+        data_dir=data_dir, splits=splits)
+    return tfds_builders.prepare(builder)
 
 
 def _safe(name: str) -> str:

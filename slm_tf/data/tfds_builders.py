@@ -27,19 +27,38 @@ def _records(examples: List[Example], with_label: bool):
         yield i, record
 
 
-class LocalTextClassification(tfds.core.GeneratorBasedBuilder):
-    """Labelled local text (CSV/TSV/JSONL/folder or a registered dataset) as a tfds dataset."""
+class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
+    """Shared by the local builders: a runtime config named after the source fingerprint and
+    splits handed over already validated (abstract, so tfds does not register it)."""
 
     VERSION = tfds.core.Version(VERSION)
+    with_label = False
 
-    def __init__(self, *, config_name: str, label_names: List[str], description: str = "",
-                 citation: str = "", splits: Optional[dict] = None, **kwargs):
-        self._label_names = list(label_names)
+    def __init__(self, *, config_name: str, description: str = "",
+                 splits: Optional[dict] = None, **kwargs):
         self._description = description
-        self._citation_text = citation
         self._splits = splits
         super().__init__(config=tfds.core.BuilderConfig(name=config_name, version=VERSION,
                                                         description=description), **kwargs)
+
+    def _split_generators(self, dl_manager):
+        if self._splits is None:
+            raise RuntimeError("the source splits are needed to prepare the dataset")
+        return {name: self._generate_examples(name) for name, exs in self._splits.items() if exs}
+
+    def _generate_examples(self, split: str):
+        return _records(self._splits[split], with_label=self.with_label)
+
+
+class LocalTextClassification(_LocalBuilder):
+    """Labelled local text (CSV/TSV/JSONL/folder or a registered dataset) as a tfds dataset."""
+
+    with_label = True
+
+    def __init__(self, *, label_names: List[str], citation: str = "", **kwargs):
+        self._label_names = list(label_names)
+        self._citation_text = citation
+        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -56,26 +75,9 @@ class LocalTextClassification(tfds.core.GeneratorBasedBuilder):
             disable_shuffling=True,
         )
 
-    def _split_generators(self, dl_manager):
-        if self._splits is None:
-            raise RuntimeError("the source splits are needed to prepare the dataset")
-        return {name: self._generate_examples(name) for name, exs in self._splits.items() if exs}
 
-    def _generate_examples(self, split: str):
-        return _records(self._splits[split], with_label=True)
-
-
-class LocalTextCorpus(tfds.core.GeneratorBasedBuilder):
+class LocalTextCorpus(_LocalBuilder):
     """Raw domain text (no labels) as a tfds dataset with train/validation splits."""
-
-    VERSION = tfds.core.Version(VERSION)
-
-    def __init__(self, *, config_name: str, description: str = "",
-                 splits: Optional[dict] = None, **kwargs):
-        self._description = description
-        self._splits = splits
-        super().__init__(config=tfds.core.BuilderConfig(name=config_name, version=VERSION,
-                                                        description=description), **kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -83,14 +85,6 @@ class LocalTextCorpus(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({"text": tfds.features.Text(),
                                                  "source": tfds.features.Text()}),
             disable_shuffling=True)
-
-    def _split_generators(self, dl_manager):
-        if self._splits is None:
-            raise RuntimeError("the source splits are needed to prepare the dataset")
-        return {name: self._generate_examples(name) for name, exs in self._splits.items() if exs}
-
-    def _generate_examples(self, split: str):
-        return _records(self._splits[split], with_label=False)
 
 
 def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:

@@ -2,6 +2,7 @@
 import dataclasses
 from typing import Dict
 
+from slm_tf.models.bert import BertClassifier
 from slm_tf.models.base import INPUT_NAME, OUTPUT_NAME, ModelConfig, TextClassifier
 from slm_tf.models.bow import BagOfWordsClassifier
 from slm_tf.models.cnn import CNNClassifier
@@ -13,7 +14,7 @@ from slm_tf.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
 for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
-             BagOfWordsClassifier):
+             BagOfWordsClassifier, BertClassifier):
     MODELS.register(_cls.arch)(_cls)
 
 

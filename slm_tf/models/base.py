@@ -20,7 +20,7 @@ OUTPUT_NAME = "logits"
 @dataclasses.dataclass
 class ModelConfig:
     model: str = field("cnn", "Architecture from the model zoo.",
-                       choices=("transformer", "cnn", "bilstm", "bigru", "bow"))
+                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert"))
     embedding_dim: int = field(128, "Token embedding width (cnn, bilstm, bigru, bow).",
                                validate=positive, rule="> 0")
     hidden_dim: int = field(128, "Transformer width / recurrent units per direction / bow and "
@@ -37,6 +37,11 @@ class ModelConfig:
     kernel_sizes: list = field(["3", "4", "5"], "Convolution widths (cnn).")
     num_filters: int = field(128, "Filters per convolution width (cnn).", validate=positive,
                              rule="> 0")
+    layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
+                                  "checkpoint's config.json overrides it).", validate=positive,
+                                  rule="> 0")
+    init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
+                                 "model.safetensors, vocab.txt) to start from (model=bert).")
 
 
 @serializable

@@ -25,6 +25,9 @@ class TokenizerConfig:
                             "skips learning a vocabulary.")
     vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,
                             rule="> 0")
+    min_frequency: int = field(2, "Ignore words (wordpiece) or characters (char) seen fewer "
+                               "times in the training split when learning the vocabulary.",
+                               validate=positive, rule="> 0")
     lowercase: bool = field(True, "Lower-case text before tokenizing.")
     strip_accents: bool = field(True, "Drop combining accents (Unicode NFD) before tokenizing.")
 
@@ -38,7 +41,7 @@ def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokeniz
                                     "--vocab_file (one token per line, a BERT vocab.txt).")
         return cls(read_vocab(cfg.vocab_file), cfg.lowercase, cfg.strip_accents)
     return cls.learn(train_texts, cfg.vocab_size, lowercase=cfg.lowercase,
-                     strip_accents=cfg.strip_accents)
+                     strip_accents=cfg.strip_accents, min_frequency=cfg.min_frequency)
 
 
 def load_tokenizer(directory: str) -> Tokenizer:

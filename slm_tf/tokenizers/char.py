@@ -35,7 +35,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def learn(cls, texts: Iterable[str], vocab_size: int, lowercase: bool = True,
-              strip_accents: bool = False, min_frequency: int = 1) -> "CharTokenizer":
+              strip_accents: bool = False, min_frequency: int = 2) -> "CharTokenizer":
         """Keeps the ``vocab_size`` most frequent characters (ties broken by code point)."""
         counts = collections.Counter()
         for text in texts:

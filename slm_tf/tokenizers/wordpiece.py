@@ -68,7 +68,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def learn(cls, texts: Iterable[str], vocab_size: int, lowercase: bool = True,
-              strip_accents: bool = True) -> "WordPieceTokenizer":
+              strip_accents: bool = True, min_frequency: int = 2) -> "WordPieceTokenizer":
         """Learns a vocabulary of at most ``vocab_size`` pieces from ``texts``.
 
         Words come from our own pre-tokenizer, so the vocabulary matches how text is split at
@@ -78,6 +78,6 @@ class WordPieceTokenizer(Tokenizer):
         for text in texts:
             counts.update(pretokenize_py(text, lowercase, strip_accents))
         vocab = learner.learn(counts, vocab_size=vocab_size, reserved_tokens=list(SPECIAL_TOKENS),
-                              lower_thresh=2, num_iterations=4, max_unique_chars=2000,
+                              lower_thresh=min_frequency, num_iterations=4, max_unique_chars=2000,
                               include_joiner_token=True, joiner=SUFFIX)
         return cls(vocab, lowercase, strip_accents)

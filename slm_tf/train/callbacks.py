@@ -19,8 +19,10 @@ class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the best epoch on ``monitor`` and stops after ``patience`` epochs
     without improvement. Its state lives on disk, so a resumed run continues the count."""
 
-    def __init__(self, directory: str, monitor: str = "val_accuracy", patience: int = 3):
+    def __init__(self, directory: str, monitor: str = "val_accuracy", patience: int = 3,
+                 target: keras.Model = None):
         super().__init__()
+        self.target = target  # whose weights to keep (e.g. the student inside a Distiller)
         self.directory = directory
         self.monitor = monitor
         self.patience = patience
@@ -36,7 +38,7 @@ class BestWeights(keras.callbacks.Callback):
             return
         if self.state["best"] is None or value > self.state["best"]:
             with atomic_path(os.path.join(self.directory, BEST_WEIGHTS)) as tmp:
-                self.model.save_weights(tmp)
+                (self.target or self.model).save_weights(tmp)
             self.state.update(best=float(value), best_epoch=epoch, epochs_since_best=0)
         else:
             self.state["epochs_since_best"] += 1

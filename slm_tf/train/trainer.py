@@ -6,7 +6,6 @@ import shutil
 import time
 from typing import Dict, Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from absl import logging
@@ -14,14 +13,15 @@ from absl import logging
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
-from slm_tf.io_utils import write_json
+from slm_tf.io_utils import read_json, write_json
 from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
 from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import make_optimizer
-from slm_tf.train.strategies import STRATEGIES, make_strategy
+from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_evaluation, write_hparams
 
 
@@ -103,96 +103,168 @@ def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
     return report
 
 
+def from_checkpoint(exp: ExperimentConfig) -> ExperimentConfig:
+    """The experiment with the architecture and vocabulary of ``model.init_checkpoint``."""
+    ckpt = exp.model.init_checkpoint
+    model = config_from_checkpoint(ckpt, exp.model, exp.data.max_seq_len)
+    lower = True
+    tok_cfg_path = os.path.join(ckpt, "tokenizer_config.json")
+    if os.path.exists(tok_cfg_path):
+        lower = bool(read_json(tok_cfg_path).get("do_lower_case", True))
+    tokenizer = dataclasses.replace(exp.tokenizer, tokenizer="wordpiece",
+                                    vocab_file=os.path.join(ckpt, "vocab.txt"), lowercase=lower,
+                                    strip_accents=lower)
+    return dataclasses.replace(exp, model=model, tokenizer=tokenizer)
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Where a run writes, and whether it resumes an interrupted one."""
+    run_dir: str
+    resuming: bool
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.run_dir, artifacts.CHECKPOINT_DIR)
+
+    @property
+    def backup_dir(self) -> str:
+        return os.path.join(self.checkpoint_dir, "backup")
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.run_dir, artifacts.LOG_DIR)
+
+
+def start_run(tcfg: TrainConfig) -> RunContext:
+    """Creates the run directory, seeds everything, and detects a resumable checkpoint.
+
+    Without one, checkpoint state left by an earlier finished run is cleared.
+    """
+    run_dir = os.path.abspath(tcfg.output_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    seed_everything(tcfg.seed, tcfg.deterministic)
+    ctx = RunContext(run_dir, _has_files(os.path.join(run_dir, artifacts.CHECKPOINT_DIR,
+                                                      "backup")))
+    if not ctx.resuming and os.path.isdir(ctx.checkpoint_dir):
+        shutil.rmtree(ctx.checkpoint_dir)
+    return ctx
+
+
+@dataclasses.dataclass
+class FitResult:
+    epochs_run: int
+    train_seconds: float
+    examples_per_s: float
+    resumed_at_epoch: int
+    best_epoch: int
+
+
+def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
+        steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=()) -> FitResult:
+    """``model.fit`` with checkpoint/resume, best-weights + early stopping, LR and throughput
+    logging and TensorBoard; afterwards ``keep`` (default ``model``) holds the best weights."""
+    keep = keep or model
+    best = BestWeights(ctx.checkpoint_dir, "val_accuracy", tcfg.early_stopping_patience,
+                       target=keep)
+    throughput, resume = Throughput(batch_size), ResumeTracker()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(ctx.backup_dir,
+                                         save_freq=tcfg.checkpoint_every_steps or "epoch"),
+        resume, LearningRateLogger(), best, throughput,
+        *extra_callbacks,
+        keras.callbacks.TensorBoard(ctx.log_dir, update_freq=max(1, steps_per_epoch // 10)),
+    ]
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
+                        callbacks=callbacks, verbose=_verbosity())
+    seconds = time.perf_counter() - start
+    best.restore_best(keep)
+    return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
+                     resume.start_epoch or 0, best.state["best_epoch"] + 1)
+
+
+def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data: PreparedData,
+               data_cfg: DataConfig, result: FitResult, extra: Optional[Dict] = None) -> Dict:
+    """Evaluates ``model`` on validation and test, writes every artifact, returns the metrics.
+
+    ``metrics.json`` is written last: its presence marks the run complete.
+    """
+    info = describe(model, data_cfg.max_seq_len)
+    val = evaluate_split(model, data, "validation", tokenizer, data_cfg, data.label_names)
+    test = evaluate_split(model, data, "test", tokenizer, data_cfg, data.label_names,
+                          log_dir=os.path.join(ctx.log_dir, "eval"))
+    metrics = {
+        **{k: test[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
+                                "num_examples", "eval_examples_per_s")},
+        **info,
+        "train_examples_per_s": result.examples_per_s,
+        "train_seconds": result.train_seconds,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "resumed_at_epoch": result.resumed_at_epoch,
+        "validation": {k: val[k] for k in ("accuracy", "macro_f1")},
+        **(extra or {}),
+        "per_class": test["per_class"],
+        "confusion_matrix": test["confusion_matrix"],
+        "data": data.summary(),
+        "tokenizer": {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
+    }
+    write_hparams(os.path.join(ctx.log_dir, "hparams"),
+                  {f"{section}.{k}": v for section, d in config.items() if isinstance(d, dict)
+                   for k, v in d.items()
+                   if section != "data" or k in ("data", "max_seq_len", "batch_size")},
+                  {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]})
+    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len)
+    artifacts.save_labels(ctx.run_dir, data.label_names)
+    write_json(os.path.join(ctx.run_dir, artifacts.CONFIG_FILE), config)
+    write_json(os.path.join(ctx.run_dir, artifacts.METRICS_FILE), metrics)
+    return metrics
+
+
 def train(exp: ExperimentConfig) -> Dict:
     """Trains, evaluates on validation and test, and writes a complete run directory.
 
     Rerunning the same command after a crash resumes from the last checkpoint.
     """
     tcfg, dcfg = exp.train, exp.data
-    run_dir = os.path.abspath(tcfg.output_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    seed_everything(tcfg.seed, tcfg.deterministic)
-    ckpt_dir = os.path.join(run_dir, artifacts.CHECKPOINT_DIR)
-    backup_dir = os.path.join(ckpt_dir, "backup")
-    resuming = _has_files(backup_dir)
-    if not resuming and os.path.isdir(ckpt_dir):
-        shutil.rmtree(ckpt_dir)  # state of an earlier, finished run in the same directory
+    ctx = start_run(tcfg)
     data = prepare_data(dcfg)
-    tokenizer = prepare_tokenizer(exp.tokenizer, data, run_dir, resuming)
-    n_train = len(data.splits.train)
-    steps_per_epoch = math.ceil(n_train / dcfg.batch_size)
+    if exp.model.init_checkpoint:
+        exp = from_checkpoint(exp)
+    tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
+    steps_per_epoch = math.ceil(len(data.splits.train) / dcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
 
-    strategy = make_strategy(tcfg.strategy)
-    with strategy.scope():
+    with make_strategy(tcfg.strategy).scope():
         model = build_model(exp.model, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len)
-        model.compile(
-            optimizer=make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
-                                     int(total_steps * tcfg.warmup_fraction), total_steps,
-                                     tcfg.decay),
-            loss=_loss(tcfg.label_smoothing, data.num_classes),
-            metrics=["accuracy"])
-    info = describe(model, dcfg.max_seq_len)
-    logging.info("%s: %s", exp.model.model, info)
+        if exp.model.init_checkpoint:
+            n = load_checkpoint_weights(model, exp.model.init_checkpoint)
+            logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+        model.compile(optimizer=optimizer_for(tcfg, total_steps),
+                      loss=_loss(tcfg.label_smoothing), metrics=["accuracy"])
+    logging.info("%s: %s", exp.model.model, describe(model, dcfg.max_seq_len))
 
     train_ds = make_dataset(data, "train", tokenizer, dcfg, training=True, seed=tcfg.seed)
-    if tcfg.label_smoothing:
-        train_ds = train_ds.map(lambda x, y: (x, tf.one_hot(y, data.num_classes)))
     val_ds = make_dataset(data, "validation", tokenizer, dcfg, training=False)
     if tcfg.label_smoothing:
-        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, data.num_classes)))
+        one_hot = lambda x, y: (x, tf.one_hot(y, data.num_classes))
+        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
+    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size)
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result)
 
-    log_dir = os.path.join(run_dir, artifacts.LOG_DIR)
-    best = BestWeights(ckpt_dir, "val_accuracy", tcfg.early_stopping_patience)
-    throughput, resume = Throughput(dcfg.batch_size), ResumeTracker()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir,
-                                         save_freq=tcfg.checkpoint_every_steps or "epoch"),
-        resume, LearningRateLogger(), best, throughput,
-        keras.callbacks.TensorBoard(log_dir, update_freq=max(1, steps_per_epoch // 10)),
-    ]
-    start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                        callbacks=callbacks, verbose=_verbosity())
-    train_seconds = time.perf_counter() - start
-    best.restore_best(model)
 
-    step = total_steps
-    val = evaluate_split(model, data, "validation", tokenizer, dcfg, data.label_names)
-    test = evaluate_split(model, data, "test", tokenizer, dcfg, data.label_names,
-                          log_dir=os.path.join(log_dir, "eval"), step=step)
-    metrics = {
-        **{k: test[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
-                                "num_examples", "eval_examples_per_s")},
-        **info,
-        "train_examples_per_s": throughput.examples_per_s,
-        "train_seconds": train_seconds,
-        "epochs_run": len(history.history.get("loss", [])),
-        "best_epoch": best.state["best_epoch"] + 1,
-        "resumed_at_epoch": resume.start_epoch or 0,
-        "validation": {k: val[k] for k in ("accuracy", "macro_f1")},
-        "per_class": test["per_class"],
-        "confusion_matrix": test["confusion_matrix"],
-        "data": data.summary(),
-        "tokenizer": {"type": exp.tokenizer.tokenizer, "vocab_size": tokenizer.vocab_size},
-    }
-    write_hparams(os.path.join(log_dir, "hparams"),
-                  {f"{section}.{k}": v for section, d in exp.to_dict().items()
-                   for k, v in d.items() if section != "data" or k in ("data", "max_seq_len",
-                                                                       "batch_size")},
-                  {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]})
-    artifacts.save_model(run_dir, model, tokenizer, dcfg.max_seq_len)
-    artifacts.save_labels(run_dir, data.label_names)
-    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
-    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), metrics)
-    return metrics
+def optimizer_for(tcfg: TrainConfig, total_steps: int):
+    """AdamW with the run's schedule over ``total_steps``."""
+    return make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
+                          int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay)
 
 
 def _has_files(directory: str) -> bool:
     return os.path.isdir(directory) and any(files for _, _, files in os.walk(directory))
 
 
-def _loss(label_smoothing: float, num_classes: int):
+def _loss(label_smoothing: float):
     if label_smoothing:
         return keras.losses.CategoricalCrossentropy(from_logits=True,
                                                     label_smoothing=label_smoothing)

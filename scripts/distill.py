@@ -1,0 +1,49 @@
+"""Distil a fine-tuned teacher run into a small zoo student.
+
+  python scripts/distill.py --teacher_dir=runs/teacher --model=cnn --temperature=4 --alpha=0.5 \
+      --data=banking77 --output_dir=runs/student
+  (--student is an alias of --model)
+
+The teacher's outputs are computed once and cached under --data_dir (--nocache_teacher runs it
+online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer set. The output
+directory is a normal run: evaluate.py and export work on the student unchanged.
+"""
+import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+from absl import app, flags
+
+from slm_tf.cli import friendly_errors, print_table
+from slm_tf.config import define_flags, from_flags
+from slm_tf.data.config import DataConfig
+from slm_tf.distill.augment import AugmentConfig
+from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+from slm_tf.errors import UserError
+from slm_tf.models import ModelConfig
+from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.train.trainer import TrainConfig
+
+CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DistillConfig, AugmentConfig)
+for _cfg in CONFIGS:
+    define_flags(_cfg)
+flags.DEFINE_alias("student", "model")
+FLAGS = flags.FLAGS
+
+
+@friendly_errors
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
+    m = distill(exp)
+    print()
+    print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
+                  f"{m['teacher_accuracy']:.4f}", f"{m['teacher_agreement']:.4f}",
+                  f"{m['num_params']:,}", f"{m['teacher_num_params']:,}",
+                  f"{m['train_examples_per_s']:.0f}"]],
+                ["data", "student", "student acc", "teacher acc", "agreement", "student params",
+                 "teacher params", "train ex/s"])
+    print(f"\nstudent run: {exp.train.output_dir}; TensorBoard: tensorboard --logdir "
+          f"{exp.train.output_dir}/logs")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,83 @@
+"""Teacher outputs computed once and cached as TFRecords next to the prepared data.
+
+A cache entry is keyed by the teacher's weights, the data, the split and the transfer-set
+options, so many students and hyper-parameters reuse one teacher pass.
+"""
+import hashlib
+import os
+import sys
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from slm_tf.io_utils import atomic_path
+from slm_tf.tokenizers import Tokenizer
+
+CACHE_DIR = "teacher_cache"
+
+
+def teacher_logits(model: keras.Model, tokenizer: Tokenizer, texts: Sequence[str],
+                   max_seq_len: int, batch_size: int = 128) -> np.ndarray:
+    """The teacher's logits for ``texts`` (tokenized in-graph), with a progress bar."""
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+    ds = ds.batch(batch_size).map(lambda t: tokenizer.tf_encode(t, max_seq_len))
+    verbose = 1 if sys.stdout.isatty() else 2  # a live bar on a terminal, one line in logs
+    return model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose).astype(np.float32)
+
+
+def cache_key(*parts) -> str:
+    """A short hash of everything that determines a cache entry."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(repr(part).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes (the teacher's weights)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_cache(path: str, texts: Sequence[str], labels: Sequence[int],
+                logits: np.ndarray) -> None:
+    """Writes (text, label, teacher_logits) records atomically."""
+    with atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for text, label, row in zip(texts, labels, logits):
+                ex = tf.train.Example(features=tf.train.Features(feature={
+                    "text": tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[text.encode("utf-8")])),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                    "teacher_logits": tf.train.Feature(float_list=tf.train.FloatList(
+                        value=row.tolist())),
+                }))
+                writer.write(ex.SerializeToString())
+
+
+def read_cache(path: str, num_classes: int) -> tf.data.Dataset:
+    """``(text, label, teacher_logits)`` records of a cache file."""
+    spec = {"text": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "teacher_logits": tf.io.FixedLenFeature([num_classes], tf.float32)}
+    parse = lambda r: tf.io.parse_single_example(r, spec)
+    return tf.data.TFRecordDataset(path).map(
+        lambda r: (lambda e: (e["text"], tf.cast(e["label"], tf.int32), e["teacher_logits"]))(
+            parse(r)))
+
+
+def cached_teacher_outputs(path: str, model, tokenizer: Tokenizer, texts: List[str],
+                           labels: List[int], max_seq_len: int) -> Tuple[str, bool]:
+    """Returns the cache file for this transfer set, computing it only if it is missing."""
+    if os.path.exists(path):
+        logging.info("teacher outputs: reusing the cache %s", path)
+        return path, True
+    logging.info("teacher outputs: computing %d examples once, caching in %s", len(texts), path)
+    write_cache(path, texts, labels, teacher_logits(model, tokenizer, texts, max_seq_len))
+    return path, False

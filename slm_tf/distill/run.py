@@ -1,0 +1,186 @@
+"""Distil a fine-tuned teacher run into a zoo student: the transfer set, cached or online
+teacher outputs, the Distiller fit, and a complete student run directory."""
+import dataclasses
+import math
+import os
+from typing import Dict, List, Tuple
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from slm_tf.config import field, non_negative, positive, to_dict
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
+from slm_tf.data.readers import DataError, read_corpus
+from slm_tf.distill import cache
+from slm_tf.distill.augment import AugmentConfig, augment_texts, embedding_neighbours
+from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, TEACHER_LOGITS, Distiller
+from slm_tf.errors import UserError
+from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.tokenizers import Tokenizer, TokenizerConfig
+from slm_tf.tokenizers.normalize import pretokenize_py
+from slm_tf.train import artifacts
+from slm_tf.train.artifacts import Run, load_run
+from slm_tf.train.metrics import classification_report, predict_logits
+from slm_tf.train.trainer import (TrainConfig, finish_run, fit, optimizer_for,
+                                  prepare_tokenizer, start_run)
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    teacher_dir: str = field("", "Run directory of the fine-tuned teacher (train.py output).",
+                             validate=bool, rule="set (e.g. --teacher_dir=runs/teacher)")
+    temperature: float = field(4.0, "Softmax temperature T of the soft targets.",
+                               validate=positive, rule="> 0")
+    alpha: float = field(0.5, "Weight of the hard-label cross-entropy; 1 - alpha weighs the "
+                         "T^2-scaled KL term.", validate=lambda a: 0.0 <= a <= 1.0,
+                         rule="in [0, 1]")
+    temperature_schedule: str = field("constant", "constant, or linear: anneal T to 1 over "
+                                      "the epochs.", choices=("constant", "linear"))
+    cache_teacher: bool = field(True, "Compute the teacher's outputs once and cache them as "
+                                "TFRecords under --data_dir (else run the teacher online).")
+    unlabeled_data: str = field("", "Unlabeled domain text (.txt file or folder) added to the "
+                                "transfer set; the teacher labels it softly.")
+    unlabeled_unit: str = field("line", "One unlabeled document per line or per paragraph.",
+                                choices=("line", "paragraph"))
+    max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",
+                               validate=non_negative, rule=">= 0")
+
+
+@dataclasses.dataclass
+class DistillExperiment:
+    data: DataConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    train: TrainConfig
+    distill: DistillConfig
+    augment: AugmentConfig
+
+    def to_dict(self) -> Dict:
+        return {k: to_dict(getattr(self, k)) for k in
+                ("data", "tokenizer", "model", "train", "distill", "augment")}
+
+
+class TemperatureSchedule(keras.callbacks.Callback):
+    """Linearly anneals the Distiller's temperature from T to 1 over the epochs."""
+
+    def __init__(self, start: float, epochs: int):
+        super().__init__()
+        self.start, self.epochs = start, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        frac = epoch / max(self.epochs - 1, 1)
+        self.model.temperature.assign(self.start + (1.0 - self.start) * frac)
+
+
+def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment
+                 ) -> Tuple[List[str], List[int], Dict[str, int]]:
+    """Training texts and labels, plus augmented and unlabeled texts labelled -1."""
+    texts, labels = data.texts("train"), data.labels("train")
+    counts = {"labelled": len(texts), "augmented": 0, "unlabeled": 0}
+    if exp.augment.augment_copies:
+        words = {w for t in texts for w in pretokenize_py(t, True, True)}
+        emb = teacher.model.get_layer(index=_embedding_index(teacher.model)).get_weights()[0]
+        neighbours = embedding_neighbours(teacher.tokenizer.vocab, emb, sorted(words))
+        extra = augment_texts(texts, exp.augment, neighbours)
+        counts["augmented"] = len(extra)
+        texts, labels = texts + extra, labels + [-1] * len(extra)
+    if exp.distill.unlabeled_data:
+        docs = read_corpus(exp.distill.unlabeled_data, exp.distill.unlabeled_unit,
+                           exp.data.on_bad_row).examples[:exp.distill.max_unlabeled]
+        counts["unlabeled"] = len(docs)
+        texts, labels = texts + [d.text for d in docs], labels + [-1] * len(docs)
+    return texts, labels, counts
+
+
+def _embedding_index(model) -> int:
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.Embedding):
+            return i
+    raise UserError("the teacher has no Embedding layer to draw neighbour words from; "
+                    "set --augment_copies=0")
+
+
+def _check_labels(teacher: Run, data: PreparedData) -> None:
+    if list(teacher.label_names) != list(data.label_names):
+        raise DataError(f"the teacher in {teacher.run_dir} was trained on labels "
+                        f"{teacher.label_names[:5]}... but --data={data.name} has "
+                        f"{data.label_names[:5]}...; distil on the teacher's own dataset.")
+
+
+def distill_dataset(source: tf.data.Dataset, student_tok: Tokenizer, teacher: Run,
+                    dcfg: DataConfig, training: bool, seed: int) -> tf.data.Dataset:
+    """Batches of ``({student_ids, teacher_logits | teacher_ids}, label)``.
+
+    ``source`` yields ``(text, label, teacher_logits)`` (a cache) or ``(text, label)`` (the
+    teacher then runs online on its own ids). Each model gets its own tokenizer's ids.
+    """
+    def encode(text, label, logits=None):
+        inputs = {STUDENT_IDS: student_tok.tf_encode(text, dcfg.max_seq_len)}
+        if logits is None:
+            inputs[TEACHER_IDS] = teacher.tokenizer.tf_encode(text, teacher.max_seq_len)
+        else:
+            inputs[TEACHER_LOGITS] = logits
+        return inputs, label
+
+    ds = source.batch(1024).map(encode).unbatch().cache()
+    if training:
+        ds = ds.shuffle(200000, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(dcfg.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def teacher_source(exp, teacher: Run, data: PreparedData, split: str, texts: List[str],
+                   labels: List[int]) -> tf.data.Dataset:
+    """The transfer examples of ``split`` with cached teacher logits, or without (online)."""
+    if not exp.distill.cache_teacher:
+        return tf.data.Dataset.from_tensor_slices((texts, tf.constant(labels, tf.int32)))
+    key = cache.cache_key(cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)),
+                          teacher.max_seq_len, data.fingerprint, split, len(texts),
+                          to_dict(exp.augment) if split == "train" else None,
+                          exp.distill.unlabeled_data, exp.distill.max_unlabeled)
+    path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
+    cache.cached_teacher_outputs(path, teacher.model, teacher.tokenizer, texts, labels,
+                                 teacher.max_seq_len)
+    return cache.read_cache(path, data.num_classes)
+
+
+def distill(exp: DistillExperiment) -> Dict:
+    """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
+    whose model is the student alone (so evaluation and export treat it like any run)."""
+    tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
+    ctx = start_run(tcfg)
+    teacher = load_run(kcfg.teacher_dir)
+    data = prepare_data(dcfg)
+    _check_labels(teacher, data)
+    student_tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
+    texts, labels, counts = transfer_set(data, teacher, exp)
+    val_texts, val_labels = data.texts("validation"), data.labels("validation")
+    train_ds = distill_dataset(teacher_source(exp, teacher, data, "train", texts, labels),
+                               student_tok, teacher, dcfg, True, tcfg.seed)
+    val_ds = distill_dataset(teacher_source(exp, teacher, data, "validation", val_texts,
+                                            val_labels), student_tok, teacher, dcfg, False,
+                             tcfg.seed)
+    steps_per_epoch = math.ceil(len(texts) / dcfg.batch_size)
+    student = build_model(exp.model, student_tok.vocab_size, data.num_classes, dcfg.max_seq_len)
+    distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
+                          kcfg.temperature, kcfg.alpha)
+    distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
+    logging.info("student %s: %s; transfer set %s", exp.model.model,
+                 describe(student, dcfg.max_seq_len), counts)
+    if kcfg.temperature_schedule == "linear":
+        logging.info("temperature annealed linearly from %.2f to 1", kcfg.temperature)
+    result = fit(distiller, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=student, extra_callbacks=[TemperatureSchedule(kcfg.temperature, tcfg.epochs)]
+                 if kcfg.temperature_schedule == "linear" else [])
+    s_logits, _ = predict_logits(student, make_dataset(data, "test", student_tok, dcfg, False))
+    t_logits, y = predict_logits(teacher.model, make_dataset(
+        data, "test", teacher.tokenizer, dataclasses.replace(dcfg, max_seq_len=teacher.max_seq_len),
+        False))
+    teacher_test = classification_report(y, t_logits, data.label_names)
+    extra = {"teacher_accuracy": teacher_test["accuracy"],
+             "teacher_macro_f1": teacher_test["macro_f1"],
+             "teacher_num_params": teacher.model.count_params(),
+             "teacher_agreement": float((s_logits.argmax(1) == t_logits.argmax(1)).mean()),
+             "transfer_set": counts, "cached_teacher": kcfg.cache_teacher}
+    return finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)
