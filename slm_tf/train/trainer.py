@@ -105,8 +105,8 @@ def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
 
 def from_checkpoint(exp: ExperimentConfig) -> ExperimentConfig:
     """The experiment with the architecture and vocabulary of ``model.init_checkpoint``."""
-    ckpt = exp.model.init_checkpoint
-    model = config_from_checkpoint(ckpt, exp.model, exp.data.max_seq_len)
+    model = config_from_checkpoint(exp.model.init_checkpoint, exp.model, exp.data.max_seq_len)
+    ckpt = model.init_checkpoint  # resolved to a directory
     lower = True
     tok_cfg_path = os.path.join(ckpt, "tokenizer_config.json")
     if os.path.exists(tok_cfg_path):
