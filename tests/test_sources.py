@@ -99,3 +99,19 @@ def test_length_bucketing_pads_each_batch_to_its_longest(tmp_path):
         widths.add(ids.shape[1])
         assert ids.shape[1] <= 64 and (ids[:, -1] != 0).any()  # no all-padding column
     assert len(widths) > 2
+
+
+def test_token_dropout_replaces_only_real_tokens(tmp_path):
+    cfg = DataConfig(data="banking77", data_dir=str(tmp_path), batch_size=256, max_seq_len=32,
+                     token_dropout=0.3)
+    data = prepare_data(cfg)
+    tok = CharTokenizer.learn(data.texts("train")[:500], 100)
+    plain = DataConfig(**{**cfg.__dict__, "token_dropout": 0.0})
+    a, _ = next(iter(make_dataset(data, "train", tok, plain, True, seed=0)))
+    b, _ = next(iter(make_dataset(data, "train", tok, cfg, True, seed=0)))
+    a, b = a.numpy(), b.numpy()
+    changed = a != b
+    assert (b[changed] == tok.unk_id).all()
+    assert not changed[:, 0].any() and not changed[a == 0].any() and not changed[a == tok.sep_id].any()
+    real = (a > 0) & (a != tok.cls_id) & (a != tok.sep_id) & (a != tok.unk_id)
+    assert 0.25 < changed[real].mean() < 0.35

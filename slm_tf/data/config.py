@@ -34,5 +34,8 @@ class DataConfig:
     batch_size: int = field(64, "Examples per training batch.", validate=positive, rule="> 0")
     bucket_by_length: bool = field(False, "Batch examples of similar length together and pad "
                                    "each batch only to its longest member (training only).")
+    token_dropout: float = field(0.0, "Training only: replace each token by [UNK] with this "
+                                 "probability (word dropout, a regularizer).",
+                                 validate=fraction, rule="in [0, 1)")
     shuffle_buffer: int = field(20000, "Shuffle buffer size (examples).", validate=positive,
                                 rule="> 0")

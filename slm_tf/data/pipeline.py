@@ -93,6 +93,13 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower())[:40] or "data"
 
 
+def token_dropout(ids: tf.Tensor, tokenizer, rate: float, seed: int) -> tf.Tensor:
+    """Replaces each real token (not padding, [CLS] or [SEP]) by [UNK] with probability ``rate``."""
+    real = (ids != tokenizer.pad_id) & (ids != tokenizer.cls_id) & (ids != tokenizer.sep_id)
+    drop = tf.random.uniform(tf.shape(ids), seed=seed) < rate
+    return tf.where(real & drop, tf.constant(tokenizer.unk_id, ids.dtype), ids)
+
+
 def make_dataset(data: PreparedData, split: str, tokenizer, cfg: DataConfig, training: bool,
                  seed: int = 0, label_remap: Optional[List[int]] = None) -> tf.data.Dataset:
     """Batched ``(ids[int32, B x L], label[int32, B])`` for one split.
@@ -113,6 +120,8 @@ def make_dataset(data: PreparedData, split: str, tokenizer, cfg: DataConfig, tra
     ds = ds.cache()
     if training:
         ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if cfg.token_dropout:
+            ds = ds.map(lambda ids, y: (token_dropout(ids, tokenizer, cfg.token_dropout, seed), y))
     if training and cfg.bucket_by_length:
         step = max(8, cfg.max_seq_len // 8)
         bounds = list(range(step, cfg.max_seq_len, step))

@@ -4,14 +4,14 @@ import json
 import os
 import time
 
-import tensorflow as tf
+import numpy as np
 import tf_keras as keras
 from absl import logging
 
 from slm_tf.io_utils import atomic_path, write_json
 from slm_tf.train.optim import current_learning_rate
 
-BEST_WEIGHTS = "best.weights.h5"
+BEST_WEIGHTS = "best_weights.npz"
 BEST_STATE = "best.json"
 
 
@@ -37,8 +37,10 @@ class BestWeights(keras.callbacks.Callback):
         if value is None:
             return
         if self.state["best"] is None or value > self.state["best"]:
+            # Plain arrays (not .weights.h5): they load into mirrored variables as well.
+            weights = (self.target or self.model).get_weights()
             with atomic_path(os.path.join(self.directory, BEST_WEIGHTS)) as tmp:
-                (self.target or self.model).save_weights(tmp)
+                np.savez(tmp, *weights)
             self.state.update(best=float(value), best_epoch=epoch, epochs_since_best=0)
         else:
             self.state["epochs_since_best"] += 1
@@ -52,7 +54,8 @@ class BestWeights(keras.callbacks.Callback):
     def restore_best(self, model) -> None:
         path = os.path.join(self.directory, BEST_WEIGHTS)
         if os.path.exists(path):
-            model.load_weights(path)
+            with np.load(path) as f:
+                model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
 
 
 class LearningRateLogger(keras.callbacks.Callback):
