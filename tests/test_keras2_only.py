@@ -51,3 +51,4 @@ def test_sources_never_import_keras3():
                     if re.search(r"^\s*(import keras\b|from keras\b)", text, re.M):
                         offenders.append(f)
     assert not offenders
+
