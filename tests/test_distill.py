@@ -122,3 +122,33 @@ def test_augmentation_masks_replaces_and_samples_ngrams():
     joined = " ".join(out)
     assert MASK_WORD in joined and ("cards" in joined or "cash" in joined)
     assert any(len(t.split()) < 7 and MASK_WORD not in t for t in out)  # n-gram samples
+
+
+def test_feature_distillation_online_and_cached_agree(tmp_path):
+    from slm_tf.distill import with_features
+    ids, y = _toy(2)
+    teacher = build_model(ModelConfig(model="transformer", hidden_dim=16, ff_dim=32), 60, 3, 10)
+    logits, feats = with_features(teacher).predict(ids, verbose=0)
+    assert feats.shape == (256, 16)
+    path = str(tmp_path / "c.tfrecord")
+    write_cache(path, [str(i) for i in range(len(ids))], y, logits, feats)
+    rows = list(read_cache(path, 3, 16).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([r[3] for r in rows]), feats)
+    histories, weights = [], []
+    for inputs in ({"student_ids": ids, "teacher_ids": ids},
+                   {"student_ids": ids, "teacher_logits": logits, "teacher_features": feats}):
+        keras.utils.set_random_seed(5)
+        student = build_model(ModelConfig(model="bow", embedding_dim=8, hidden_dim=8), 60, 3, 10)
+        online = "teacher_ids" in inputs
+        d = Distiller(student, teacher if online else None, 2.0, 0.5, feature_weight=1.0,
+                      teacher_feature_dim=None if online else 16)
+        d.compile(optimizer=keras.optimizers.Adam(1e-2))
+        h = d.fit(inputs, y, epochs=3, batch_size=64, shuffle=False, verbose=0).history
+        histories.append(h["feature_loss"])
+        weights.append(student.get_weights())
+        assert h["feature_loss"][-1] < h["feature_loss"][0]
+        assert d.projection.kernel.shape == (8, 16)  # student width -> teacher width
+        assert not any("projection" in w.name for w in student.weights)
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -63,10 +63,13 @@ def test_online_teacher_and_label_mismatch(teacher, data_dir, tmp_path):
                      "--text_column=utterance", "--label_column=intent", f"--data_dir={data_dir}",
                      "--student=bow", "--embedding_dim=16", "--hidden_dim=16",
                      "--max_seq_len=24", "--epochs=1", "--nocache_teacher",
+                     "--feature_weight=0.5",
                      f"--output_dir={tmp_path / 'online'}")
     assert "computing" not in out.stderr
     m = json.load(open(tmp_path / "online" / "metrics.json"))
     assert m["cached_teacher"] is False
+    from test_end_to_end import _tags
+    assert "epoch_feature_loss" in _tags(str(tmp_path / "online" / "logs"))
     bad = run_script("distill", f"--teacher_dir={teacher_dir}", "--data=banking77",
                      f"--data_dir={data_dir}", f"--output_dir={tmp_path / 'bad'}", check=False)
     assert bad.returncode == 2 and "distil on the teacher's own dataset" in bad.stderr

@@ -6,7 +6,7 @@ options, so many students and hyper-parameters reuse one teacher pass.
 import hashlib
 import os
 import sys
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,13 +19,14 @@ from slm_tf.tokenizers import Tokenizer
 CACHE_DIR = "teacher_cache"
 
 
-def teacher_logits(model: keras.Model, tokenizer: Tokenizer, texts: Sequence[str],
-                   max_seq_len: int, batch_size: int = 128) -> np.ndarray:
-    """The teacher's logits for ``texts`` (tokenized in-graph), with a progress bar."""
+def teacher_outputs(model: keras.Model, tokenizer: Tokenizer, texts: Sequence[str],
+                    max_seq_len: int, batch_size: int = 128):
+    """The model's outputs for ``texts`` (tokenized in-graph), with a progress bar: logits,
+    or ``[logits, features]`` for a model built with ``with_features``."""
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
     ds = ds.batch(batch_size).map(lambda t: tokenizer.tf_encode(t, max_seq_len))
     verbose = 1 if sys.stdout.isatty() else 2  # a live bar on a terminal, one line in logs
-    return model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose).astype(np.float32)
+    return model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose)
 
 
 def cache_key(*parts) -> str:
@@ -45,39 +46,53 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def write_cache(path: str, texts: Sequence[str], labels: Sequence[int],
-                logits: np.ndarray) -> None:
-    """Writes (text, label, teacher_logits) records atomically."""
+def _floats(row) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(row).tolist()))
+
+
+def write_cache(path: str, texts: Sequence[str], labels: Sequence[int], logits: np.ndarray,
+                features: Optional[np.ndarray] = None) -> None:
+    """Writes (text, label, teacher_logits[, teacher_features]) records atomically."""
     with atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
-            for text, label, row in zip(texts, labels, logits):
-                ex = tf.train.Example(features=tf.train.Features(feature={
+            for i, (text, label) in enumerate(zip(texts, labels)):
+                feature = {
                     "text": tf.train.Feature(bytes_list=tf.train.BytesList(
                         value=[text.encode("utf-8")])),
                     "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-                    "teacher_logits": tf.train.Feature(float_list=tf.train.FloatList(
-                        value=row.tolist())),
-                }))
+                    "teacher_logits": _floats(logits[i]),
+                }
+                if features is not None:
+                    feature["teacher_features"] = _floats(features[i])
+                ex = tf.train.Example(features=tf.train.Features(feature=feature))
                 writer.write(ex.SerializeToString())
 
 
-def read_cache(path: str, num_classes: int) -> tf.data.Dataset:
-    """``(text, label, teacher_logits)`` records of a cache file."""
+def read_cache(path: str, num_classes: int, feature_dim: int = 0) -> tf.data.Dataset:
+    """``(text, label, teacher_logits[, teacher_features])`` records of a cache file."""
     spec = {"text": tf.io.FixedLenFeature([], tf.string),
             "label": tf.io.FixedLenFeature([], tf.int64),
             "teacher_logits": tf.io.FixedLenFeature([num_classes], tf.float32)}
-    parse = lambda r: tf.io.parse_single_example(r, spec)
-    return tf.data.TFRecordDataset(path).map(
-        lambda r: (lambda e: (e["text"], tf.cast(e["label"], tf.int32), e["teacher_logits"]))(
-            parse(r)))
+    if feature_dim:
+        spec["teacher_features"] = tf.io.FixedLenFeature([feature_dim], tf.float32)
+
+    def parse(record):
+        e = tf.io.parse_single_example(record, spec)
+        out = (e["text"], tf.cast(e["label"], tf.int32), e["teacher_logits"])
+        return out + (e["teacher_features"],) if feature_dim else out
+    return tf.data.TFRecordDataset(path).map(parse)
 
 
 def cached_teacher_outputs(path: str, model, tokenizer: Tokenizer, texts: List[str],
-                           labels: List[int], max_seq_len: int) -> Tuple[str, bool]:
-    """Returns the cache file for this transfer set, computing it only if it is missing."""
+                           labels: List[int], max_seq_len: int,
+                           with_features: bool = False) -> Tuple[str, bool]:
+    """Returns the cache file for this transfer set, computing it only if it is missing.
+    ``model`` returns ``[logits, features]`` when ``with_features``."""
     if os.path.exists(path):
         logging.info("teacher outputs: reusing the cache %s", path)
         return path, True
     logging.info("teacher outputs: computing %d examples once, caching in %s", len(texts), path)
-    write_cache(path, texts, labels, teacher_logits(model, tokenizer, texts, max_seq_len))
+    out = teacher_outputs(model, tokenizer, texts, max_seq_len)
+    logits, features = (out[0], out[1]) if with_features else (out, None)
+    write_cache(path, texts, labels, logits, features)
     return path, False

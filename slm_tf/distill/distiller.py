@@ -1,8 +1,9 @@
 """``Distiller``: a keras.Model that trains a student to match a frozen teacher.
 
 Inputs are dicts: ``student_ids`` always; either ``teacher_ids`` (the teacher runs online,
-frozen) or ``teacher_logits`` (computed once and cached). Labels of -1 mark unlabeled transfer
-examples, which only get the soft term. The student is a plain zoo model and is saved alone.
+frozen) or ``teacher_logits`` (computed once and cached, with ``teacher_features`` when the
+intermediate term is on). Labels of -1 mark unlabeled transfer examples, which only get the
+soft terms. The student is a plain zoo model and is saved alone.
 """
 from typing import Optional
 
@@ -11,17 +12,30 @@ import tf_keras as keras
 
 from slm_tf.distill.losses import distillation_loss
 
-STUDENT_IDS, TEACHER_IDS, TEACHER_LOGITS = "student_ids", "teacher_ids", "teacher_logits"
+STUDENT_IDS, TEACHER_IDS = "student_ids", "teacher_ids"
+TEACHER_LOGITS, TEACHER_FEATURES = "teacher_logits", "teacher_features"
+# Every zoo model feeds its pooled sentence vector into this layer of the classifier head.
+FEATURE_LAYER = "head_dropout"
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """``ids -> [logits, pooled features]`` sharing ``model``'s layers and weights."""
+    return keras.Model(model.inputs, [model.output, model.get_layer(FEATURE_LAYER).input])
 
 
 class Distiller(keras.Model):
-    """Temperature-scaled KD: ``alpha * CE(y, s) + (1 - alpha) * T^2 * KL(t/T || s/T)``.
+    """Temperature-scaled KD: ``alpha * CE(y, s) + (1 - alpha) * T^2 * KL(t/T || s/T)``,
+    plus ``feature_weight * MSE(W s_h, t_h)`` between the pooled sentence vectors when
+    ``feature_weight > 0`` (``W`` a learned projection to the teacher's width; it trains with
+    the student and is dropped afterwards). The pooled vectors are compared rather than
+    per-token states because student and teacher may tokenize differently.
 
     ``temperature`` and ``alpha`` are variables, so a callback can schedule them.
     """
 
     def __init__(self, student: keras.Model, teacher: Optional[keras.Model] = None,
-                 temperature: float = 4.0, alpha: float = 0.5, **kwargs):
+                 temperature: float = 4.0, alpha: float = 0.5, feature_weight: float = 0.0,
+                 teacher_feature_dim: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -29,8 +43,18 @@ class Distiller(keras.Model):
             teacher.trainable = False
         self.temperature = tf.Variable(float(temperature), trainable=False, name="temperature")
         self.alpha = tf.Variable(float(alpha), trainable=False, name="alpha")
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "ce_loss", "kd_loss", "agreement")}
+        self.feature_weight = float(feature_weight)
+        names = ["loss", "ce_loss", "kd_loss", "agreement"]
+        if self.feature_weight:
+            names.append("feature_loss")
+            self._student_features = with_features(student)
+            if teacher is not None:
+                self._teacher_features = with_features(teacher)
+                teacher_feature_dim = int(self._teacher_features.outputs[1].shape[-1])
+            if not teacher_feature_dim:
+                raise ValueError("feature distillation needs the teacher or teacher_feature_dim")
+            self.projection = keras.layers.Dense(teacher_feature_dim, name="feature_projection")
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     @property
@@ -40,17 +64,37 @@ class Distiller(keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs[STUDENT_IDS], training=training)
 
-    def teacher_logits(self, inputs) -> tf.Tensor:
+    def _teacher_outputs(self, inputs):
+        """(logits, pooled features or None) of the teacher, cached or computed online."""
         if TEACHER_LOGITS in inputs:
-            return tf.cast(inputs[TEACHER_LOGITS], tf.float32)
+            return (tf.cast(inputs[TEACHER_LOGITS], tf.float32),
+                    inputs.get(TEACHER_FEATURES) if self.feature_weight else None)
         if self.teacher is None:
             raise ValueError("no teacher: pass teacher= or cached 'teacher_logits' inputs")
-        return tf.stop_gradient(self.teacher(inputs[TEACHER_IDS], training=False))
+        if self.feature_weight:
+            logits, feats = self._teacher_features(inputs[TEACHER_IDS], training=False)
+            return tf.stop_gradient(logits), tf.stop_gradient(feats)
+        return tf.stop_gradient(self.teacher(inputs[TEACHER_IDS], training=False)), None
 
-    def _update(self, labels, teacher, student, loss, ce, kd):
+    def _student_outputs(self, inputs, training):
+        if self.feature_weight:
+            return self._student_features(inputs[STUDENT_IDS], training=training)
+        return self.student(inputs[STUDENT_IDS], training=training), None
+
+    def _loss_terms(self, labels, teacher, t_feats, student, s_feats):
+        loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature, self.alpha)
+        terms = {"ce_loss": ce, "kd_loss": kd}
+        if self.feature_weight:
+            feat = tf.reduce_mean(tf.square(self.projection(s_feats) - tf.cast(t_feats,
+                                                                                tf.float32)))
+            loss += self.feature_weight * feat
+            terms["feature_loss"] = feat
+        return loss, terms
+
+    def _record(self, labels, teacher, student, loss, terms):
         self._trackers["loss"].update_state(loss)
-        self._trackers["ce_loss"].update_state(ce)
-        self._trackers["kd_loss"].update_state(kd)
+        for name, value in terms.items():
+            self._trackers[name].update_state(value)
         agree = tf.cast(tf.equal(tf.argmax(teacher, -1), tf.argmax(student, -1)), tf.float32)
         self._trackers["agreement"].update_state(agree)
         known = tf.cast(labels, tf.int32) >= 0
@@ -62,18 +106,19 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         inputs, labels = data
-        teacher = self.teacher_logits(inputs)
+        teacher, t_feats = self._teacher_outputs(inputs)
         with tf.GradientTape() as tape:
-            student = self.student(inputs[STUDENT_IDS], training=True)
-            loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature,
-                                             self.alpha)
+            student, s_feats = self._student_outputs(inputs, training=True)
+            loss, terms = self._loss_terms(labels, teacher, t_feats, student, s_feats)
         variables = self.student.trainable_variables
+        if self.feature_weight:
+            variables = variables + self.projection.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return self._update(labels, teacher, student, loss, ce, kd)
+        return self._record(labels, teacher, student, loss, terms)
 
     def test_step(self, data):
         inputs, labels = data
-        teacher = self.teacher_logits(inputs)
-        student = self.student(inputs[STUDENT_IDS], training=False)
-        loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature, self.alpha)
-        return self._update(labels, teacher, student, loss, ce, kd)
+        teacher, t_feats = self._teacher_outputs(inputs)
+        student, s_feats = self._student_outputs(inputs, training=False)
+        loss, terms = self._loss_terms(labels, teacher, t_feats, student, s_feats)
+        return self._record(labels, teacher, student, loss, terms)

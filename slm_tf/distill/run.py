@@ -15,7 +15,8 @@ from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError, read_corpus
 from slm_tf.distill import cache
 from slm_tf.distill.augment import AugmentConfig, augment_texts, embedding_neighbours
-from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, TEACHER_LOGITS, Distiller
+from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
+                                      TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
@@ -44,6 +45,10 @@ class DistillConfig:
                                 "transfer set; the teacher labels it softly.")
     unlabeled_unit: str = field("line", "One unlabeled document per line or per paragraph.",
                                 choices=("line", "paragraph"))
+    feature_weight: float = field(0.0, "Weight of the intermediate term: MSE between the "
+                                  "teacher's pooled sentence vector and a learned projection "
+                                  "of the student's (0 = off).", validate=lambda x: x >= 0,
+                                  rule=">= 0")
     max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",
                                validate=non_negative, rule=">= 0")
 
@@ -116,12 +121,14 @@ def distill_dataset(source: tf.data.Dataset, student_tok: Tokenizer, teacher: Ru
     ``source`` yields ``(text, label, teacher_logits)`` (a cache) or ``(text, label)`` (the
     teacher then runs online on its own ids). Each model gets its own tokenizer's ids.
     """
-    def encode(text, label, logits=None):
+    def encode(text, label, logits=None, features=None):
         inputs = {STUDENT_IDS: student_tok.tf_encode(text, dcfg.max_seq_len)}
         if logits is None:
             inputs[TEACHER_IDS] = teacher.tokenizer.tf_encode(text, teacher.max_seq_len)
         else:
             inputs[TEACHER_LOGITS] = logits
+        if features is not None:
+            inputs[TEACHER_FEATURES] = features
         return inputs, label
 
     ds = source.batch(1024).map(encode).unbatch().cache()
@@ -135,14 +142,20 @@ def teacher_source(exp, teacher: Run, data: PreparedData, split: str, texts: Lis
     """The transfer examples of ``split`` with cached teacher logits, or without (online)."""
     if not exp.distill.cache_teacher:
         return tf.data.Dataset.from_tensor_slices((texts, tf.constant(labels, tf.int32)))
+    features = exp.distill.feature_weight > 0
     key = cache.cache_key(cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)),
                           teacher.max_seq_len, data.fingerprint, split, len(texts),
                           to_dict(exp.augment) if split == "train" else None,
-                          exp.distill.unlabeled_data, exp.distill.max_unlabeled)
+                          exp.distill.unlabeled_data, exp.distill.max_unlabeled, features)
     path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
-    cache.cached_teacher_outputs(path, teacher.model, teacher.tokenizer, texts, labels,
-                                 teacher.max_seq_len)
-    return cache.read_cache(path, data.num_classes)
+    model = with_features(teacher.model) if features else teacher.model
+    cache.cached_teacher_outputs(path, model, teacher.tokenizer, texts, labels,
+                                 teacher.max_seq_len, features)
+    return cache.read_cache(path, data.num_classes, _feature_dim(teacher) if features else 0)
+
+
+def _feature_dim(teacher: Run) -> int:
+    return int(teacher.model.get_layer(FEATURE_LAYER).input.shape[-1])
 
 
 def distill(exp: DistillExperiment) -> Dict:
@@ -164,7 +177,8 @@ def distill(exp: DistillExperiment) -> Dict:
     steps_per_epoch = math.ceil(len(texts) / dcfg.batch_size)
     student = build_model(exp.model, student_tok.vocab_size, data.num_classes, dcfg.max_seq_len)
     distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
-                          kcfg.temperature, kcfg.alpha)
+                          kcfg.temperature, kcfg.alpha, kcfg.feature_weight,
+                          _feature_dim(teacher) if kcfg.feature_weight else None)
     distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
     logging.info("student %s: %s; transfer set %s", exp.model.model,
                  describe(student, dcfg.max_seq_len), counts)
