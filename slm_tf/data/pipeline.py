@@ -51,7 +51,7 @@ class PreparedData:
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Reads and validates the source, then prepares it with tfds (once per source+options)."""
     splits = sources.load_splits(cfg)
-    fp = sources.fingerprint(cfg)
+    fp = sources.fingerprint(cfg, splits.files)
     config_name = f"{_safe(splits.name)}-{fp}"
     builder = tfds_builders.LocalTextClassification(
         config_name=config_name, label_names=splits.label_names,

@@ -127,7 +127,8 @@ def banking77(cfg: DataConfig) -> Splits:
     return assemble("banking77", read("train"), None, read("test"), cfg, labels,
                     citation="Casanueva et al., Efficient Intent Detection with Dual Sentence "
                     "Encoders, NLP4ConvAI 2020", license="CC BY 4.0",
-                    files=[os.path.join(root, f) for f in ("train.csv", "test.csv")])
+                    files=[os.path.join(root, f) for f in ("train.csv", "test.csv",
+                                                           "categories.json")])
 
 
 def _root(cfg: DataConfig, name: str) -> str:
@@ -170,7 +171,8 @@ def medical_abstracts(cfg: DataConfig) -> Splits:
     return assemble("medical_abstracts", rep, None, None, cfg, list(names.values()),
                     citation="Schopf, Braun, Matthes, Evaluating Unsupervised Text Classification:"
                     " Zero-shot and Similarity-based Approaches, NLPIR 2022",
-                    license="CC BY-SA 3.0", files=[path])
+                    license="CC BY-SA 3.0",
+                    files=[path, os.path.join(root, "medical_tc_labels.csv")])
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -188,21 +190,15 @@ def load_splits(cfg: DataConfig) -> Splits:
                     else None, read(cfg.test_data) if cfg.test_data else None, cfg, files=files)
 
 
-def fingerprint(cfg: DataConfig) -> str:
-    """A short hash of the source bytes and every option that changes the prepared splits."""
+def fingerprint(cfg: DataConfig, files: List[str]) -> str:
+    """A short hash of the source files' bytes and every option that changes the splits."""
     h = hashlib.sha1()
-    paths = [cfg.data, cfg.validation_data, cfg.test_data]
-    if cfg.data in DATASETS:
-        paths = [os.path.join(EMBEDDED_DIR, cfg.data)] if cfg.data == "banking77" else \
-            [os.path.join(cfg.data_root, cfg.data)]
-    for p in paths:
-        if not p:
-            continue
-        files = sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs) \
+    for p in files:
+        paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs) \
             if os.path.isdir(p) else [p]
-        for file in files:
-            h.update(os.path.relpath(file, p).encode())
-            with open(file, "rb") as f:
+        for path in paths:
+            h.update(os.path.relpath(path, p).encode())
+            with open(path, "rb") as f:
                 h.update(f.read())
     opts = (cfg.data_format, cfg.text_column, cfg.label_column, cfg.validation_fraction,
             cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)

@@ -137,14 +137,13 @@ def distill_dataset(source: tf.data.Dataset, student_tok: Tokenizer, teacher: Ru
     return ds.batch(dcfg.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def teacher_source(exp, teacher: Run, data: PreparedData, split: str, texts: List[str],
-                   labels: List[int]) -> tf.data.Dataset:
+def teacher_source(exp, teacher: Run, teacher_digest: str, data: PreparedData, split: str,
+                   texts: List[str], labels: List[int]) -> tf.data.Dataset:
     """The transfer examples of ``split`` with cached teacher logits, or without (online)."""
     if not exp.distill.cache_teacher:
         return tf.data.Dataset.from_tensor_slices((texts, tf.constant(labels, tf.int32)))
     features = exp.distill.feature_weight > 0
-    key = cache.cache_key(cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)),
-                          teacher.max_seq_len, data.fingerprint, split, len(texts),
+    key = cache.cache_key(teacher_digest, teacher.max_seq_len, data.fingerprint, split, len(texts),
                           to_dict(exp.augment) if split == "train" else None,
                           exp.distill.unlabeled_data, exp.distill.max_unlabeled, features)
     path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
@@ -169,9 +168,12 @@ def distill(exp: DistillExperiment) -> Dict:
     student_tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
     texts, labels, counts = transfer_set(data, teacher, exp)
     val_texts, val_labels = data.texts("validation"), data.labels("validation")
-    train_ds = distill_dataset(teacher_source(exp, teacher, data, "train", texts, labels),
+    # The cache key hashes the teacher's 90 MB weights file: read it once, not per split.
+    digest = cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)) \
+        if kcfg.cache_teacher else ""
+    train_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "train", texts, labels),
                                student_tok, teacher, dcfg, True, tcfg.seed)
-    val_ds = distill_dataset(teacher_source(exp, teacher, data, "validation", val_texts,
+    val_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "validation", val_texts,
                                             val_labels), student_tok, teacher, dcfg, False,
                              tcfg.seed)
     steps_per_epoch = math.ceil(len(texts) / dcfg.batch_size)
