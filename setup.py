@@ -14,7 +14,12 @@ RUNTIME = [
     "absl-py~=1.4",
     "safetensors>=0.4",  # reads BERT checkpoints without PyTorch
     "numpy>=1.26",
-    "matplotlib>=3.8",
+    "matplotlib>=3.8",  # the pipeline report's plots
+    # Export and the device-side runtimes (LiteRT for TFLite, onnxruntime for ONNX).
+    "ai-edge-litert==2.*",
+    "tf2onnx==1.17.*",
+    "onnx>=1.16",
+    "onnxruntime>=1.20",
     "tqdm>=4.66",
 ]
 EXTRAS = {

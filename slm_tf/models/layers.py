@@ -2,7 +2,10 @@
 
 Residuals use ``keras.layers.Add`` (a ``+`` becomes an unquantizable TFOpLambda), attention is
 our own layer made of ``Dense`` sublayers that implements ``PrunableLayer``, and masks are
-explicit float tensors so every op converts to builtin TFLite ops.
+explicit float tensors so every op converts to builtin TFLite ops. Masking never adds a huge
+negative constant: int8 quantization gives each tensor one scale, and a -1e9 in a tensor's range
+would round every real value to the same integer. Masked softmax renormalizes instead, and
+masked max pooling fills padding with a real position's value.
 """
 import math
 
@@ -13,7 +16,20 @@ import tensorflow_model_optimization as tfmot
 from slm_tf.errors import UserError
 
 serializable = keras.saving.register_keras_serializable(package="slm_tf")
-NEG_INF = -1e9
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis restricted to ``mask == 1`` positions (key 0, [CLS], is
+    always real).
+
+    Equal to adding -inf at masked positions, but int8-safe: the shift is the row's maximum
+    over real keys, so every real exponent is <= 0 (clamped, so padding cannot overflow the
+    range either) and the normalizer is >= 1, never a quantized zero.
+    """
+    real_max = tf.reduce_max(scores * mask + (1.0 - mask) * scores[..., :1], axis=-1,
+                             keepdims=True)
+    e = tf.exp(tf.minimum(scores - real_max, 0.0)) * mask
+    return e / tf.reduce_sum(e, axis=-1, keepdims=True)
 
 
 class _NothingToPrune(tfmot.sparsity.keras.PrunableLayer):
@@ -61,11 +77,16 @@ class PositionEmbedding(keras.layers.Layer, _NothingToPrune):
 
 
 @serializable
-class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer,
+                             tfmot.clustering.keras.ClusterableLayer):
     """Scaled dot-product self-attention from four ``Dense`` projections.
 
-    Called as ``layer([x, mask])`` with ``mask`` the ``[B, L]`` float padding mask.
+    Called as ``layer([x, mask])`` with ``mask`` the ``[B, L]`` float padding mask. The
+    projections are the attributes named in ``PROJECTIONS``; compression addresses their
+    kernels by the paths ``"<projection>.kernel"``.
     """
+
+    PROJECTIONS = ("query", "key", "value", "output_dense")
 
     def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
@@ -97,14 +118,17 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
         k = self._heads(self.key(x), batch)
         v = self._heads(self.value(x), batch)
         scores = tf.matmul(q, k, transpose_b=True)
-        scores += (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * NEG_INF
-        weights = self.attention_dropout(tf.nn.softmax(scores, axis=-1), training=training)
+        weights = masked_softmax(scores, mask[:, tf.newaxis, tf.newaxis, :])
+        weights = self.attention_dropout(weights, training=training)
         context = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])
         context = tf.reshape(context, [batch, -1, self.num_heads * self.head_dim])
         return self.output_dense(context)
 
     def get_prunable_weights(self):
-        return [l.kernel for l in (self.query, self.key, self.value, self.output_dense)]
+        return [getattr(self, p).kernel for p in self.PROJECTIONS]
+
+    def get_clusterable_weights(self):
+        return [(f"{p}.kernel", getattr(self, p).kernel) for p in self.PROJECTIONS]
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
@@ -131,7 +155,9 @@ class MaskedPooling(keras.layers.Layer, _NothingToPrune):
         mean = tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
         if self.mode == "mean":
             return mean
-        mx = tf.reduce_max(x + (1.0 - m) * NEG_INF, axis=1)
+        # Position 0 ([CLS]) is always a real token: padding takes its value, so it can never
+        # win the max.
+        mx = tf.reduce_max(x * m + (1.0 - m) * x[:, :1], axis=1)
         return mx if self.mode == "max" else tf.concat([mean, mx], axis=-1)
 
     def get_config(self):

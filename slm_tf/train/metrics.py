@@ -21,17 +21,27 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
     return cm
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
-    """ECE with equal-width confidence bins."""
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> List[Dict]:
+    """Equal-width confidence bins: count, mean confidence and accuracy of each non-empty bin
+    (the points of a reliability diagram)."""
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
+    out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+            out.append({"lo": float(lo), "hi": float(hi), "count": int(sel.sum()),
+                        "confidence": float(conf[sel].mean()),
+                        "accuracy": float(correct[sel].mean())})
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins."""
+    n = len(y_true)
+    return float(sum(b["count"] / n * abs(b["accuracy"] - b["confidence"])
+                     for b in reliability_bins(probs, y_true, bins)))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -64,6 +74,7 @@ def classification_report(y_true: Sequence[int], logits: np.ndarray,
         "macro_recall": float(recall[present].mean()),
         "num_examples": int(len(y_true)),
         "ece": expected_calibration_error(softmax(logits), y_true),
+        "reliability": reliability_bins(softmax(logits), y_true),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
     }

@@ -1,0 +1,91 @@
+"""Measures every file of an export directory on the run's test split, each through its real
+runtime in a fresh process: accuracy, macro-F1, agreement with Keras, size, peak memory and
+batch-1 latency with 1 and 2 threads. Writes ``benchmark.json`` and ``benchmark.md``."""
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List
+
+import numpy as np
+from absl import logging
+
+from slm_tf.cli import print_table
+from slm_tf.config import from_dict
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import prepare_data
+from slm_tf.errors import UserError
+from slm_tf.export.parity import MIN_AGREEMENT, agreement
+from slm_tf.export.run import MANIFEST
+from slm_tf.io_utils import read_json, write_json, write_text
+from slm_tf.train.artifacts import MODEL_FILE, load_run
+from slm_tf.train.metrics import classification_report
+
+RESULT_FILE = "benchmark.json"
+TABLE_FILE = "benchmark.md"
+COLUMNS = ("format", "file_bytes", "accuracy", "macro_f1", "agreement", "p50_ms_1t", "p95_ms_1t",
+           "p50_ms_2t", "p95_ms_2t", "peak_rss_bytes")
+
+
+def _measure_in_child(path: str, ids_file: str, threads: int, queries: int) -> Dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.npz")
+        proc = subprocess.run([sys.executable, "-m", "slm_tf.export.runtimes", path, ids_file,
+                               out, str(threads), str(queries)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(f"{path}: the runtime failed (exit {proc.returncode}):\n"
+                            f"{proc.stderr.strip()[-1500:]}")
+        with np.load(out) as r:
+            return {k: r[k] if k == "logits" else r[k].item() for k in r.files}
+
+
+def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
+    """One record per exported file (plus the Keras reference), written to ``export_dir``."""
+    manifest_path = os.path.join(export_dir, MANIFEST)
+    if not os.path.exists(manifest_path):
+        raise UserError(f"{export_dir}: no {MANIFEST}. Fix: point --export_dir at the "
+                        "--output_dir of scripts/export.py")
+    manifest = read_json(manifest_path)
+    run = load_run(manifest["run_dir"])
+    data = prepare_data(from_dict(DataConfig, manifest["data"]))
+    ids = run.tokenizer.encode(data.texts("test"), run.max_seq_len)
+    labels = np.asarray(data.labels("test"))
+    reference = run.model.predict(ids, batch_size=256, verbose=0)
+    names = run.label_names
+
+    def record(fmt, file_bytes, logits, **extra):
+        rep = classification_report(labels, logits, names)
+        return {"format": fmt, "file_bytes": file_bytes, "accuracy": rep["accuracy"],
+                "macro_f1": rep["macro_f1"], "agreement": agreement(reference, logits),
+                "min_agreement": MIN_AGREEMENT.get(fmt), **extra,
+                "ece": rep["ece"], "reliability": rep["reliability"],
+                "per_class_f1": {k: v["f1"] for k, v in rep["per_class"].items()},
+                "confusion_matrix": rep["confusion_matrix"]}
+
+    records = [record("keras", os.path.getsize(os.path.join(run.run_dir, MODEL_FILE)),
+                      reference, p50_ms_1t=None, p95_ms_1t=None, p50_ms_2t=None,
+                      p95_ms_2t=None, peak_rss_bytes=None, path=MODEL_FILE)]
+    with tempfile.TemporaryDirectory() as tmp:
+        ids_file = os.path.join(tmp, "ids.npy")
+        np.save(ids_file, ids)
+        for f in manifest["files"]:
+            logging.info("benchmarking %s (%d test rows, %d latency queries)", f["format"],
+                         len(ids), latency_queries)
+            path = os.path.join(export_dir, f["path"])
+            m = _measure_in_child(path, ids_file, 1, latency_queries)
+            two = _measure_in_child(path, ids_file, 2, latency_queries)
+            m.update(p50_ms_2t=two["p50_ms_2t"], p95_ms_2t=two["p95_ms_2t"])
+            logits = m.pop("logits")
+            records.append(record(f["format"], f["file_bytes"], logits, path=f["path"], **m))
+    for r in records:
+        r["parity_ok"] = r["min_agreement"] is None or r["agreement"] >= r["min_agreement"]
+    write_json(os.path.join(export_dir, RESULT_FILE), records)
+    rows = [[_cell(r[c]) for c in COLUMNS] for r in records]
+    write_text(os.path.join(export_dir, TABLE_FILE), print_table(rows, COLUMNS) + "\n")
+    return records
+
+
+def _cell(v):
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

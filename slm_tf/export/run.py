@@ -1,0 +1,136 @@
+"""``export_run``: a finished (trained, distilled or compressed) run -> deployable files.
+
+Writes into ``output_dir``: one file per requested format, the Android bundle (when a TFLite
+format is exported) and ``export.json``, a manifest the benchmark reads.
+"""
+import dataclasses
+import os
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+from absl import logging
+
+from slm_tf.config import field, from_dict, positive
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import prepare_data
+from slm_tf.errors import UserError
+from slm_tf.export.bundle import write_bundle
+from slm_tf.export.onnx import to_onnx
+from slm_tf.export.tflite import is_quantization_aware, to_tflite
+from slm_tf.io_utils import atomic_path, write_json
+from slm_tf.registry import Registry
+from slm_tf.train.artifacts import Run, load_run, save_saved_model
+
+MANIFEST = "export.json"
+FORMATS: Registry[Callable] = Registry("export format")
+TFLITE_FORMATS = ("tflite_int8", "tflite_dynamic", "tflite_fp16", "tflite_float")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    run_dir: str = field("", "The --output_dir of a finished train/distill/compress run.")
+    formats: list = field(["tflite_int8", "tflite_fp16", "tflite_dynamic", "tflite_float",
+                           "onnx", "saved_model"], "Formats to write: tflite_int8, tflite_fp16, "
+                          "tflite_dynamic, tflite_float, onnx, saved_model.")
+    output_dir: str = field("", "Where exported files go (default <run_dir>/export).")
+    allow_flex: bool = field(False, "Allow TensorFlow (Flex) ops in TFLite files; the app must "
+                             "then link the Flex delegate.")
+    calibration_examples: int = field(200, "Training texts that calibrate int8 activation "
+                                      "ranges (ignored for a QAT model).", validate=positive,
+                                      rule="> 0")
+    bundle_format: str = field("auto", "Which TFLite file goes into the Android bundle; auto = "
+                               "the first exported of int8, dynamic, fp16, float.",
+                               choices=("auto",) + TFLITE_FORMATS)
+
+
+@dataclasses.dataclass
+class _Context:
+    run: Run
+    cfg: ExportConfig
+
+    def calibration_ids(self) -> np.ndarray:
+        """Token ids of an evenly spaced sample of the run's own training split."""
+        data = prepare_data(from_dict(DataConfig, self.run.config["data"]))
+        texts = data.texts("train")
+        step = max(1, len(texts) // self.cfg.calibration_examples)
+        return self.run.tokenizer.encode(texts[::step][:self.cfg.calibration_examples],
+                                         self.run.max_seq_len)
+
+
+def _tflite(quantization: str):
+    def write(ctx: _Context, path: str) -> Dict:
+        qat = is_quantization_aware(ctx.run.model)
+        calibrate = quantization == "int8" and not qat
+        data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
+                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+        return {"quantization": quantization, "calibrated": calibrate,
+                "quantization_aware": qat}
+    return write
+
+
+for _q in ("int8", "dynamic", "fp16", "float"):
+    FORMATS.register(f"tflite_{_q}")(_tflite(_q))
+
+
+@FORMATS.register("onnx")
+def _onnx(ctx: _Context, path: str) -> Dict:
+    data = to_onnx(ctx.run.model, ctx.run.max_seq_len)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return {}
+
+
+@FORMATS.register("saved_model")
+def _saved_model(ctx: _Context, path: str) -> Dict:
+    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len)
+    return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
+
+
+def file_name(fmt: str) -> str:
+    """``tflite_int8`` -> ``model_int8.tflite``; ``onnx`` -> ``model.onnx``."""
+    if fmt.startswith("tflite_"):
+        return f"model_{fmt[len('tflite_'):]}.tflite"
+    return {"onnx": "model.onnx", "saved_model": "saved_model"}[fmt]
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def export_run(cfg: ExportConfig) -> Dict:
+    """Exports ``cfg.run_dir`` to every format in ``cfg.formats``; returns the manifest."""
+    for fmt in cfg.formats:
+        FORMATS.get(fmt)
+    run = load_run(cfg.run_dir)
+    out = cfg.output_dir or os.path.join(cfg.run_dir, "export")
+    os.makedirs(out, exist_ok=True)
+    ctx = _Context(run, cfg)
+    files: List[Dict] = []
+    for fmt in cfg.formats:
+        start = time.time()
+        path = os.path.join(out, file_name(fmt))
+        info = FORMATS.get(fmt)(ctx, path)
+        files.append({"format": fmt, "path": file_name(fmt), "file_bytes": _size(path),
+                      "seconds": round(time.time() - start, 2), **info})
+        logging.info("exported %s: %s (%d bytes, %.1f s)", fmt, path, files[-1]["file_bytes"],
+                     files[-1]["seconds"])
+    manifest = {"run_dir": os.path.abspath(cfg.run_dir), "name": run.model.name,
+                "max_seq_len": run.max_seq_len, "label_names": run.label_names,
+                "data": run.config["data"], "files": files, "android": None}
+    tflite = [f["format"] for f in files if f["format"] in TFLITE_FORMATS]
+    if cfg.bundle_format != "auto" and cfg.bundle_format not in tflite:
+        raise UserError(f"--bundle_format={cfg.bundle_format} was not exported; add it to "
+                        "--formats")
+    if tflite:
+        chosen = cfg.bundle_format if cfg.bundle_format != "auto" else min(
+            tflite, key=TFLITE_FORMATS.index)
+        bundle = write_bundle(out, os.path.join(out, file_name(chosen)), chosen, run.tokenizer,
+                              run.max_seq_len, run.label_names, run.model.name)
+        manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
+    write_json(os.path.join(out, MANIFEST), manifest)
+    return manifest

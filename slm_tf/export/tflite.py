@@ -1,0 +1,107 @@
+"""Keras model -> TFLite flatbuffer: float, dynamic-range, float16, full-integer int8, or the
+int8 a quantization-aware-trained model already carries (no calibration).
+
+Only builtin TFLite ops are allowed by default: a plain LiteRT runtime on Android cannot run
+Flex (``SELECT_TF_OPS``) ops, so a model needing them is refused with the ops named, unless the
+caller opts in with ``allow_flex``.
+"""
+import re
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from slm_tf.errors import UserError
+from slm_tf.export.graph import serving_function
+from slm_tf.models import INPUT_NAME
+from slm_tf.registry import Registry
+
+QUANTIZATIONS: Registry[Callable] = Registry("TFLite quantization")
+REPRESENTATIVE_EXAMPLES = 200
+
+
+def is_quantization_aware(model) -> bool:
+    """True for a model built by tfmot's ``quantize_apply`` (it carries fake-quant ranges)."""
+    return any(type(layer).__name__.startswith(("QuantizeWrapper", "QuantizeLayer"))
+               for layer in model.layers)
+
+
+@QUANTIZATIONS.register("float")
+def _float(converter, model, representative):
+    pass
+
+
+@QUANTIZATIONS.register("dynamic")
+def _dynamic(converter, model, representative):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+@QUANTIZATIONS.register("fp16")
+def _fp16(converter, model, representative):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+@QUANTIZATIONS.register("int8")
+def _int8(converter, model, representative):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if is_quantization_aware(model):
+        return  # QAT ranges are in the graph: no calibration
+    if representative is None:
+        raise UserError("int8 export needs representative ids to calibrate activation ranges "
+                        "(a sample of the training split); pass representative_ids")
+    converter.representative_dataset = lambda: ([row[np.newaxis]] for row in representative)
+    # Full integer: every op int8, ids stay int32 and the outputs float32 for the app.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
+def _flex_ops(message: str):
+    return sorted(set(re.findall(r"\btf\.(\w+)\(", message)) |
+                  set(re.findall(r"Flex(\w+)", message)))
+
+
+def to_tflite(model, quantization: str, seq_len: int,
+              representative_ids: Optional[Iterable[np.ndarray]] = None,
+              allow_flex: bool = False) -> bytes:
+    """Converts ``model`` to a TFLite flatbuffer with the signature ``ids -> logits,
+    probabilities`` on a ``[1, seq_len]`` int32 input.
+
+    ``quantization`` is one of ``QUANTIZATIONS.names()``; ``int8`` calibrates on
+    ``representative_ids`` (rows of token ids) unless the model is quantization-aware.
+    """
+    configure = QUANTIZATIONS.get(quantization)
+    fn, net = serving_function(model, seq_len, batch=1)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
+                                                               net)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    rep = None
+    if representative_ids is not None:
+        rep = np.asarray(list(representative_ids), np.int32)[:REPRESENTATIVE_EXAMPLES]
+    configure(converter, model, rep)
+    if allow_flex:
+        converter.target_spec.supported_ops = list(converter.target_spec.supported_ops) + [
+            tf.lite.OpsSet.SELECT_TF_OPS]
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter raises ConverterError with the MLIR diagnostics
+        ops = _flex_ops(str(e))
+        if ops and not allow_flex:
+            raise UserError(
+                f"{model.name}: TFLite conversion ({quantization}) needs TensorFlow ops that "
+                f"builtin TFLite lacks: {', '.join(ops)}. A plain LiteRT runtime on Android "
+                "cannot run them. Fix: change the model to avoid these ops, or pass "
+                "--allow_flex to bundle Flex ops (the app must then link the Flex delegate)."
+            ) from None
+        raise UserError(f"{model.name}: TFLite conversion ({quantization}) failed: "
+                        f"{str(e).strip().splitlines()[-1][:500]}") from e
+
+
+def signature_io(tflite_bytes: bytes):
+    """Input/output names, dtypes and shapes of the default signature (for the bundle)."""
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_content=tflite_bytes)
+    runner = interpreter.get_signature_runner()
+    describe = lambda d: {name: {"dtype": np.dtype(v["dtype"]).name,
+                                 "shape": [int(s) for s in v["shape"]]} for name, v in d.items()}
+    return {"inputs": describe(runner.get_input_details()),
+            "outputs": describe(runner.get_output_details()), "input_name": INPUT_NAME}

@@ -1,0 +1,149 @@
+"""Export: every zoo architecture to every format through the real converters and runtimes,
+Flex refusal, and on a trained banking77 run the parity floors, the benchmark and the Android
+bundle read by a TensorFlow-free client."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from conftest import REPO, run_script
+from slm_tf.errors import UserError
+from slm_tf.export.onnx import to_onnx
+from slm_tf.export.runtimes import open_runtime
+from slm_tf.export.tflite import QUANTIZATIONS, to_tflite
+from slm_tf.models import MODELS, ModelConfig, build_model
+from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
+from slm_tf.train.artifacts import save_saved_model
+
+SEQ = 12
+TINY = dict(embedding_dim=16, hidden_dim=16, num_layers=1, num_heads=2, ff_dim=32,
+            num_filters=8, kernel_sizes=["2", "3"])
+
+
+def _ids(n=6, seed=0):
+    """Rows like the tokenizer's: [CLS]=2, words, [SEP]=3, then padding (0) of varying length."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((n, SEQ), np.int32)
+    for i in range(n):
+        k = int(rng.integers(1, SEQ - 1))
+        ids[i, :k + 2] = [2, *rng.integers(5, 60, k), 3]
+    return ids
+
+
+def _ops(tflite_bytes):
+    from ai_edge_litert.interpreter import Interpreter
+    return {op["op_name"] for op in Interpreter(model_content=tflite_bytes)._get_ops_details()}
+
+
+@pytest.mark.parametrize("arch", MODELS.names())
+def test_every_architecture_exports_to_every_format(arch, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig(model=arch, **TINY), 64, 5, SEQ)
+    ids = _ids()
+    want = model(ids, training=False).numpy()
+    calibration = _ids(40, seed=1)
+    for q in QUANTIZATIONS.names():
+        data = to_tflite(model, q, SEQ, calibration if q == "int8" else None)
+        assert not any(op.startswith(("Flex", "DELEGATE", "CUSTOM")) for op in _ops(data)), q
+        path = tmp_path / f"m_{q}.tflite"
+        path.write_bytes(data)
+        got = open_runtime(str(path)).logits(ids)
+        # Float is exact; quantized formats must stay close on these untrained logits.
+        tol = {"float": 1e-4, "fp16": 1e-2, "dynamic": 5e-2, "int8": 0.25}[q]
+        scale = max(1.0, float(np.abs(want).max()))
+        assert np.abs(got - want).max() <= tol * scale, (q, np.abs(got - want).max())
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(to_onnx(model, SEQ))
+    np.testing.assert_allclose(open_runtime(str(onnx_path)).logits(ids), want, atol=1e-4)
+    tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                             [f"w{i}" for i in range(59)])
+    sm = str(tmp_path / "saved_model")
+    save_saved_model(sm, model, tok, SEQ)
+    np.testing.assert_allclose(open_runtime(sm).logits(ids), want, atol=1e-4)
+
+
+def test_recurrent_models_convert_to_builtin_lstm_and_gru_graphs():
+    for arch in ("bilstm", "bigru"):
+        model = build_model(ModelConfig(model=arch, **TINY), 64, 5, SEQ)
+        ops = _ops(to_tflite(model, "float", SEQ))
+        assert "WHILE" not in ops and not any(o.startswith("Flex") for o in ops), (arch, ops)
+
+
+def test_a_model_needing_flex_ops_is_refused_with_the_ops_named():
+
+    ids = keras.Input(shape=(2,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(50, 4)(ids)
+    # Cumulative product over a reversed exclusive scan has no builtin TFLite kernel.
+    x = keras.layers.Lambda(lambda t: tf.math.cumprod(t, axis=1, exclusive=True,
+                                                      reverse=True))(x)
+    model = keras.Model(ids, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    with pytest.raises(UserError, match=r"(?s)builtin TFLite lacks: .*Cumprod.*--allow_flex"):
+        to_tflite(model, "float", 2)
+    assert any(op.startswith("Flex") or op == "CUSTOM"
+               for op in _ops(to_tflite(model, "float", 2, allow_flex=True)))
+
+
+# --- a trained banking77 run, exported and benchmarked through the scripts -----------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("export")
+    run = str(root / "run")
+    run_script("train", "--data=banking77", f"--data_dir={data_dir}", "--model=cnn",
+               "--embedding_dim=64", "--num_filters=64", "--kernel_sizes=2,3,4",
+               "--hidden_dim=0", "--max_seq_len=48", "--vocab_size=4000", "--epochs=4",
+               "--learning_rate=5e-3", "--validation_fraction=0.05", f"--output_dir={run}")
+    out = str(root / "export")
+    run_script("export", f"--run_dir={run}", f"--output_dir={out}",
+               "--bundle_format=tflite_float")
+    proc = run_script("benchmark", f"--export_dir={out}", "--latency_queries=50", check=False)
+    return run, out, proc
+
+
+def test_benchmark_parity_on_the_banking77_test_split(exported):
+    run, out, proc = exported
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {r["format"]: r for r in json.load(open(os.path.join(out, "benchmark.json")))}
+    assert set(records) == {"keras", "tflite_int8", "tflite_fp16", "tflite_dynamic",
+                            "tflite_float", "onnx", "saved_model"}
+    keras_acc = records["keras"]["accuracy"]
+    assert keras_acc > 0.8
+    floors = {"tflite_float": 0.999, "onnx": 0.999, "saved_model": 0.999, "tflite_int8": 0.99,
+              "tflite_dynamic": 0.995, "tflite_fp16": 0.995}
+    for fmt, floor in floors.items():
+        r = records[fmt]
+        assert r["agreement"] >= floor, (fmt, r["agreement"])
+        assert abs(r["accuracy"] - keras_acc) <= 0.01, fmt
+        for key in ("file_bytes", "p50_ms_1t", "p95_ms_1t", "p50_ms_2t", "peak_rss_bytes"):
+            assert r[key] > 0, (fmt, key)
+        assert r["p95_ms_1t"] >= r["p50_ms_1t"]
+    assert records["tflite_int8"]["file_bytes"] < 0.3 * records["tflite_float"]["file_bytes"]
+    assert os.path.exists(os.path.join(out, "benchmark.md"))
+
+
+def test_android_bundle_without_tensorflow_predicts_like_keras(exported, tmp_path):
+    from slm_tf.train.artifacts import load_run
+    from slm_tf.data.sources import EMBEDDED_DIR
+    import csv
+    run_dir, out, _ = exported
+    bundle = os.path.join(out, "android")
+    assert {"model.tflite", "vocab.txt", "labels.txt", "bundle.json", "README.md"} <= set(
+        os.listdir(bundle))
+    with open(os.path.join(EMBEDDED_DIR, "banking77", "test.csv"), encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)][::10]
+    texts += ["Où est ma CARTE?? 💳", "card\u00a0arrived\ttoday!!", "我的卡", ""]
+    (tmp_path / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
+    result = tmp_path / "out.json"
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "android_client.py"), bundle,
+                    str(tmp_path / "texts.json"), str(result)], check=True, cwd=tmp_path)
+    got = json.loads(result.read_text(encoding="utf-8"))
+    assert got["tensorflow_loaded"] is False
+    run = load_run(run_dir)
+    ids = run.tokenizer.encode(texts, run.max_seq_len)
+    assert got["ids"] == ids.tolist()
+    want = [run.label_names[i] for i in run.model.predict(ids, verbose=0).argmax(1)]
+    assert got["labels"] == want
