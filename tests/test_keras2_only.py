@@ -11,7 +11,7 @@ import sys
 from conftest import REPO
 
 MODULES = ["slm_tf", "slm_tf.data.pipeline", "slm_tf.tokenizers", "slm_tf.models",
-           "slm_tf.train.trainer", "slm_tf.evaluation"]
+           "slm_tf.train.trainer", "slm_tf.evaluation", "slm_tf.compress.run"]
 
 PROBE = """
 import builtins, sys

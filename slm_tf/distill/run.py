@@ -107,7 +107,8 @@ def _embedding_index(model) -> int:
                     "set --augment_copies=0")
 
 
-def _check_labels(teacher: Run, data: PreparedData) -> None:
+def check_labels(teacher: Run, data: PreparedData) -> None:
+    """A DataError unless the teacher was trained on ``data``'s labels (same order)."""
     if list(teacher.label_names) != list(data.label_names):
         raise DataError(f"the teacher in {teacher.run_dir} was trained on labels "
                         f"{teacher.label_names[:5]}... but --data={data.name} has "
@@ -157,6 +158,23 @@ def _feature_dim(teacher: Run) -> int:
     return int(teacher.model.get_layer(FEATURE_LAYER).input.shape[-1])
 
 
+def transfer_datasets(exp: DistillExperiment, teacher: Run, data: PreparedData,
+                      student_tok: Tokenizer):
+    """``(train, validation, transfer-set size, counts)``: Distiller batches of the transfer
+    set and of the validation split, with teacher logits cached or computed online."""
+    texts, labels, counts = transfer_set(data, teacher, exp)
+    val_texts, val_labels = data.texts("validation"), data.labels("validation")
+    # The cache key hashes the teacher's 90 MB weights file: read it once, not per split.
+    digest = cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)) \
+        if exp.distill.cache_teacher else ""
+    train_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "train", texts, labels),
+                               student_tok, teacher, exp.data, True, exp.train.seed)
+    val_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "validation", val_texts,
+                                            val_labels), student_tok, teacher, exp.data, False,
+                             exp.train.seed)
+    return train_ds, val_ds, len(texts), counts
+
+
 def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
     whose model is the student alone (so evaluation and export treat it like any run)."""
@@ -164,19 +182,10 @@ def distill(exp: DistillExperiment) -> Dict:
     ctx = start_run(tcfg)
     teacher = load_run(kcfg.teacher_dir)
     data = prepare_data(dcfg)
-    _check_labels(teacher, data)
+    check_labels(teacher, data)
     student_tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
-    texts, labels, counts = transfer_set(data, teacher, exp)
-    val_texts, val_labels = data.texts("validation"), data.labels("validation")
-    # The cache key hashes the teacher's 90 MB weights file: read it once, not per split.
-    digest = cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)) \
-        if kcfg.cache_teacher else ""
-    train_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "train", texts, labels),
-                               student_tok, teacher, dcfg, True, tcfg.seed)
-    val_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "validation", val_texts,
-                                            val_labels), student_tok, teacher, dcfg, False,
-                             tcfg.seed)
-    steps_per_epoch = math.ceil(len(texts) / dcfg.batch_size)
+    train_ds, val_ds, size, counts = transfer_datasets(exp, teacher, data, student_tok)
+    steps_per_epoch = math.ceil(size / dcfg.batch_size)
     student = build_model(exp.model, student_tok.vocab_size, data.num_classes, dcfg.max_seq_len)
     distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
                           kcfg.temperature, kcfg.alpha, kcfg.feature_weight,

@@ -75,8 +75,11 @@ class TextClassifier(keras.Model):
         return keras.layers.Dense(num_classes, name=OUTPUT_NAME)(x)
 
     def get_config(self):
+        # Keras wraps list attributes in trackable ListWrappers; hand out plain lists so
+        # ``cls.from_config(model.get_config())`` works in memory, not only through JSON.
+        config = {k: list(v) if isinstance(v, list) else v for k, v in self.model_config.items()}
         return {"vocab_size": self.vocab_size, "num_classes": self.num_classes,
-                "max_seq_len": self.max_seq_len, "config": self.model_config, "name": self.name}
+                "max_seq_len": self.max_seq_len, "config": config, "name": self.name}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -103,7 +103,11 @@ def load_run(run_dir: str) -> Run:
     # Register our layers and the learning-rate schedule before deserializing.
     import slm_tf.models  # noqa: F401
     import slm_tf.train.optim  # noqa: F401
-    model = keras.models.load_model(os.path.join(run_dir, MODEL_FILE), compile=False)
+    # A quantization-aware model (compress.py --qat) holds tfmot wrappers and our
+    # QuantizeConfigs; their scope is harmless for any other model.
+    from slm_tf.compress.quantization import quantize_scope
+    with quantize_scope():
+        model = keras.models.load_model(os.path.join(run_dir, MODEL_FILE), compile=False)
     return Run(run_dir, model, load_tokenizer(os.path.join(run_dir, TOKENIZER_DIR)),
                read_json(os.path.join(run_dir, LABELS_FILE)),
                read_json(os.path.join(run_dir, CONFIG_FILE)))

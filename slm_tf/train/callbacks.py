@@ -17,12 +17,16 @@ BEST_STATE = "best.json"
 
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the best epoch on ``monitor`` and stops after ``patience`` epochs
-    without improvement. Its state lives on disk, so a resumed run continues the count."""
+    without improvement. Its state lives on disk, so a resumed run continues the count.
+
+    Epochs before ``select_from_epoch`` are neither candidates nor counted (e.g. pruning
+    epochs whose masks have not reached the final sparsity yet)."""
 
     def __init__(self, directory: str, monitor: str = "val_accuracy", patience: int = 3,
-                 target: keras.Model = None):
+                 target: keras.Model = None, select_from_epoch: int = 0):
         super().__init__()
         self.target = target  # whose weights to keep (e.g. the student inside a Distiller)
+        self.select_from_epoch = select_from_epoch
         self.directory = directory
         self.monitor = monitor
         self.patience = patience
@@ -34,7 +38,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None:
+        if value is None or epoch < self.select_from_epoch:
             return
         if self.state["best"] is None or value > self.state["best"]:
             # Plain arrays (not .weights.h5): they load into mirrored variables as well.

@@ -161,12 +161,14 @@ class FitResult:
 
 
 def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
-        steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=()) -> FitResult:
+        steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=(),
+        select_from_epoch: int = 0) -> FitResult:
     """``model.fit`` with checkpoint/resume, best-weights + early stopping, LR and throughput
-    logging and TensorBoard; afterwards ``keep`` (default ``model``) holds the best weights."""
+    logging and TensorBoard; afterwards ``keep`` (default ``model``) holds the best weights
+    among the epochs from ``select_from_epoch`` on."""
     keep = keep or model
     best = BestWeights(ctx.checkpoint_dir, "val_accuracy", tcfg.early_stopping_patience,
-                       target=keep)
+                       target=keep, select_from_epoch=select_from_epoch)
     throughput, resume = Throughput(batch_size), ResumeTracker()
     callbacks = [
         keras.callbacks.BackupAndRestore(ctx.backup_dir,
@@ -175,6 +177,10 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         *extra_callbacks,
         keras.callbacks.TensorBoard(ctx.log_dir, update_freq=max(1, steps_per_epoch // 10)),
     ]
+    if train_ds.cardinality() < 0:
+        # Keras needs an epoch's length to resume in the middle of one (step checkpoints);
+        # datasets read from files (cached teacher outputs) do not know theirs.
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
                         callbacks=callbacks, verbose=_verbosity())
@@ -241,17 +247,29 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        model.compile(optimizer=optimizer_for(tcfg, total_steps),
-                      loss=_loss(tcfg.label_smoothing), metrics=["accuracy"])
+        compile_supervised(model, tcfg, total_steps)
     logging.info("%s: %s", exp.model.model, describe(model, dcfg.max_seq_len))
 
+    train_ds, val_ds = supervised_datasets(data, tokenizer, dcfg, tcfg)
+    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size)
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result)
+
+
+def supervised_datasets(data: PreparedData, tokenizer: Tokenizer, dcfg: DataConfig,
+                        tcfg: TrainConfig):
+    """``(train, validation)`` batches of ids and labels (one-hot with label smoothing)."""
     train_ds = make_dataset(data, "train", tokenizer, dcfg, training=True, seed=tcfg.seed)
     val_ds = make_dataset(data, "validation", tokenizer, dcfg, training=False)
     if tcfg.label_smoothing:
         one_hot = lambda x, y: (x, tf.one_hot(y, data.num_classes))
         train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
-    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size)
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result)
+    return train_ds, val_ds
+
+
+def compile_supervised(model: keras.Model, tcfg: TrainConfig, total_steps: int) -> None:
+    """Compiles ``model`` for hard-label training with the run's optimizer and loss."""
+    model.compile(optimizer=optimizer_for(tcfg, total_steps),
+                  loss=_loss(tcfg.label_smoothing), metrics=["accuracy"])
 
 
 def optimizer_for(tcfg: TrainConfig, total_steps: int):
