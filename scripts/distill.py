@@ -16,7 +16,6 @@ from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
-from slm_tf.errors import UserError
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.trainer import TrainConfig
@@ -30,8 +29,6 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
     m = distill(exp)
     print()

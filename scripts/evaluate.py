@@ -12,7 +12,6 @@ from absl import app, flags
 from slm_tf.cli import friendly_errors, print_table
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
-from slm_tf.errors import UserError
 from slm_tf.evaluation import SPLITS, evaluate_run
 
 define_flags(DataConfig)
@@ -25,8 +24,6 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
     print_table([[r["data"]["name"], FLAGS.split, r["num_examples"], f"{r['accuracy']:.4f}",
                   f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}", r["data"]["skipped_rows_total"]]],

@@ -2,7 +2,7 @@
 
   python scripts/train.py --data=my.csv --text_column=text --label_column=label \
       --model=cnn --tokenizer=wordpiece --output_dir=runs/x
-  python scripts/train.py --flagfile=configs/quickstart.flags --output_dir=runs/quickstart
+  python scripts/train.py --flagfile=configs/quickstart_teacher.flags --output_dir=runs/quickstart
 
 Rerunning the same command after a crash resumes from the last checkpoint.
 """
@@ -11,7 +11,6 @@ from absl import app, flags
 
 from slm_tf.cli import friendly_errors, print_table
 from slm_tf.config import define_flags, from_flags
-from slm_tf.errors import UserError
 from slm_tf.data.config import DataConfig
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
@@ -24,8 +23,6 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
                            from_flags(ModelConfig), from_flags(TrainConfig))
     m = train(exp)

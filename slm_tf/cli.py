@@ -9,11 +9,14 @@ from slm_tf.errors import UserError
 
 
 def friendly_errors(main):
-    """Wraps an absl ``main``: a user error prints one clear line and exits with status 2."""
+    """Wraps an absl ``main``: a user error (including a stray positional argument) prints one
+    clear line and exits with status 2."""
     @functools.wraps(main)
     def wrapper(argv):
         quiet_libraries()
         try:
+            if len(argv) > 1:
+                raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
             return main(argv)
         except UserError as e:
             logging.debug("full traceback", exc_info=True)

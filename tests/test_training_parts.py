@@ -76,10 +76,44 @@ def test_flags_mirror_dataclasses_and_validate():
         validate(DataConfig(validation_fraction=1.5))
 
 
-@pytest.mark.parametrize("recipe", sorted(f for f in os.listdir(os.path.join(REPO, "configs"))
-                                          if f.endswith(".flags")))
+def _flagfiles(kind):
+    """Shipped flagfiles of one kind: pipeline (names recipes), compress (names a run) or
+    training recipes (everything else)."""
+    out = []
+    for f in sorted(os.listdir(os.path.join(REPO, "configs"))):
+        text = open(os.path.join(REPO, "configs", f), encoding="utf-8").read()
+        found = ("pipeline" if "--student_recipe" in text else
+                 "compress" if "--run_dir" in text or "compress" in f else "train")
+        if f.endswith(".flags") and found == kind:
+            out.append(f)
+    return out
+
+
+@pytest.mark.parametrize("recipe", _flagfiles("train"))
 def test_every_shipped_recipe_parses(recipe):
     data, tok, model, train = parse_flagfile(CONFIGS, os.path.join(REPO, "configs", recipe),
                                              ["--output_dir=x"])
     assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert")
     assert data.max_seq_len > 0 and train.epochs > 0
+
+
+@pytest.mark.parametrize("flagfile", _flagfiles("pipeline"))
+def test_every_shipped_pipeline_parses_and_names_existing_recipes(flagfile):
+    from slm_tf.data.config import DataConfig
+    from slm_tf.pipeline.config import PipelineConfig
+    pipe, data = parse_flagfile((PipelineConfig, DataConfig),
+                                os.path.join(REPO, "configs", flagfile), ["--output_dir=x"])
+    for recipe in (pipe.teacher_recipe, pipe.student_recipe, pipe.compress_recipe):
+        assert os.path.exists(os.path.join(REPO, recipe)), recipe
+    assert pipe.export_formats and data.data == "banking77"
+
+
+@pytest.mark.parametrize("flagfile", _flagfiles("compress"))
+def test_every_shipped_compress_recipe_parses(flagfile):
+    from slm_tf.compress.config import CompressConfig
+    from slm_tf.compress.modes import mode_for
+    from slm_tf.train.trainer import TrainConfig
+    ccfg, tcfg = parse_flagfile((CompressConfig, TrainConfig),
+                                os.path.join(REPO, "configs", flagfile),
+                                ["--run_dir=runs/x", "--output_dir=runs/y"])
+    assert mode_for(ccfg).name and tcfg.epochs > 0

@@ -1,0 +1,44 @@
+"""``PipelineConfig``: which recipes each stage uses and how the student is compressed and
+exported. Mirrored 1:1 by the flags of scripts/pipeline.py."""
+import dataclasses
+import os
+
+from slm_tf.config import field, fraction, non_negative, positive
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    output_dir: str = field("", "Root of every stage's run directory, the report and the "
+                            "TensorBoard logs.", validate=bool, rule="set")
+    teacher_recipe: str = field(os.path.join(CONFIGS, "banking77_teacher.flags"),
+                                "Flagfile of the teacher's training run.")
+    teacher_dir: str = field("", "Use this finished teacher run instead of training one.")
+    student_recipe: str = field(os.path.join(CONFIGS, "banking77_student.flags"),
+                                "Flagfile of the student (trained plain and distilled).")
+    temperature: float = field(4.0, "KD temperature.", validate=positive, rule="> 0")
+    alpha: float = field(0.3, "KD weight of the hard-label term.",
+                         validate=lambda x: 0.0 <= x <= 1.0, rule="in [0, 1]")
+    augment_copies: int = field(2, "Augmented copies of each training text the teacher labels.",
+                                validate=non_negative, rule=">= 0")
+    compress_recipe: str = field(os.path.join(CONFIGS, "banking77_compress.flags"),
+                                 "Flagfile of compress.py giving how the pruning and QAT stages "
+                                 "fine-tune (learning rates, schedule, KD weight, seed); the "
+                                 "sparsity and epochs come from the flags below.")
+    prune: float = field(0.8, "Target sparsity of the pruning stage (0 skips the stage).",
+                         validate=fraction, rule="in [0, 1)")
+    prune_epochs: int = field(15, "Fine-tuning epochs while pruning.", validate=positive,
+                              rule="> 0")
+    qat: bool = field(True, "Run the quantization-aware training stage (sparsity-preserving "
+                      "after pruning).")
+    qat_epochs: int = field(3, "Epochs of quantization-aware training.", validate=positive,
+                            rule="> 0")
+    export_formats: list = field(["tflite_int8", "tflite_dynamic", "tflite_float", "onnx"],
+                                 "Formats the final student is exported to and benchmarked in.")
+    latency_queries: int = field(300, "Batch-1 queries timed per exported file.",
+                                 validate=positive, rule="> 0")
+    teacher_latency_queries: int = field(100, "Batch-1 queries timed for the teacher's float "
+                                         "TFLite file (the speed-up reference).",
+                                         validate=positive, rule="> 0")

@@ -1,0 +1,250 @@
+"""The pipeline's report: every number is read from a stage's own ``metrics.json`` or
+``benchmark.json`` (each row names its source file), never typed in.
+
+Writes ``summary.json``, ``report.md``, ``report.html``, ``model_card.md`` and the plots (PNG).
+"""
+import html
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from slm_tf.export.benchmark import RESULT_FILE
+from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
+from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
+
+MODEL_STAGES = ("teacher", "student", "distilled", "pruned", "qat")
+FINAL_TOLERANCE = 0.005  # the final model may give up this much accuracy for a smaller file
+COLUMNS = [("name", "model"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
+           ("num_params", "params"), ("file_bytes", "file bytes"), ("p50_ms_1t", "p50 ms"),
+           ("p95_ms_1t", "p95 ms"), ("speedup_vs_teacher", "speed-up"),
+           ("compression_vs_teacher", "compression")]
+
+
+def _keras_row(stage: str, run_dir: str) -> Dict:
+    path = os.path.join(run_dir, METRICS_FILE)
+    m = read_json(path)
+    return {"name": f"{stage} (Keras)", "stage": stage, "format": "keras",
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "num_params": m["num_params"],
+            "file_bytes": os.path.getsize(os.path.join(run_dir, MODEL_FILE)),
+            "p50_ms_1t": None, "p95_ms_1t": None, "ece": m.get("ece"), "source": path}
+
+
+def _export_rows(stage: str, export_dir: str, num_params: int) -> List[Dict]:
+    path = os.path.join(export_dir, RESULT_FILE)
+    return [{"name": f"{stage} {r['format']}", "stage": stage, "format": r["format"],
+             "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "num_params": num_params,
+             "file_bytes": r["file_bytes"], "p50_ms_1t": r["p50_ms_1t"],
+             "p95_ms_1t": r["p95_ms_1t"], "p50_ms_2t": r["p50_ms_2t"],
+             "agreement": r["agreement"], "parity_ok": r["parity_ok"], "ece": r["ece"],
+             "source": path, "_record": r}
+            for r in read_json(path) if r["format"] != "keras"]
+
+
+def collect(paths: Dict[str, str], final_stage: str) -> Dict:
+    """Rows of every stage present in ``paths`` (stage name -> directory)."""
+    rows = [_keras_row(s, paths[s]) for s in MODEL_STAGES if s in paths]
+    by_stage = {r["stage"]: r for r in rows}
+    teacher_ref = _export_rows("teacher", paths["teacher_export"],
+                               by_stage["teacher"]["num_params"])[0]
+    exported = _export_rows("final", paths["export"], by_stage[final_stage]["num_params"])
+    rows = rows[:1] + [teacher_ref] + rows[1:] + exported
+    for r in rows:
+        r["speedup_vs_teacher"] = (teacher_ref["p50_ms_1t"] / r["p50_ms_1t"]
+                                   if r["p50_ms_1t"] else None)
+        r["compression_vs_teacher"] = teacher_ref["file_bytes"] / r["file_bytes"]
+    ok = [r for r in exported if r["parity_ok"]] or exported
+    best = max(r["accuracy"] for r in ok)
+    final = min((r for r in ok if r["accuracy"] >= best - FINAL_TOLERANCE),
+                key=lambda r: r["file_bytes"])
+    teacher = read_json(os.path.join(paths["teacher"], METRICS_FILE))
+    return {"rows": rows, "final": final, "teacher": teacher, "teacher_row": by_stage["teacher"],
+            "teacher_ref": teacher_ref}
+
+
+def pareto_front(points: List[tuple]) -> List[int]:
+    """Indices of the points (cost, accuracy) no other point beats on both (lower cost,
+    higher accuracy), sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _plots(report: Dict, out: str) -> Dict[str, str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = {}
+    rows, final = report["rows"], report["final"]
+
+    def save(fig, name):
+        with atomic_path(os.path.join(out, name)) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files[name[:-4]] = name
+
+    for key, label, name in (("file_bytes", "file size (bytes, log)", "accuracy_vs_size.png"),
+                             ("p50_ms_1t", "p50 latency, batch 1, 1 thread (ms, log)",
+                              "accuracy_vs_latency.png")):
+        pts = [(r[key], r["accuracy"], r["name"]) for r in rows if r.get(key)]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
+        for x, y, n in pts:
+            ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = [pts[i] for i in pareto_front([(p[0], p[1]) for p in pts])]
+        ax.plot([p[0] for p in front], [p[1] for p in front], "r--o", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+        ax.legend()
+        save(fig, name)
+    rec = final["_record"]
+    cm = np.asarray(rec["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix (row-normalized): {final['name']}")
+    save(fig, "confusion_matrix.png")
+    names = list(rec["per_class_f1"])
+    t = np.array([report["teacher"]["per_class"][n]["f1"] for n in names])
+    s = np.array([rec["per_class_f1"][n] for n in names])
+    order = np.argsort(t)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(t[order], "o-", ms=3, label="teacher")
+    ax.plot(s[order], "o-", ms=3, label=final["name"])
+    ax.set_xlabel("class (sorted by teacher F1)")
+    ax.set_ylabel("F1")
+    ax.legend()
+    save(fig, "per_class_f1.png")
+    bins = rec["reliability"]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    ax.bar([b["lo"] for b in bins], [b["accuracy"] for b in bins],
+           width=[b["hi"] - b["lo"] for b in bins], align="edge", alpha=0.6, label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "ro", ms=3)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability: {final['name']}, ECE {rec['ece']:.4f}")
+    ax.legend()
+    save(fig, "reliability.png")
+    return files
+
+
+def _fmt(key: str, v) -> str:
+    if v is None:
+        return "-"
+    if key in ("accuracy", "macro_f1"):
+        return f"{v:.4f}"
+    if key in ("speedup_vs_teacher", "compression_vs_teacher"):
+        return f"{v:.1f}x"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _verdict(report: Dict) -> str:
+    f, t = report["final"], report["teacher"]
+    return (f"Recommended: **{f['name']}** — test accuracy {f['accuracy']:.4f} "
+            f"({f['accuracy'] / t['accuracy']:.1%} of the teacher's {t['accuracy']:.4f}), "
+            f"{f['file_bytes']:,} bytes ({f['compression_vs_teacher']:.0f}x smaller than the "
+            f"teacher's float TFLite file), p50 {f['p50_ms_1t']:.3f} ms per query on one thread "
+            f"({f['speedup_vs_teacher']:.0f}x faster). It is the smallest exported file that "
+            f"passes its parity floor within {FINAL_TOLERANCE:.1%} of the best exported "
+            "accuracy.")
+
+
+def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str,
+                 stages: Optional[Dict] = None) -> Dict:
+    """Collects, plots and writes every report file into ``out``; returns the summary."""
+    report = collect(paths, final_stage)
+    plots = _plots(report, out)
+    rows = report["rows"]
+    table = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    table += ["| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    t = report["teacher"]
+    md = [f"# Pipeline report: {t['data']['name']}", "", f"Command: `{command}`", "",
+          _verdict(report), "", "All rows are on the same test split "
+          f"({t['num_examples']} examples). Speed-up and compression are against the teacher's "
+          "float TFLite file; latency is batch 1 through LiteRT/onnxruntime.", "", *table, "",
+          "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), ""]
+    md += [f"![{k}]({v})" for k, v in plots.items()]
+    write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
+    cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
+    page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
+            f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
+            f"<p>Command: <code>{html.escape(command)}</code></p>"
+            f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
+            "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
+            "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
+            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()))
+    write_text(os.path.join(out, "report.html"), page + "\n")
+    public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
+    final = public(report["final"])
+    final["teacher_accuracy"] = t["accuracy"]
+    summary = {"rows": [public(r) for r in rows], "final": final, "stages": stages or {},
+               "command": command, "plots": plots}
+    write_json(os.path.join(out, "summary.json"), summary)
+    write_text(os.path.join(out, "model_card.md"), model_card(report, paths, final_stage,
+                                                             command))
+    return summary
+
+
+def model_card(report: Dict, paths: Dict[str, str], final_stage: str, command: str) -> str:
+    """Intended use, data and licence, per-class metrics, calibration, limits, provenance."""
+    f, t = report["final"], report["teacher"]
+    rec = f["_record"]
+    run_cfg = read_json(os.path.join(paths[final_stage], "config.json"))
+    data = t["data"]
+    per_class = "\n".join(
+        f"| {n} | {rec['per_class_f1'][n]:.3f} | {t['per_class'][n]['f1']:.3f} | "
+        f"{t['per_class'][n]['support']} |" for n in rec["per_class_f1"])
+    weakest = sorted(rec["per_class_f1"], key=rec["per_class_f1"].get)[:5]
+    return f"""# Model card: {data['name']} text classifier ({f['name']})
+
+## Intended use
+Classifies a short text into one of {data['num_classes']} labels of the `{data['name']}`
+task, on device (Android/edge, LiteRT) or server. Not for labels outside this set: the model
+always picks one of its labels (no out-of-scope class unless the data has one), and is not meant
+for decisions about people without human review.
+
+## Model
+`{f['format']}` export of the `{final_stage}` stage: a {run_cfg['model']['model']} student with
+{f['num_params']:,} parameters, {f['file_bytes']:,} bytes, input `ids` int32
+[1, {run_cfg['data']['max_seq_len']}] (longer texts are truncated), tokenizer
+`{run_cfg['tokenizer']['tokenizer']}`. Distilled from a teacher with {t['num_params']:,}
+parameters (test accuracy {t['accuracy']:.4f}).
+
+## Data
+`{data['name']}`, licence {data.get('license') or 'the user data licence'};
+{data.get('citation') or ''}. Split sizes: {data.get('sizes', {})}. Rows skipped while reading:
+{data.get('skipped_rows_total', 0)}.
+
+## Metrics (test split, {t['num_examples']} examples)
+accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} (teacher {t['accuracy']:.4f} /
+{t['macro_f1']:.4f}); agreement with the float Keras student {f['agreement']:.4f}; p50 latency
+{f['p50_ms_1t']:.3f} ms on one thread of this benchmark machine.
+
+| label | F1 (this model) | F1 (teacher) | support |
+|---|---|---|---|
+{per_class}
+
+## Calibration
+Expected calibration error {rec['ece']:.4f} (15 equal-width bins; `reliability.png`). Treat
+probabilities as scores unless ECE is small for your use.
+
+## Known limits
+- Weakest labels (lowest F1): {', '.join(weakest)}.
+- Trained on `{data['name']}` only; other domains, languages or phrasing will score lower.
+- Texts longer than {run_cfg['data']['max_seq_len'] - 2} tokens are truncated.
+- Quantized files can disagree with the float model on near-ties (agreement above).
+
+## Provenance
+Produced by: `{command}`. Stage configs: `config.json` in each stage directory; numbers from
+{os.path.relpath(f['source'], os.path.dirname(os.path.dirname(f['source'])))} and the stages'
+`metrics.json`.
+"""

@@ -1,0 +1,155 @@
+"""The pipeline's stages, in order. Each writes one directory under the output root; a stage
+whose outputs are complete is skipped, and an interrupted one resumes from its own checkpoints
+(training and distillation restore their last epoch), so a rerun after a crash redoes nothing
+that finished."""
+import dataclasses
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import logging
+
+from slm_tf.config import parse_flagfile
+from slm_tf.data.config import DataConfig
+from slm_tf.distill.augment import AugmentConfig
+from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
+from slm_tf.export.run import ExportConfig, export_run
+from slm_tf.models import ModelConfig
+from slm_tf.pipeline.config import PipelineConfig
+from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.train.artifacts import is_complete
+from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+
+TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
+
+
+@dataclasses.dataclass
+class Context:
+    """What every stage sees: the config, the data flags the user gave (they override both
+    recipes, so one command works on any dataset) and the output root."""
+    cfg: PipelineConfig
+    data_overrides: List[str]
+
+    def path(self, stage: str) -> str:
+        if stage == "teacher" and self.cfg.teacher_dir:
+            return self.cfg.teacher_dir
+        return os.path.join(self.cfg.output_dir, stage)
+
+    def recipe(self, flagfile: str, run_dir: str, extra=()):
+        return parse_flagfile(TRAIN_CLASSES, flagfile,
+                              [*self.data_overrides, f"--output_dir={run_dir}", *extra])
+
+    def final_model_stage(self) -> str:
+        """The last model-producing stage that is enabled."""
+        return [s.name for s in enabled_stages(self.cfg) if s.produces_model][-1]
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    description: str
+    run: Callable[[Context, str], None]
+    produces_model: bool = True
+    enabled: Callable[[PipelineConfig], bool] = lambda cfg: True
+
+    def done(self, path: str) -> bool:
+        if self.produces_model:
+            return is_complete(path)
+        return os.path.exists(os.path.join(path, RESULT_FILE))
+
+
+def _teacher(ctx: Context, path: str) -> None:
+    train(ExperimentConfig(*ctx.recipe(ctx.cfg.teacher_recipe, path)))
+
+
+def _student(ctx: Context, path: str) -> None:
+    train(ExperimentConfig(*ctx.recipe(ctx.cfg.student_recipe, path)))
+
+
+def _distilled(ctx: Context, path: str) -> None:
+    data, tok, model, tcfg = ctx.recipe(ctx.cfg.student_recipe, path)
+    kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
+                       alpha=ctx.cfg.alpha)
+    distill(DistillExperiment(data, tok, model, tcfg, kd,
+                              AugmentConfig(augment_copies=ctx.cfg.augment_copies)))
+
+
+def _previous_model(ctx: Context, stage: str) -> str:
+    names = [s.name for s in enabled_stages(ctx.cfg) if s.produces_model]
+    return ctx.path(names[names.index(stage) - 1])
+
+
+def _compress(ctx: Context, stage: str, path: str, overrides, qat_rate: bool = False) -> None:
+    """compress.py on the previous stage's run with the compress recipe plus ``overrides``."""
+    from slm_tf.compress.config import CompressConfig
+    from slm_tf.compress.run import CompressExperiment, compress
+    ccfg, tcfg = parse_flagfile((CompressConfig, TrainConfig), ctx.cfg.compress_recipe,
+                                [f"--run_dir={_previous_model(ctx, stage)}",
+                                 f"--output_dir={path}", f"--teacher_dir={ctx.path('teacher')}",
+                                 "--cluster=0", *overrides])
+    if qat_rate and ccfg.qat_learning_rate:
+        tcfg = dataclasses.replace(tcfg, learning_rate=ccfg.qat_learning_rate)
+    compress(CompressExperiment(ccfg, tcfg))
+
+
+def _pruned(ctx: Context, path: str) -> None:
+    _compress(ctx, "pruned", path, [f"--prune={ctx.cfg.prune}", "--noqat",
+                                    f"--epochs={ctx.cfg.prune_epochs}"])
+
+
+def _qat(ctx: Context, path: str) -> None:
+    # QAT alone keeps a pruned source's zeros (--keep_sparsity) and, as when compress.py runs
+    # it after pruning, fine-tunes at the recipe's QAT learning rate.
+    _compress(ctx, "qat", path, ["--prune=0", "--structured=", "--qat",
+                                 f"--epochs={ctx.cfg.qat_epochs}"], qat_rate=True)
+
+
+def _export(ctx: Context, path: str) -> None:
+    export_run(ExportConfig(run_dir=ctx.path(ctx.final_model_stage()),
+                            formats=list(ctx.cfg.export_formats), output_dir=path))
+    benchmark_export(path, ctx.cfg.latency_queries)
+
+
+def _teacher_export(ctx: Context, path: str) -> None:
+    export_run(ExportConfig(run_dir=ctx.path("teacher"), formats=["tflite_float"],
+                            output_dir=path))
+    benchmark_export(path, ctx.cfg.teacher_latency_queries)
+
+
+STAGES = [
+    Stage("teacher", "train (or reuse) the teacher", _teacher),
+    Stage("student", "train the student on hard labels (the no-KD reference)", _student),
+    Stage("distilled", "distill the teacher into the student", _distilled),
+    Stage("pruned", "prune the distilled student while the teacher keeps teaching", _pruned,
+          enabled=lambda cfg: cfg.prune > 0),
+    Stage("qat", "quantization-aware training (sparsity preserved)", _qat,
+          enabled=lambda cfg: cfg.qat),
+    Stage("export", "export the final student and benchmark every file", _export,
+          produces_model=False),
+    Stage("teacher_export", "export and benchmark the teacher (the speed-up reference)",
+          _teacher_export, produces_model=False),
+]
+
+
+def enabled_stages(cfg: PipelineConfig) -> List[Stage]:
+    return [s for s in STAGES if s.enabled(cfg)]
+
+
+def run_stages(ctx: Context, only: Optional[List[str]] = None) -> Dict[str, Dict]:
+    """Runs every enabled stage in order, skipping complete ones; returns what happened."""
+    stages = enabled_stages(ctx.cfg)
+    status = {}
+    for i, stage in enumerate(stages, 1):
+        path = ctx.path(stage.name)
+        if stage.done(path):
+            logging.info("[stage %d/%d] %s: complete in %s, skipped", i, len(stages),
+                         stage.name, path)
+            status[stage.name] = {"path": path, "ran": False}
+            continue
+        logging.info("[stage %d/%d] %s: %s -> %s", i, len(stages), stage.name,
+                     stage.description, path)
+        start = time.time()
+        stage.run(ctx, path)
+        status[stage.name] = {"path": path, "ran": True, "seconds": round(time.time() - start)}
+    return status
