@@ -23,13 +23,14 @@ from absl import app, flags, logging
 
 from slm_tf.cli import friendly_errors, print_table
 from slm_tf.compress.report import gzip_size, tflite_blob
-from slm_tf.compress.run import compress_stage, sample_ids
+from slm_tf.compress.run import compress_recipe, sample_ids
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import make_dataset, prepare_data
 from slm_tf.export.runtimes import LiteRTRuntime
 from slm_tf.export.tflite import to_tflite
 from slm_tf.io_utils import atomic_path, write_json
+from slm_tf.pipeline.config import CONFIGS
 from slm_tf.train.artifacts import load_run
 
 flags.DEFINE_string("run_dir", "runs/bench_distill/kd_seed1", "The dense (distilled) run.")
@@ -37,28 +38,20 @@ flags.DEFINE_string("teacher_dir", "runs/teacher", "Teacher that keeps teaching 
                     "student is compressed (empty: fine-tune on the labels only).")
 flags.DEFINE_string("output_dir", "runs/bench_compress", "Where the compressed runs, the "
                     "TFLite files and bench_compress.json go.")
+flags.DEFINE_string("recipe", os.path.join(CONFIGS, "banking77_compress.flags"),
+                    "compress.py flagfile: how pruning and QAT fine-tune (epochs, learning "
+                    "rates, schedule, KD weight, seed).")
 flags.DEFINE_float("sparsity", 0.8, "Pruning target.")
-flags.DEFINE_integer("prune_epochs", 15, "Fine-tuning epochs while pruning.")
-flags.DEFINE_float("prune_learning_rate", 3e-3, "Peak learning rate while pruning.")
-flags.DEFINE_float("prune_end", 0.4, "Share of the pruning steps that reach the target.")
-flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware fine-tuning epochs.")
-flags.DEFINE_float("qat_learning_rate", 3e-4, "Peak learning rate of QAT.")
-flags.DEFINE_float("alpha", 0.6, "KD weight of the hard labels while compressing (-1 = the "
-                   "distilled run's own, 0.3 for kd_seed1; 0.6 kept 0.6 points more after "
-                   "pruning on validation).")
 flags.DEFINE_bool("pqat", True, "Also run prune-preserving QAT on the pruned run.")
 flags.DEFINE_integer("calibration_rows", 200, "Training rows calibrating the PTQ model.")
-flags.DEFINE_integer("seed", 42, "Fine-tuning seed.")
 FLAGS = flags.FLAGS
 
 
-def _compress(name: str, epochs: int, learning_rate: float, source: str = "", **settings):
+def _compress(name: str, source: str = "", overrides=(), qat_stage: bool = False):
     logging.info("compressing: %s", name)
-    return compress_stage(source or FLAGS.run_dir, os.path.join(FLAGS.output_dir, name), epochs,
-                          FLAGS.teacher_dir, train={"learning_rate": learning_rate,
-                                                    "seed": FLAGS.seed},
-                          prune_schedule="polynomial", prune_end=FLAGS.prune_end,
-                          alpha=FLAGS.alpha, **settings)
+    return compress_recipe(FLAGS.recipe, source or FLAGS.run_dir,
+                           os.path.join(FLAGS.output_dir, name),
+                           [f"--teacher_dir={FLAGS.teacher_dir}", *overrides], qat_stage)
 
 
 def _test_split(run):
@@ -97,13 +90,13 @@ def main(argv):
     float_accuracy, dense_bytes, dense_gzip = _litert_accuracy(
         to_tflite(dense.model, "float", seq_len), "dense_float", ids, labels)
 
-    pruned = _compress("pruned", FLAGS.prune_epochs, FLAGS.prune_learning_rate,
-                       prune=FLAGS.sparsity)
+    pruned = _compress("pruned", overrides=[f"--prune={FLAGS.sparsity}", "--noqat",
+                                            "--cluster=0"])
     pruned_run = load_run(os.path.join(FLAGS.output_dir, "pruned"))
     pruned_tflite_accuracy, pruned_bytes, pruned_gzip = _litert_accuracy(
         tflite_blob(pruned_run.model, seq_len, "float"), "pruned_float", ids, labels)
 
-    qat = _compress("qat", FLAGS.qat_epochs, FLAGS.qat_learning_rate, qat=True)
+    qat = _compress("qat", qat_stage=True)
     qat_run = load_run(os.path.join(FLAGS.output_dir, "qat"))
     qat_int8_accuracy, qat_bytes, qat_gzip = _litert_accuracy(
         tflite_blob(qat_run.model, seq_len, "int8"), "qat_int8", ids, labels)
@@ -131,8 +124,8 @@ def main(argv):
     }
     if FLAGS.pqat:
         # QAT of the pruned run: its zeros are kept (prune-preserving scheme, keep_sparsity).
-        pqat = _compress("pqat", FLAGS.qat_epochs, FLAGS.qat_learning_rate,
-                         source=os.path.join(FLAGS.output_dir, "pruned"), qat=True)
+        pqat = _compress("pqat", source=os.path.join(FLAGS.output_dir, "pruned"),
+                         qat_stage=True)
         pqat_run = load_run(os.path.join(FLAGS.output_dir, "pqat"))
         acc, size, gz = _litert_accuracy(tflite_blob(pqat_run.model, seq_len, "int8"),
                                          "pqat_int8", ids, labels)
@@ -146,8 +139,8 @@ def main(argv):
         "qat_int8_beats_ptq": qat_int8_accuracy > ptq_accuracy,
     }
     result["settings"] = {name: FLAGS[name].value for name in (
-        "run_dir", "teacher_dir", "sparsity", "prune_epochs", "prune_learning_rate", "prune_end",
-        "qat_epochs", "qat_learning_rate", "alpha", "calibration_rows", "seed")}
+        "run_dir", "teacher_dir", "recipe", "sparsity", "calibration_rows")}
+    result["settings"]["recipe_text"] = open(FLAGS.recipe, encoding="utf-8").read()
     path = os.path.join(FLAGS.output_dir, "bench_compress.json")
     write_json(path, result)
     rows = [["dense (Keras)", f"{dense_accuracy:.4f}", f"{dense_gzip:,} (float tflite)"],

@@ -21,11 +21,11 @@ from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.io_utils import read_json, write_json
 from slm_tf.models import ModelConfig
+from slm_tf.pipeline.config import CONFIGS
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.artifacts import METRICS_FILE, is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
 flags.DEFINE_string("output_dir", "runs/bench_distill", "Where runs and bench_distill.json go.")
 flags.DEFINE_string("teacher_dir", "runs/teacher", "The teacher run (trained if missing).")

@@ -112,8 +112,10 @@ def from_dict(cls: Type[C], d: dict) -> C:
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def parse_flagfile(classes: Sequence[type], flagfile: str, overrides: Sequence[str] = ()):
-    """Builds one config per class from a recipe flagfile plus ``--name=value`` overrides.
+def parse_flagfile(classes: Sequence[type], flagfile: str, overrides: Sequence[str] = (),
+                   defaults: Sequence[str] = ()):
+    """Builds one config per class from a recipe flagfile plus ``--name=value`` overrides
+    (``defaults`` come before the flagfile, as a script's own defaults would).
 
     Uses a private FlagValues, so benchmarks and the pipeline can read several recipes in one
     process exactly as the command line would.
@@ -121,5 +123,5 @@ def parse_flagfile(classes: Sequence[type], flagfile: str, overrides: Sequence[s
     fv = flags.FlagValues()
     for cls in classes:
         define_flags(cls, fv)
-    fv(["recipe", f"--flagfile={flagfile}", *overrides])
+    fv(["recipe", *defaults, f"--flagfile={flagfile}", *overrides])
     return tuple(from_flags(cls, fv) for cls in classes)

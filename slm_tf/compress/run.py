@@ -9,7 +9,7 @@ compression starts over.
 import dataclasses
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import tf_keras as keras
@@ -18,7 +18,7 @@ from absl import logging
 from slm_tf.compress.config import FINETUNE_DEFAULTS, CompressConfig, parse_m_by_n, summary
 from slm_tf.compress.modes import Stage, compress_model, mode_for
 from slm_tf.compress.report import layer_sparsity, overall_sparsity, size_report
-from slm_tf.config import from_dict, to_dict, validate
+from slm_tf.config import from_dict, parse_flagfile, to_dict, validate
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError
@@ -219,11 +219,21 @@ def compress(exp: CompressExperiment) -> Dict:
     return report
 
 
-def compress_stage(run_dir: str, output_dir: str, epochs: int, teacher_dir: str = "",
-                   train: Dict = None, **settings) -> Dict:
-    """Shortcut for pipelines and benchmarks: compresses ``run_dir`` into ``output_dir`` with
-    ``CompressConfig(**settings)`` and the fine-tuning defaults (``train`` overrides them)."""
-    cfg = CompressConfig(run_dir=run_dir, teacher_dir=teacher_dir, **settings)
-    tcfg = TrainConfig(**{**FINETUNE_DEFAULTS, "output_dir": output_dir, "epochs": epochs,
-                          **(train or {})})
-    return compress(CompressExperiment(cfg, tcfg))
+def compress_recipe(recipe: str, run_dir: str, output_dir: str, overrides: Sequence[str] = (),
+                    qat_stage: bool = False) -> Dict:
+    """compress.py as a function, for pipelines and benchmarks: ``recipe`` (a flagfile of its
+    flags) plus ``--name=value`` overrides, over compress.py's fine-tuning defaults.
+
+    ``qat_stage`` runs only the recipe's QAT stage (``--qat_epochs`` at ``--qat_learning_rate``,
+    as when QAT follows pruning in one run), e.g. on an already pruned run, whose zeros it keeps.
+    """
+    defaults = [f"--{k}={v}" for k, v in FINETUNE_DEFAULTS.items()]
+    extra = ["--prune=0", "--structured=", "--layer_sparsity=", "--cluster=0",
+             "--layer_clusters=", "--qat"] if qat_stage else []
+    ccfg, tcfg = parse_flagfile((CompressConfig, TrainConfig), recipe,
+                                [f"--run_dir={run_dir}", f"--output_dir={output_dir}", *extra,
+                                 *overrides], defaults)
+    if qat_stage:
+        tcfg = dataclasses.replace(tcfg, epochs=ccfg.qat_epochs or tcfg.epochs,
+                                   learning_rate=ccfg.qat_learning_rate or tcfg.learning_rate)
+    return compress(CompressExperiment(ccfg, tcfg))

@@ -80,17 +80,12 @@ def _previous_model(ctx: Context, stage: str) -> str:
     return ctx.path(names[names.index(stage) - 1])
 
 
-def _compress(ctx: Context, stage: str, path: str, overrides, qat_rate: bool = False) -> None:
+def _compress(ctx: Context, stage: str, path: str, overrides, qat_stage: bool = False) -> None:
     """compress.py on the previous stage's run with the compress recipe plus ``overrides``."""
-    from slm_tf.compress.config import CompressConfig
-    from slm_tf.compress.run import CompressExperiment, compress
-    ccfg, tcfg = parse_flagfile((CompressConfig, TrainConfig), ctx.cfg.compress_recipe,
-                                [f"--run_dir={_previous_model(ctx, stage)}",
-                                 f"--output_dir={path}", f"--teacher_dir={ctx.path('teacher')}",
-                                 "--cluster=0", *overrides])
-    if qat_rate and ccfg.qat_learning_rate:
-        tcfg = dataclasses.replace(tcfg, learning_rate=ccfg.qat_learning_rate)
-    compress(CompressExperiment(ccfg, tcfg))
+    from slm_tf.compress.run import compress_recipe
+    compress_recipe(ctx.cfg.compress_recipe, _previous_model(ctx, stage), path,
+                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0", *overrides],
+                    qat_stage)
 
 
 def _pruned(ctx: Context, path: str) -> None:
@@ -99,10 +94,8 @@ def _pruned(ctx: Context, path: str) -> None:
 
 
 def _qat(ctx: Context, path: str) -> None:
-    # QAT alone keeps a pruned source's zeros (--keep_sparsity) and, as when compress.py runs
-    # it after pruning, fine-tunes at the recipe's QAT learning rate.
-    _compress(ctx, "qat", path, ["--prune=0", "--structured=", "--qat",
-                                 f"--epochs={ctx.cfg.qat_epochs}"], qat_rate=True)
+    # QAT alone keeps a pruned source's zeros (--keep_sparsity).
+    _compress(ctx, "qat", path, [f"--qat_epochs={ctx.cfg.qat_epochs}"], qat_stage=True)
 
 
 def _export(ctx: Context, path: str) -> None:
