@@ -121,7 +121,16 @@ def test_benchmark_parity_on_the_banking77_test_split(exported):
         for key in ("file_bytes", "p50_ms_1t", "p95_ms_1t", "p50_ms_2t", "peak_rss_bytes"):
             assert r[key] > 0, (fmt, key)
         assert r["p95_ms_1t"] >= r["p50_ms_1t"]
-    assert records["tflite_int8"]["file_bytes"] < 0.3 * records["tflite_float"]["file_bytes"]
+    int8, flt = records["tflite_int8"], records["tflite_float"]
+    assert int8["file_bytes"] < 0.3 * flt["file_bytes"]
+    assert int8["bytes_vs_tflite_float"] == pytest.approx(int8["file_bytes"] / flt["file_bytes"])
+    assert int8["p50_1t_vs_tflite_float"] == pytest.approx(int8["p50_ms_1t"] / flt["p50_ms_1t"])
+    for r in (int8, flt):  # the breakdown accounts for every byte of the file
+        assert sum(r["size_breakdown"].values()) == r["file_bytes"]
+    # int8 weights take a quarter of float32's; the per-channel scales and zero points are extra
+    assert int8["size_breakdown"]["quantization_param_bytes"] > 0
+    assert flt["size_breakdown"]["quantization_param_bytes"] == 0
+    assert 0.24 < int8["size_breakdown"]["buffer_bytes"] / flt["size_breakdown"]["buffer_bytes"] < 0.27
     assert os.path.exists(os.path.join(out, "benchmark.md"))
 
 

@@ -17,6 +17,7 @@ from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import UserError
 from slm_tf.export.parity import MIN_AGREEMENT, agreement
 from slm_tf.export.run import MANIFEST
+from slm_tf.export.tflite import size_breakdown
 from slm_tf.io_utils import read_json, write_json, write_text
 from slm_tf.train.artifacts import MODEL_FILE, load_run
 from slm_tf.train.metrics import classification_report
@@ -76,13 +77,29 @@ def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
             two = _measure_in_child(path, ids_file, 2, latency_queries)
             m.update(p50_ms_2t=two["p50_ms_2t"], p95_ms_2t=two["p95_ms_2t"])
             logits = m.pop("logits")
+            if path.endswith(".tflite"):
+                with open(path, "rb") as fh:
+                    m["size_breakdown"] = size_breakdown(fh.read())
             records.append(record(f["format"], f["file_bytes"], logits, path=f["path"], **m))
+    _compare_with_float(records)
     for r in records:
         r["parity_ok"] = r["min_agreement"] is None or r["agreement"] >= r["min_agreement"]
     write_json(os.path.join(export_dir, RESULT_FILE), records)
     rows = [[_cell(r[c]) for c in COLUMNS] for r in records]
     write_text(os.path.join(export_dir, TABLE_FILE), print_table(rows, COLUMNS) + "\n")
     return records
+
+
+def _compare_with_float(records: List[Dict]) -> None:
+    """Adds each file's size and 1-thread p50 as a fraction of the float TFLite file's."""
+    base = next((r for r in records if r["format"] == "tflite_float"), None)
+    if base is None:
+        return
+    for r in records:
+        if r["p50_ms_1t"] is None:
+            continue
+        r["bytes_vs_tflite_float"] = r["file_bytes"] / base["file_bytes"]
+        r["p50_1t_vs_tflite_float"] = r["p50_ms_1t"] / base["p50_ms_1t"]
 
 
 def _cell(v):

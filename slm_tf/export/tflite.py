@@ -6,7 +6,7 @@ Flex (``SELECT_TF_OPS``) ops, so a model needing them is refused with the ops na
 caller opts in with ``allow_flex``.
 """
 import re
-from typing import Callable, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -94,6 +94,23 @@ def to_tflite(model, quantization: str, seq_len: int,
             ) from None
         raise UserError(f"{model.name}: TFLite conversion ({quantization}) failed: "
                         f"{str(e).strip().splitlines()[-1][:500]}") from e
+
+
+def size_breakdown(tflite_bytes: bytes) -> Dict[str, int]:
+    """Where a flatbuffer's bytes go: constant buffers (weights, biases, metadata), the
+    quantization parameters (a float32 scale and an int64 zero point per tensor or channel) and
+    the rest (graph, tensor names, signatures). Explains why int8 is not exactly 4x smaller."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
+    buffers = sum(len(b.data) for b in model.buffers if b.data is not None)
+    quant = 0
+    for graph in model.subgraphs:
+        for t in graph.tensors:
+            q = t.quantization
+            if q is not None and q.scale is not None:
+                quant += 4 * len(q.scale) + 8 * len(q.zeroPoint if q.zeroPoint is not None else [])
+    return {"buffer_bytes": buffers, "quantization_param_bytes": quant,
+            "graph_bytes": len(tflite_bytes) - buffers - quant}
 
 
 def signature_io(tflite_bytes: bytes):
