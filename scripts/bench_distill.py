@@ -36,7 +36,7 @@ flags.DEFINE_string("student_recipe", os.path.join(CONFIGS, "banking77_student.f
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds; each trains both students.")
 flags.DEFINE_float("temperature", 4.0, "KD temperature.")
 flags.DEFINE_float("alpha", 0.3, "Weight of the hard-label term in KD.")
-flags.DEFINE_integer("augment_copies", 2, "Augmented copies per training text (KD runs).")
+flags.DEFINE_integer("augment_copies", 4, "Augmented copies per training text (KD runs).")
 flags.DEFINE_string("data_dir", DataConfig.data_dir, "tensorflow-datasets data dir.")
 FLAGS = flags.FLAGS
 
