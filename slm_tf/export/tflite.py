@@ -101,14 +101,16 @@ def size_breakdown(tflite_bytes: bytes) -> Dict[str, int]:
     quantization parameters (a float32 scale and an int64 zero point per tensor or channel) and
     the rest (graph, tensor names, signatures). Explains why int8 is not exactly 4x smaller."""
     from tensorflow.lite.python import schema_py_generated as schema
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite_bytes, 0))
-    buffers = sum(len(b.data) for b in model.buffers if b.data is not None)
+    # The flat accessors read lengths in place; unpacking (ModelT) would copy every weight.
+    model = schema.Model.GetRootAsModel(tflite_bytes, 0)
+    buffers = sum(model.Buffers(i).DataLength() for i in range(model.BuffersLength()))
     quant = 0
-    for graph in model.subgraphs:
-        for t in graph.tensors:
-            q = t.quantization
-            if q is not None and q.scale is not None:
-                quant += 4 * len(q.scale) + 8 * len(q.zeroPoint if q.zeroPoint is not None else [])
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.TensorsLength()):
+            q = graph.Tensors(i).Quantization()
+            if q is not None:
+                quant += 4 * q.ScaleLength() + 8 * q.ZeroPointLength()
     return {"buffer_bytes": buffers, "quantization_param_bytes": quant,
             "graph_bytes": len(tflite_bytes) - buffers - quant}
 
