@@ -82,7 +82,7 @@ def _flagfiles(kind):
     out = []
     for f in sorted(os.listdir(os.path.join(REPO, "configs"))):
         text = open(os.path.join(REPO, "configs", f), encoding="utf-8").read()
-        found = ("pipeline" if "--student_recipe" in text else
+        found = ("pipeline" if "--student_recipe" in text or "_pipeline." in f else
                  "compress" if "--run_dir" in text or "compress" in f else "train")
         if f.endswith(".flags") and found == kind:
             out.append(f)
@@ -98,7 +98,8 @@ def test_every_shipped_recipe_parses(recipe):
 
 
 @pytest.mark.parametrize("flagfile", _flagfiles("pipeline"))
-def test_every_shipped_pipeline_parses_and_names_existing_recipes(flagfile):
+def test_every_shipped_pipeline_parses_and_names_existing_recipes(flagfile, monkeypatch):
+    monkeypatch.chdir(REPO)  # recipe and nested flagfile paths are relative to the repo root
     from slm_tf.data.config import DataConfig
     from slm_tf.pipeline.config import PipelineConfig
     pipe, data = parse_flagfile((PipelineConfig, DataConfig),
