@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 
@@ -47,3 +48,42 @@ def write_csv(path, rows, header=("text", "label")):
         w.writerow(header)
         w.writerows(rows)
     return str(path)
+
+
+# Runs a script with one extra callback in ``<module>.fit`` that SIGKILLs the process after a
+# given batch, so the kill lands mid-epoch however fast or slow the machine is (polling for
+# checkpoint files raced with tiny epochs on a busy CI machine and sometimes killed the run
+# after training had already ended).
+_KILL_AT_BATCH = """
+import importlib, os, runpy, signal, sys
+import slm_tf
+import tf_keras as keras
+module, epoch_to_kill, batch_to_kill = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+class KillAt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == epoch_to_kill and batch == batch_to_kill:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+owner = importlib.import_module(module)
+fit = owner.fit
+def fit_then_die(*args, **kwargs):
+    kwargs["extra_callbacks"] = (*kwargs.get("extra_callbacks", ()), KillAt())
+    return fit(*args, **kwargs)
+owner.fit = fit_then_die
+sys.argv = sys.argv[4:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_script_killed_at(name, fit_module, epoch, batch, *args, timeout=900):
+    """Runs scripts/<name>.py and SIGKILLs it after ``batch`` of ``epoch`` (0-based) in the
+    first ``fit`` that ``fit_module`` calls; asserts it died that way."""
+    cmd = [sys.executable, "-c", _KILL_AT_BATCH, fit_module, str(epoch), str(batch),
+           os.path.join(REPO, "scripts", f"{name}.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == -signal.SIGKILL, (
+        f"{name} exited {proc.returncode} instead of being killed at epoch {epoch} batch "
+        f"{batch}\n{proc.stderr[-3000:]}")

@@ -1,7 +1,5 @@
 """Distillation: the KD loss by hand, its limits, a frozen teacher, a student that saves alone,
 cached vs online teacher outputs, augmentation."""
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf

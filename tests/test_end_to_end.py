@@ -5,16 +5,12 @@ import glob
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_script, write_csv
+from conftest import run_script, run_script_killed_at, write_csv
 from slm_tf.data.sources import EMBEDDED_DIR
 
 TINY = ["--model=cnn", "--embedding_dim=32", "--num_filters=32", "--kernel_sizes=2,3",
@@ -155,26 +151,18 @@ def test_chinese_csv_with_char_tokenizer_and_three_labels(tmp_path, data_dir):
 def test_sigkill_mid_training_then_resume(tmp_path, data_dir):
     data = _banking_subset(tmp_path / "intents.csv", n_labels=20, per_label=80, bad_row=False)
     out = str(tmp_path / "run")
-    args = [sys.executable, os.path.join(REPO, "scripts", "train.py"), f"--data={data}",
-            "--text_column=utterance", "--label_column=intent", f"--data_dir={data_dir}",
-            f"--output_dir={out}", "--epochs=6", "--checkpoint_every_steps=10", *TINY]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=REPO)
-    best = os.path.join(out, "checkpoints", "best.json")
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(best) and json.load(open(best))["best_epoch"] >= 1:
-            break  # two epochs done, the third under way
-        time.sleep(0.2)
-    assert proc.poll() is None, "training finished before it could be killed"
-    time.sleep(1.0)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    args = [f"--data={data}", "--text_column=utterance", "--label_column=intent",
+            f"--data_dir={data_dir}", f"--output_dir={out}", "--epochs=6",
+            "--checkpoint_every_steps=10", "--early_stopping_patience=0", *TINY]
+    # Killed at batch 15 of epoch 3 (index 2): step checkpoints every 10 batches put the last
+    # one inside that epoch, after the batch counter crossed a multiple of 10 within it.
+    run_script_killed_at("train", "slm_tf.train.trainer", 2, 15, *args)
+    assert os.listdir(os.path.join(out, "checkpoints", "backup"))
     assert not os.path.exists(os.path.join(out, "metrics.json"))
-    run_script("train", *args[2:])
+    run_script("train", *args)
     m = json.load(open(os.path.join(out, "metrics.json")))
-    assert m["resumed_at_epoch"] >= 2
-    assert m["epochs_run"] <= 6 - 2
+    assert m["resumed_at_epoch"] == 2
+    assert m["epochs_run"] == 6 - 2
     from slm_tf.train.artifacts import load_run
     run = load_run(out)
     assert run.model.predict(run.tokenizer.encode(["card arrived?"], 24), verbose=0).shape == \

@@ -1,7 +1,6 @@
 """Model zoo: every architecture builds, masks padding, saves/reloads, counts params and FLOPs."""
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 

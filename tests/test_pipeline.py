@@ -3,14 +3,10 @@ reads its numbers from the stages' own files, a SIGKILL during distillation resu
 redoing the teacher, and a rerun of a finished pipeline skips every stage."""
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import run_script, run_script_killed_at
 from test_end_to_end import _banking_subset
 
 RECIPE = """--model=cnn
@@ -43,24 +39,12 @@ def setup(tmp_path_factory, data_dir):
     return root, args
 
 
-def _pipeline(args, out):
-    return [sys.executable, os.path.join(REPO, "scripts", "pipeline.py"), *args,
-            f"--output_dir={out}"]
-
-
 def test_sigkill_during_distillation_then_rerun_finishes_without_redoing_the_teacher(setup):
     root, args = setup
     out = str(root / "killed")
-    proc = subprocess.Popen(_pipeline(args, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=REPO)
-    ckpt = os.path.join(out, "distilled", "checkpoints")
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not (
-            os.path.isdir(ckpt) and os.listdir(ckpt)):
-        time.sleep(0.2)
-    assert proc.poll() is None, "the pipeline ended before distillation could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Killed at batch 7 of the third distillation epoch (step checkpoints every 5 batches).
+    run_script_killed_at("pipeline", "slm_tf.distill.run", 2, 7, *args, f"--output_dir={out}")
+    assert os.listdir(os.path.join(out, "distilled", "checkpoints", "backup"))
     teacher_metrics = os.path.join(out, "teacher", "metrics.json")
     stamp = os.path.getmtime(teacher_metrics)
     assert not os.path.exists(os.path.join(out, "distilled", "metrics.json"))
@@ -70,6 +54,8 @@ def test_sigkill_during_distillation_then_rerun_finishes_without_redoing_the_tea
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["stages"]["teacher"]["ran"] is False
     assert summary["stages"]["distilled"]["ran"] is True
+    distilled = json.load(open(os.path.join(out, "distilled", "metrics.json")))
+    assert distilled["resumed_at_epoch"] == 2
 
     # A finished pipeline reruns as a no-op: every stage is skipped.
     again = run_script("pipeline", *args, f"--output_dir={out}", timeout=600)

@@ -1,7 +1,7 @@
 """Tokenizers: a registry of learnable tokenizers plus loading a saved or BERT vocabulary."""
 import dataclasses
 import os
-from typing import Callable, Iterable
+from typing import Iterable
 
 from slm_tf.config import field, positive
 from slm_tf.errors import UserError
