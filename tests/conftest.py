@@ -56,7 +56,7 @@ def write_csv(path, rows, header=("text", "label")):
 # after training had already ended).
 _KILL_AT_BATCH = """
 import importlib, os, runpy, signal, sys
-import slm_tf
+import slm_tf  # pins Keras 2 before TensorFlow loads, as the scripts do
 import tf_keras as keras
 module, epoch_to_kill, batch_to_kill = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
@@ -79,8 +79,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run_script_killed_at(name, fit_module, epoch, batch, *args, timeout=900):
-    """Runs scripts/<name>.py and SIGKILLs it after ``batch`` of ``epoch`` (0-based) in the
-    first ``fit`` that ``fit_module`` calls; asserts it died that way."""
+    """Runs scripts/<name>.py and SIGKILLs it when a ``fit`` called from ``fit_module`` ends
+    ``batch`` of ``epoch`` (both 0-based); asserts it died that way."""
     cmd = [sys.executable, "-c", _KILL_AT_BATCH, fit_module, str(epoch), str(batch),
            os.path.join(REPO, "scripts", f"{name}.py"), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
