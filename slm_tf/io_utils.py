@@ -8,6 +8,16 @@ import tempfile
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; artifacts get the mode a plain open() or
+# mkdir() would give them, so other users and containers can read a shared run directory.
+_UMASK = _umask()
+
 @contextlib.contextmanager
 def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
     """Yields a temporary path next to ``path``; on success renames it onto ``path``.
@@ -28,6 +38,7 @@ def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
         os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if os.path.isdir(tmp) else 0o666) & ~_UMASK)
         if is_dir and os.path.isdir(path):
             old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
             os.replace(path, os.path.join(old, "x"))
