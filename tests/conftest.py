@@ -14,6 +14,9 @@ SHARED_DATA = os.environ.get("SLM_TF_SHARED_DATA",
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of several minutes")
+    config.addinivalue_line("markers", "integration: runs scripts, trains for more than a few "
+                            "seconds or starts a service (CI runs them; the unit layer, "
+                            "-m 'not slow and not integration', does not)")
 
 
 @pytest.fixture(scope="session")
