@@ -140,9 +140,12 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
     reader = csv.reader([line for _, line in numbered], delimiter=delimiter)
     examples = []
     header = None
+    consumed = 0
     for row in reader:
-        # csv's line_num counts physical lines consumed; map back to the file's own numbering.
-        where = f"{path}:{line_of[min(reader.line_num, len(line_of)) - 1]}"
+        # csv's line_num counts physical lines consumed; a record (quoted line breaks span
+        # several) is named by its first line, mapped back to the file's own numbering.
+        where = f"{path}:{line_of[min(consumed, len(line_of) - 1)]}"
+        consumed = reader.line_num
         if header is None:
             header = [h.strip() for h in row]
             for col, flag in ((text_column, "text_column"), (label_column, "label_column")):
