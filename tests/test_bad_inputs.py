@@ -49,6 +49,7 @@ def test_output_dir_that_is_a_file_is_refused_up_front(tmp_path):
     require_output_dir(str(tmp_path / "new" / "run"))  # creatable: fine
 
 
+@pytest.mark.integration
 def test_train_and_export_refuse_an_output_dir_that_is_a_file(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     existing = tmp_path / "results"
@@ -84,6 +85,7 @@ def test_too_few_examples_per_class_to_hold_out_is_refused(tmp_path):
         prepare_data(DataConfig(data=data, data_dir=str(tmp_path / "tfds")))
 
 
+@pytest.mark.integration
 def test_train_with_test_fraction_zero_stops_before_the_first_step(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     out = tmp_path / "run"
@@ -94,6 +96,7 @@ def test_train_with_test_fraction_zero_stops_before_the_first_step(tmp_path):
     assert not (out / "logs").exists() and not (out / "checkpoints").exists()  # never trained
 
 
+@pytest.mark.integration
 def test_distill_checks_the_teacher_before_creating_the_student_run(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     out = tmp_path / "student"
@@ -101,6 +104,24 @@ def test_distill_checks_the_teacher_before_creating_the_student_run(tmp_path):
                       f"--output_dir={out}", check=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "no_teacher: no such run folder" in proc.stderr and "--teacher_dir" in proc.stderr
+    assert not out.exists()
+
+
+def test_distill_refuses_a_missing_teacher_before_any_work(tmp_path):
+    from slm_tf.distill.augment import AugmentConfig
+    from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+    from slm_tf.models import ModelConfig
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.trainer import TrainConfig
+    out = tmp_path / "student"
+    exp = DistillExperiment(DataConfig(data=write_csv(tmp_path / "d.csv", labelled_rows(30))),
+                            TokenizerConfig(), ModelConfig(), TrainConfig(output_dir=str(out)),
+                            DistillConfig(teacher_dir=str(tmp_path / "half")), AugmentConfig())
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")  # a run that never finished
+    with pytest.raises(UserError, match=r"half: not a complete run \(missing model\.keras, "
+                                        r"saved_model.*--teacher_dir"):
+        distill(exp)
     assert not out.exists()
 
 
