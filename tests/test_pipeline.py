@@ -9,6 +9,8 @@ import pytest
 from conftest import run_script, run_script_killed_at
 from test_end_to_end import _banking_subset
 
+pytestmark = pytest.mark.integration  # runs the real scripts end to end
+
 RECIPE = """--model=cnn
 --embedding_dim={dim}
 --num_filters={dim}
