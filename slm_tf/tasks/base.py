@@ -87,6 +87,11 @@ class Task(abc.ABC):
     def run_metrics(self, test: Dict, validation: Dict) -> Dict:
         """The head of ``metrics.json`` from the test and validation reports."""
 
+    def baseline(self, data) -> Optional[Dict]:
+        """A classical model fitted on the same splits (its test metrics include
+        ``headline``), or None when the task has none."""
+        return None
+
     # --- artifacts -----------------------------------------------------------------------
     def save_artifacts(self, run_dir: str, data) -> None:
         """Task files written next to the model (e.g. ``labels.json``)."""

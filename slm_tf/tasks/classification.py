@@ -11,6 +11,7 @@ from slm_tf.data.readers import DataError
 from slm_tf.models import build_model
 from slm_tf.tasks.base import TASKS, Task
 from slm_tf.train import artifacts
+from slm_tf.train.baseline import tfidf_linear_baseline
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
 from slm_tf.train.tensorboard import write_evaluation
@@ -107,6 +108,10 @@ class ClassificationTask(Task):
         return {**{k: test[k] for k in HEAD_METRICS},
                 "validation": {k: validation[k] for k in ("accuracy", "macro_f1")},
                 "per_class": test["per_class"], "confusion_matrix": test["confusion_matrix"]}
+
+    def baseline(self, data) -> Dict:
+        return tfidf_linear_baseline(data.texts("train"), data.labels("train"),
+                                     data.texts("test"), data.labels("test"))
 
     def save_artifacts(self, run_dir: str, data) -> None:
         artifacts.save_labels(run_dir, data.label_names)

@@ -21,6 +21,7 @@ from slm_tf.models import ModelConfig, describe
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
+from slm_tf.train.baseline import warn_if_below
 from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
 from slm_tf.tasks import DEFAULT_TASK, TASKS, Task, get_task
 from slm_tf.train.strategies import make_strategy
@@ -53,6 +54,9 @@ class TrainConfig:
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    baseline: bool = field(True, "Also fit the task's classical baseline (classification: "
+                           "TF-IDF + linear SVM, scikit-learn, seconds) on the same splits, store "
+                           "it in metrics.json and warn when the model scores below it.")
     task: str = field(DEFAULT_TASK, "What the model learns: classification (one label per "
                       "text), or another registered task.", choices=tuple(TASKS.names()))
 
@@ -192,9 +196,15 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
     test = task.evaluate(model, data, "test", tokenizer, data_cfg,
                          log_dir=os.path.join(ctx.log_dir, "eval"))
     head = task.run_metrics(test, val)
+    baseline = task.baseline(data) if config.get("train", {}).get("baseline", True) else None
+    if baseline is not None:
+        baseline["warning"] = warn_if_below(
+            f"{os.path.basename(ctx.run_dir)} ({config.get('model', {}).get('model', 'model')})",
+            head[task.headline], baseline, task.higher_is_better, task.headline)
     metrics = {
         "task": task.name,
         **head,
+        **({"baseline": baseline} if baseline is not None else {}),
         **info,
         "train_examples_per_s": result.examples_per_s,
         "train_seconds": result.train_seconds,
