@@ -87,6 +87,10 @@ class Task(abc.ABC):
     def run_metrics(self, test: Dict, validation: Dict) -> Dict:
         """The head of ``metrics.json`` from the test and validation reports."""
 
+    def class_weight(self, data, scheme: str) -> Optional[Dict[int, float]]:
+        """Per-class loss weights for ``scheme`` ("none" or "balanced"), or None."""
+        return None
+
     def baseline(self, data) -> Optional[Dict]:
         """A classical model fitted on the same splits (its test metrics include
         ``headline``), or None when the task has none."""

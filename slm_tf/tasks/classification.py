@@ -3,6 +3,7 @@ import os
 import time
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -108,6 +109,17 @@ class ClassificationTask(Task):
         return {**{k: test[k] for k in HEAD_METRICS},
                 "validation": {k: validation[k] for k in ("accuracy", "macro_f1")},
                 "per_class": test["per_class"], "confusion_matrix": test["confusion_matrix"]}
+
+    def class_weight(self, data, scheme: str):
+        """"balanced": n / (classes x count of the class), as scikit-learn's
+        ``compute_class_weight`` gives."""
+        if scheme == "none":
+            return None
+        from sklearn.utils.class_weight import compute_class_weight
+        y = np.asarray(data.labels("train"))
+        present = np.unique(y)
+        weights = compute_class_weight("balanced", classes=present, y=y)
+        return {int(c): float(w) for c, w in zip(present, weights)}
 
     def baseline(self, data) -> Dict:
         return tfidf_linear_baseline(data.texts("train"), data.labels("train"),

@@ -54,6 +54,13 @@ class TrainConfig:
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    auto_recipe: bool = field(True, "Profile the training split and choose what the user did "
+                              "not set: tokenizer, vocabulary size, sequence length and class "
+                              "weights always (unless given on the command line); the model "
+                              "and its training hyper-parameters when no --model is given. "
+                              "Choices and reasons go to data_profile.json (train.py).")
+    class_weights: str = field("none", "Weight the loss by inverse class frequency (balanced) "
+                               "for imbalanced data.", choices=("none", "balanced"))
     baseline: bool = field(True, "Also fit the task's classical baseline (classification: "
                            "TF-IDF + linear SVM, scikit-learn, seconds) on the same splits, store "
                            "it in metrics.json and warn when the model scores below it.")
@@ -154,7 +161,8 @@ class FitResult:
 
 def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
         steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=(),
-        select_from_epoch: int = 0, task: Optional[Task] = None) -> FitResult:
+        select_from_epoch: int = 0, task: Optional[Task] = None,
+        class_weight: Optional[Dict[int, float]] = None) -> FitResult:
     """``model.fit`` with checkpoint/resume, best-weights + early stopping on the task's
     validation metric, LR and throughput logging and TensorBoard; afterwards ``keep`` (default
     ``model``) holds the best weights among the epochs from ``select_from_epoch`` on."""
@@ -176,7 +184,7 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                        callbacks=callbacks, verbose=_verbosity())
+                        callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
     seconds = time.perf_counter() - start
     best.restore_best(keep)
     return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
@@ -252,7 +260,7 @@ def train(exp: ExperimentConfig) -> Dict:
 
     train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
     result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 task=task)
+                 task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, task=task)
 
 
