@@ -79,7 +79,7 @@ class Task(abc.ABC):
     def evaluate_saved(self, run, dcfg, split: str) -> Tuple[Dict, Any]:
         """``(report, data)``: a saved run (``slm_tf.train.artifacts.Run``) scored on
         ``split`` of ``dcfg.data`` (TensorBoard summaries under the run's logs)."""
-        data = self.prepare_data(dcfg)
+        data = self.prepare_data(dcfg)  # (a task whose data has no "all" split refuses it)
         log_dir = os.path.join(run.run_dir, LOG_DIR, f"eval_{data.name}_{split}")
         return self.evaluate(run.model, data, split, run.tokenizer, dcfg, log_dir), data
 

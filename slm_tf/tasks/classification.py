@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError
+from slm_tf.data.sources import ALL
 from slm_tf.models import build_model
 from slm_tf.tasks.base import TASKS, Task
 from slm_tf.train import artifacts
@@ -88,7 +89,7 @@ class ClassificationTask(Task):
     def evaluate_saved(self, run, dcfg, split):
         """Labels are matched to the run's labels by name; a label the model never saw is an
         error (or, with ``on_bad_row=skip``, those rows are skipped and counted)."""
-        data = prepare_data(dcfg)
+        data = prepare_data(dcfg, required_splits=() if split == ALL else (split,))
         index = {name: i for i, name in enumerate(run.label_names)}
         unknown = sorted(set(data.label_names) - set(index))
         bad = [ex for ex in data.splits.split(split) if ex.label in unknown]

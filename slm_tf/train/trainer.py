@@ -16,7 +16,7 @@ from absl import logging
 
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
-from slm_tf.io_utils import read_json, write_json
+from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import ModelConfig, describe
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
@@ -140,6 +140,7 @@ def start_run(tcfg: TrainConfig) -> RunContext:
 
     Without one, checkpoint state left by an earlier finished run is cleared.
     """
+    require_output_dir(tcfg.output_dir)
     run_dir = os.path.abspath(tcfg.output_dir)
     os.makedirs(run_dir, exist_ok=True)
     seed_everything(tcfg.seed, tcfg.deterministic)
