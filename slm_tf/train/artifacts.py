@@ -43,6 +43,12 @@ class Run:
     def max_seq_len(self) -> int:
         return int(self.config["data"]["max_seq_len"])
 
+    @property
+    def task(self) -> str:
+        """The registered task name the run was trained for."""
+        from slm_tf.tasks import DEFAULT_TASK
+        return self.config.get("train", {}).get("task", DEFAULT_TASK)
+
 
 class _Serving(tf.Module):
     """SavedModel wrapper: logits and probabilities from ids, or from raw text."""
@@ -89,13 +95,32 @@ def save_labels(run_dir: str, label_names: List[str]) -> None:
     write_json(os.path.join(run_dir, LABELS_FILE), list(label_names))
 
 
+COMMON_FILES = (MODEL_FILE, SAVED_MODEL_DIR, TOKENIZER_DIR, CONFIG_FILE, METRICS_FILE)
+
+
+def run_task(run_dir: str) -> str:
+    """The task a run directory was trained for (``config.json``; runs from before tasks
+    existed are classification runs)."""
+    from slm_tf.tasks import DEFAULT_TASK
+    path = os.path.join(run_dir, CONFIG_FILE)
+    config = read_json(path) if os.path.exists(path) else {}
+    train = config.get("train") if isinstance(config, dict) else None
+    return train.get("task", DEFAULT_TASK) if isinstance(train, dict) else DEFAULT_TASK
+
+
 def is_complete(run_dir: str) -> bool:
-    """True when every artifact of a finished run is present."""
+    """True when every artifact of a finished run (of its task) is present."""
     return not _missing(run_dir)
 
 
 def _missing(run_dir: str) -> List[str]:
-    needed = [MODEL_FILE, SAVED_MODEL_DIR, TOKENIZER_DIR, LABELS_FILE, CONFIG_FILE, METRICS_FILE]
+    from slm_tf.tasks import get_task
+    needed = list(COMMON_FILES)
+    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        try:
+            needed += get_task(run_task(run_dir)).artifact_files
+        except (UserError, ValueError):
+            pass  # a damaged config.json is reported when the run is loaded
     return [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
 
 
@@ -193,7 +218,7 @@ def load_run(run_dir: str) -> Run:
     fix = f"rerun the train.py/distill.py/compress.py command that wrote {run_dir}"
     model = load_keras_model(os.path.join(run_dir, MODEL_FILE), fix)
     labels_path = os.path.join(run_dir, LABELS_FILE)
-    labels = read_json(labels_path, fix)
+    labels = read_json(labels_path, fix) if os.path.exists(labels_path) else []
     if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
         raise CorruptArtifactError(labels_path, "not a list of label names", fix)
     config_path = os.path.join(run_dir, CONFIG_FILE)
