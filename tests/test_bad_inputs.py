@@ -3,7 +3,6 @@ that is a file, an empty validation/test split, a missing teacher, tool folders 
 dataset, labels with line breaks or control characters. All are found before any training."""
 import json
 import logging
-import os
 import re
 
 import pytest
@@ -157,5 +156,5 @@ def test_a_label_with_a_line_break_or_control_character_is_refused(tmp_path, lab
     assert rep.skipped == {"bad_label": 1}
     jsonl = tmp_path / "l.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
-    with pytest.raises(DataError, match=rf"l\.jsonl:2: the label"):
+    with pytest.raises(DataError, match=r"l\.jsonl:2: the label"):
         read_labelled(str(jsonl))
