@@ -12,9 +12,9 @@ import os
 
 import numpy as np
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import parse_flagfile
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
@@ -105,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)
