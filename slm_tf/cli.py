@@ -3,6 +3,7 @@ paths, ``--help`` grouped by config, and clean errors instead of stack traces.
 
 Every script ends with ``run(main)``; nothing here imports TensorFlow, so ``--help`` and flag
 errors answer before TensorFlow loads (scripts import the heavy modules inside ``main``)."""
+import dataclasses
 import functools
 import logging as pylogging
 import os
@@ -11,7 +12,8 @@ import textwrap
 
 from absl import app, flags, logging
 
-from slm_tf.config import flag_groups
+from slm_tf.config import flag_groups, from_flags
+from slm_tf.data.config import DataConfig, check_paths
 from slm_tf.errors import UserError
 from slm_tf.recipes import RECIPES_DIR, expand_flagfiles
 
@@ -86,6 +88,46 @@ def run(main) -> None:
     app.run(main, flags_parser=parse_flags)
 
 
+# TensorFlow's C++ start-up notices: written by absl's C++ logger straight to file descriptor 2
+# before any log threshold applies (TF_CPP_MIN_LOG_LEVEL does not reach them on TF 2.21).
+_TF_NOISE = ("absl::InitializeLog", "cuda", "cuInit", "oneDNN", "TF_ENABLE_ONEDNN_OPTS",
+             "TensorRT", "TF-TRT", "rebuild TensorFlow with the appropriate compiler flags",
+             "computation placer", "Unable to register")
+
+
+def load_tensorflow_quietly() -> None:
+    """Imports TensorFlow (and what the runs use with it) and probes its devices while file
+    descriptor 2 goes to a temporary file, then replays every captured line that is not a known
+    start-up notice: the user sees our logs and real errors, not CUDA probing or oneDNN."""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import tensorflow_text  # noqa: F401  (its kernels log at load as well)
+            import tf_keras  # noqa: F401
+            tf.config.list_physical_devices()
+            tf.constant(0) + 1  # the first op initialises the CPU/GPU platforms (cuInit)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        for line in capture.read().decode("utf-8", "replace").splitlines():
+            if line.strip() and not any(n in line for n in _TF_NOISE):
+                print(line, file=sys.stderr)
+
+
+def _check_before_tensorflow(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Checks what needs no TensorFlow (data paths) so a typo fails in well under a second."""
+    if all(f.name in flag_values for f in dataclasses.fields(DataConfig)):
+        check_paths(from_flags(DataConfig, flag_values))
+
+
 def friendly_errors(main):
     """Wraps an absl ``main``: a user error (including a stray positional argument) prints one
     clear line and exits with status 2."""
@@ -95,6 +137,8 @@ def friendly_errors(main):
         try:
             if len(argv) > 1:
                 raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+            _check_before_tensorflow()
+            load_tensorflow_quietly()
             return main(argv)
         except UserError as e:
             logging.debug("full traceback", exc_info=True)
