@@ -19,7 +19,7 @@ RUNTIME = [
     # Export and the device-side runtimes (LiteRT for TFLite, onnxruntime for ONNX).
     "ai-edge-litert==2.*",
     "tf2onnx==1.17.*",
-    "onnx>=1.16",
+    "onnx>=1.16",  # not imported by us: a version floor for tf2onnx's own onnx dependency
     "onnxruntime>=1.20",
     # Noto Sans CJK (SIL OFL 1.1, 15 MB wheel): plots and reports render Chinese/Japanese/Korean
     # labels; the machine images we target ship no CJK font.
