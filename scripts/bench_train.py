@@ -19,7 +19,7 @@ from slm_tf.io_utils import write_json
 from slm_tf.recipes import recipe_path
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
-from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+from slm_tf.train.config import ExperimentConfig, TrainConfig
 
 flags.DEFINE_string("output_dir", "runs/bench_train", "Where runs and bench_train.json go.")
 flags.DEFINE_list("models", ["cnn", "transformer", "bilstm", "bow"], "Architectures to train.")
@@ -31,6 +31,8 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    from slm_tf.train.trainer import train  # TensorFlow loads here, after the flags
+
     del argv
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "models": {}}

@@ -25,7 +25,7 @@ def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.export.benchmark import benchmark_export
     from slm_tf.export.parity import parity_failures
-    
+
     records = benchmark_export(FLAGS.export_dir, FLAGS.latency_queries)
     failures = parity_failures(records)
     for line in failures:

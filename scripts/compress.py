@@ -38,7 +38,7 @@ def _size(report, when):
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.compress.run import REPORT_FILE, CompressExperiment, compress
-    
+
     exp = CompressExperiment(from_flags(CompressConfig), from_flags(TrainConfig))
     r = compress(exp)
     print()

@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.distill.run import DistillExperiment, distill
-    
+
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
     m = distill(exp)
     print()

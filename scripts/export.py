@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.export.run import export_run
-    
+
     manifest = export_run(from_flags(ExportConfig))
     print_table([[f["format"], f["path"], f"{f['file_bytes']:,}", f"{f['seconds']:.1f}"]
                  for f in manifest["files"]], ["format", "file", "bytes", "seconds"])

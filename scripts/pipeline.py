@@ -42,7 +42,7 @@ def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.pipeline.report import write_report
     from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
-    
+
     ctx = Context(from_flags(PipelineConfig), _data_overrides())
     status = run_stages(ctx)
     paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}

@@ -30,7 +30,7 @@ def main(argv):
     from slm_tf.autorecipe import PROFILE_FILE, configure
     from slm_tf.io_utils import write_json
     from slm_tf.train.trainer import train
-    
+
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
                            from_flags(ModelConfig), from_flags(TrainConfig))
     profile = None

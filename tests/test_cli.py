@@ -69,6 +69,10 @@ def test_help_lists_own_flags_grouped_by_config(name):
             for f in dataclasses.fields(cls):
                 default = f.default if f.default is not dataclasses.MISSING \
                     else f.default_factory()
+                if name == "compress" and cls.__name__ == "TrainConfig":
+                    # compress.py fine-tunes with its own documented defaults
+                    from slm_tf.compress.config import FINETUNE_DEFAULTS
+                    default = FINETUNE_DEFAULTS.get(f.name, default)
                 want = f"--{f.name} (default: {_shown(default)})"
                 if any(line.startswith(want) for line in sections[cls.__name__]):
                     continue
@@ -76,7 +80,7 @@ def test_help_lists_own_flags_grouped_by_config(name):
                 owner = [s for s, lines in sections.items()
                          if any(line.startswith(want) for line in lines)]
                 assert owner, f"{name} {flag}: {want} missing from\n{out}"
-    full = run_script(name, "--helpfull", timeout=60, check=False)
+    full = run_script(name, "--helpfull", timeout=300, check=False)
     assert full.returncode == 0, full.stderr
 
 
