@@ -21,6 +21,10 @@ RUNTIME = [
     "onnx>=1.16",
     "onnxruntime>=1.20",
     "tqdm>=4.66",
+    # Trust: Luhn/IBAN/resident-ID checksums for PII redaction (pure Python, also in serving),
+    # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
+    "python-stdnum>=2.0",
+    "dp-accounting==0.6.0",
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT
