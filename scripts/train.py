@@ -15,8 +15,9 @@ from slm_tf.data.config import DataConfig
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+from slm_tf.trust.dp import DPConfig
 
-for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
+for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
 
@@ -24,7 +25,7 @@ FLAGS = flags.FLAGS
 @friendly_errors
 def main(argv):
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
-                           from_flags(ModelConfig), from_flags(TrainConfig))
+                           from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig))
     m = train(exp)
     print()
     print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",

@@ -23,6 +23,8 @@ from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import make_optimizer
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_evaluation, write_hparams
+from slm_tf.trust import dp as dp_sgd
+from slm_tf.trust.dp import DPConfig
 
 
 @dataclasses.dataclass
@@ -60,9 +62,11 @@ class ExperimentConfig:
     tokenizer: TokenizerConfig
     model: ModelConfig
     train: TrainConfig
+    dp: DPConfig = dataclasses.field(default_factory=DPConfig)
 
     def to_dict(self) -> Dict:
-        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train")}
+        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
+                                                       "dp")}
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -247,12 +251,16 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        compile_supervised(model, tcfg, total_steps)
+        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        compile_supervised(trainer, tcfg, total_steps)
     logging.info("%s: %s", exp.model.model, describe(model, dcfg.max_seq_len))
 
     train_ds, val_ds = supervised_datasets(data, tokenizer, dcfg, tcfg)
-    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size)
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result)
+    result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=model)
+    extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra)
 
 
 def supervised_datasets(data: PreparedData, tokenizer: Tokenizer, dcfg: DataConfig,

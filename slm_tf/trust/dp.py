@@ -1,0 +1,127 @@
+"""Differential privacy: DP-SGD training (per-example clipping + Gaussian noise) and its (ε, δ).
+
+The accountant is dp-accounting's (Google's maintained library). We do not use
+tensorflow-privacy's DP optimizers: 0.9.0 pins numpy 1.x and an older dp-accounting, and does
+not import under TF 2.21 without a workaround (see DESIGN.md); the mechanism itself is a few
+lines, written here as a ``train_step``.
+"""
+import dataclasses
+import math
+from typing import Dict
+
+import dp_accounting
+import tensorflow as tf
+import tf_keras as keras
+
+from slm_tf.config import field, fraction, non_negative
+from slm_tf.errors import UserError
+
+
+@dataclasses.dataclass
+class DPConfig:
+    dp_l2_clip: float = field(0.0, "DP-SGD: clip each example's gradient to this L2 norm C "
+                              "(> 0 turns DP-SGD on; microbatches of one).",
+                              validate=non_negative, rule=">= 0")
+    dp_noise_multiplier: float = field(0.0, "DP-SGD: Gaussian noise of standard deviation "
+                                       "sigma * C added to the summed clipped gradients "
+                                       "(0 = clipping only, epsilon is infinite).",
+                                       validate=non_negative, rule=">= 0")
+    dp_delta: float = field(0.0, "delta of the reported (epsilon, delta); 0 = 1 / number of "
+                            "training examples.", validate=fraction, rule="in [0, 1)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.dp_l2_clip > 0 or self.dp_noise_multiplier > 0
+
+
+def check(cfg: DPConfig) -> None:
+    """Refuses noise without a clipping bound (the noise scale is sigma * C)."""
+    if cfg.dp_noise_multiplier > 0 and cfg.dp_l2_clip <= 0:
+        raise UserError(f"--dp_noise_multiplier={cfg.dp_noise_multiplier} needs a clipping bound: "
+                        "the noise is scaled by it. Fix: also pass --dp_l2_clip (e.g. 1.0).")
+
+
+class DPSGDModel(keras.Model):
+    """Trains ``inner`` with DP-SGD: every example's gradient is clipped to L2 norm ``l2_clip``,
+    the clipped gradients are summed, N(0, (noise_multiplier * l2_clip)^2) noise is added to
+    each coordinate, and the sum is divided by the batch size before the optimizer sees it.
+
+    Compile it like ``inner`` (optimizer, loss, metrics); predictions and saved weights are
+    ``inner``'s. Per-example gradients come from ``tf.vectorized_map`` (falls back to a loop
+    for ops it cannot vectorize).
+    """
+
+    def __init__(self, inner: keras.Model, l2_clip: float, noise_multiplier: float,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.l2_clip = float(l2_clip)
+        self.noise_multiplier = float(noise_multiplier)
+        self._noise = tf.random.Generator.from_seed(seed)
+
+    def call(self, inputs, training=None):
+        return self.inner(inputs, training=training)
+
+    def per_example_gradients(self, x, y):
+        """Clipped per-example gradients (stacked on axis 0), predictions and unclipped norms."""
+        variables = self.inner.trainable_variables
+        loss_fn = self.loss if callable(self.loss) else keras.losses.get(self.loss)
+
+        def one(example):
+            xi, yi = example
+            with tf.GradientTape() as tape:
+                pred = self.inner(xi[None], training=True)
+                loss = loss_fn(yi[None], pred)
+            grads = [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
+                     for g, v in zip(tape.gradient(loss, variables), variables)]
+            norm = tf.linalg.global_norm(grads)
+            scale = tf.minimum(1.0, self.l2_clip / tf.maximum(norm, 1e-12))
+            return [g * scale for g in grads], pred[0], norm
+
+        return tf.vectorized_map(one, (x, y), fallback_to_while_loop=True)
+
+    def train_step(self, data):
+        x, y = data
+        clipped, pred, _ = self.per_example_gradients(x, y)
+        batch = tf.cast(tf.shape(x)[0], tf.float32)
+        std = self.noise_multiplier * self.l2_clip
+        grads = [(tf.reduce_sum(g, axis=0) + self._noise.normal(tf.shape(g)[1:], stddev=std))
+                 / batch for g in clipped]
+        self.optimizer.apply_gradients(zip(grads, self.inner.trainable_variables))
+        self.compiled_loss(y, pred)
+        self.compiled_metrics.update_state(y, pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float) -> float:
+    """ε of DP-SGD after ``steps`` Poisson-sampled Gaussian steps (RDP accountant, add/remove
+    one example); infinite without noise."""
+    if noise_multiplier <= 0:
+        return math.inf
+    if steps <= 0:
+        return 0.0
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+        sampling_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), steps)
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(event)
+    return float(accountant.get_epsilon(delta))
+
+
+def privacy_report(cfg: DPConfig, num_examples: int, batch_size: int, steps: int) -> Dict:
+    """The (ε, δ) a DP-SGD run spent, with everything needed to recompute it."""
+    delta = cfg.dp_delta or 1.0 / num_examples
+    q = min(1.0, batch_size / num_examples)
+    eps = epsilon(cfg.dp_noise_multiplier, q, steps, delta)
+    return {"epsilon": eps if math.isfinite(eps) else "inf", "delta": delta,
+            "noise_multiplier": cfg.dp_noise_multiplier, "l2_clip": cfg.dp_l2_clip,
+            "sampling_rate": q, "steps": steps, "accountant": "dp_accounting RDP, Poisson "
+            "sampling, add/remove-one adjacency (batches are shuffled, not Poisson-sampled: "
+            "the usual approximation)"}
+
+
+def wrap(model: keras.Model, cfg: DPConfig, seed: int) -> keras.Model:
+    """``model`` wrapped for DP-SGD when ``cfg`` turns it on, else ``model`` itself."""
+    check(cfg)
+    if not cfg.enabled:
+        return model
+    return DPSGDModel(model, cfg.dp_l2_clip, cfg.dp_noise_multiplier, seed=seed)
