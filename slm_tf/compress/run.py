@@ -31,9 +31,10 @@ from slm_tf.models import ModelConfig, describe
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train import artifacts
 from slm_tf.train.artifacts import Run, load_run
-from slm_tf.train.trainer import (FitResult, RunContext, TrainConfig, compile_supervised,
-                                  evaluate_split, finish_run, fit, optimizer_for, start_run,
-                                  supervised_datasets)
+from slm_tf.tasks.classification import (compile_supervised, evaluate_split,
+                                         supervised_datasets)
+from slm_tf.train.optim import optimizer_for
+from slm_tf.train.trainer import FitResult, RunContext, TrainConfig, finish_run, fit, start_run
 
 REPORT_FILE = "compression.json"
 CALIBRATION_ROWS = 1024

@@ -24,8 +24,8 @@ from slm_tf.tokenizers.normalize import pretokenize_py
 from slm_tf.train import artifacts
 from slm_tf.train.artifacts import Run, load_run
 from slm_tf.train.metrics import classification_report, predict_logits
-from slm_tf.train.trainer import (TrainConfig, finish_run, fit, optimizer_for,
-                                  prepare_tokenizer, start_run)
+from slm_tf.train.optim import optimizer_for
+from slm_tf.train.trainer import TrainConfig, finish_run, fit, prepare_tokenizer, start_run
 
 
 @dataclasses.dataclass

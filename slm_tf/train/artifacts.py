@@ -41,6 +41,12 @@ class Run:
     def max_seq_len(self) -> int:
         return int(self.config["data"]["max_seq_len"])
 
+    @property
+    def task(self) -> str:
+        """The registered task name the run was trained for."""
+        from slm_tf.tasks import DEFAULT_TASK
+        return self.config.get("train", {}).get("task", DEFAULT_TASK)
+
 
 class _Serving(tf.Module):
     """SavedModel wrapper: logits and probabilities from ids, or from raw text."""
@@ -87,9 +93,25 @@ def save_labels(run_dir: str, label_names: List[str]) -> None:
     write_json(os.path.join(run_dir, LABELS_FILE), list(label_names))
 
 
+COMMON_FILES = (MODEL_FILE, SAVED_MODEL_DIR, TOKENIZER_DIR, CONFIG_FILE, METRICS_FILE)
+
+
+def run_task(run_dir: str) -> str:
+    """The task a run directory was trained for (``config.json``; runs from before tasks
+    existed are classification runs)."""
+    from slm_tf.tasks import DEFAULT_TASK
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return DEFAULT_TASK
+    return read_json(path).get("train", {}).get("task", DEFAULT_TASK)
+
+
 def is_complete(run_dir: str) -> bool:
-    """True when every artifact of a finished run is present."""
-    needed = [MODEL_FILE, SAVED_MODEL_DIR, TOKENIZER_DIR, LABELS_FILE, CONFIG_FILE, METRICS_FILE]
+    """True when every artifact of a finished run (of its task) is present."""
+    from slm_tf.tasks import get_task
+    if not all(os.path.exists(os.path.join(run_dir, n)) for n in COMMON_FILES):
+        return False
+    needed = get_task(run_task(run_dir)).artifact_files
     return all(os.path.exists(os.path.join(run_dir, n)) for n in needed)
 
 
@@ -97,7 +119,8 @@ def load_run(run_dir: str) -> Run:
     """Loads a finished run directory."""
     if not is_complete(run_dir):
         raise UserError(f"{run_dir}: not a complete run (needs {MODEL_FILE}, "
-                                f"{TOKENIZER_DIR}/, {LABELS_FILE}, {CONFIG_FILE}, {METRICS_FILE}). "
+                                f"{TOKENIZER_DIR}/, {CONFIG_FILE}, {METRICS_FILE} and the "
+                                f"task's files, e.g. {LABELS_FILE}). "
                                 "Fix: point --run_dir at the --output_dir of a finished "
                                 "train.py run.")
     # Register our layers and the learning-rate schedule before deserializing.
@@ -108,6 +131,7 @@ def load_run(run_dir: str) -> Run:
     from slm_tf.compress.quantization import quantize_scope
     with quantize_scope():
         model = keras.models.load_model(os.path.join(run_dir, MODEL_FILE), compile=False)
+    labels_path = os.path.join(run_dir, LABELS_FILE)
     return Run(run_dir, model, load_tokenizer(os.path.join(run_dir, TOKENIZER_DIR)),
-               read_json(os.path.join(run_dir, LABELS_FILE)),
+               read_json(labels_path) if os.path.exists(labels_path) else [],
                read_json(os.path.join(run_dir, CONFIG_FILE)))
