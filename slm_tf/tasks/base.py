@@ -79,13 +79,17 @@ class Task(abc.ABC):
     def evaluate_saved(self, run, dcfg, split: str) -> Tuple[Dict, Any]:
         """``(report, data)``: a saved run (``slm_tf.train.artifacts.Run``) scored on
         ``split`` of ``dcfg.data`` (TensorBoard summaries under the run's logs)."""
-        data = self.prepare_data(dcfg)
+        data = self.prepare_data(dcfg)  # (a task whose data has no "all" split refuses it)
         log_dir = os.path.join(run.run_dir, LOG_DIR, f"eval_{data.name}_{split}")
         return self.evaluate(run.model, data, split, run.tokenizer, dcfg, log_dir), data
 
     @abc.abstractmethod
     def run_metrics(self, test: Dict, validation: Dict) -> Dict:
         """The head of ``metrics.json`` from the test and validation reports."""
+
+    def class_weight(self, data, scheme: str) -> Optional[Dict[int, float]]:
+        """Per-class loss weights for ``scheme`` ("none" or "balanced"), or None."""
+        return None
 
     def baseline(self, data) -> Optional[Dict]:
         """A classical model fitted on the same splits (its test metrics include

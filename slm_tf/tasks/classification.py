@@ -3,11 +3,13 @@ import os
 import time
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError
+from slm_tf.data.sources import ALL
 from slm_tf.models import build_model
 from slm_tf.tasks.base import TASKS, Task
 from slm_tf.train import artifacts
@@ -87,7 +89,7 @@ class ClassificationTask(Task):
     def evaluate_saved(self, run, dcfg, split):
         """Labels are matched to the run's labels by name; a label the model never saw is an
         error (or, with ``on_bad_row=skip``, those rows are skipped and counted)."""
-        data = prepare_data(dcfg)
+        data = prepare_data(dcfg, required_splits=() if split == ALL else (split,))
         index = {name: i for i, name in enumerate(run.label_names)}
         unknown = sorted(set(data.label_names) - set(index))
         bad = [ex for ex in data.splits.split(split) if ex.label in unknown]
@@ -108,6 +110,17 @@ class ClassificationTask(Task):
         return {**{k: test[k] for k in HEAD_METRICS},
                 "validation": {k: validation[k] for k in ("accuracy", "macro_f1")},
                 "per_class": test["per_class"], "confusion_matrix": test["confusion_matrix"]}
+
+    def class_weight(self, data, scheme: str):
+        """"balanced": n / (classes x count of the class), as scikit-learn's
+        ``compute_class_weight`` gives."""
+        if scheme == "none":
+            return None
+        from sklearn.utils.class_weight import compute_class_weight
+        y = np.asarray(data.labels("train"))
+        present = np.unique(y)
+        weights = compute_class_weight("balanced", classes=present, y=y)
+        return {int(c): float(w) for c, w in zip(present, weights)}
 
     def baseline(self, data) -> Dict:
         return tfidf_linear_baseline(data.texts("train"), data.labels("train"),

@@ -16,7 +16,7 @@ from absl import logging
 
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
-from slm_tf.io_utils import read_json, write_json
+from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import ModelConfig, describe
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
@@ -56,6 +56,13 @@ class TrainConfig:
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    auto_recipe: bool = field(True, "Profile the training split and choose what the user did "
+                              "not set: tokenizer, vocabulary size, sequence length and class "
+                              "weights always (unless given on the command line); the model "
+                              "and its training hyper-parameters when no --model is given. "
+                              "Choices and reasons go to data_profile.json (train.py).")
+    class_weights: str = field("none", "Weight the loss by inverse class frequency (balanced) "
+                               "for imbalanced data.", choices=("none", "balanced"))
     baseline: bool = field(True, "Also fit the task's classical baseline (classification: "
                            "TF-IDF + linear SVM, scikit-learn, seconds) on the same splits, store "
                            "it in metrics.json and warn when the model scores below it.")
@@ -137,6 +144,7 @@ def start_run(tcfg: TrainConfig) -> RunContext:
 
     Without one, checkpoint state left by an earlier finished run is cleared.
     """
+    require_output_dir(tcfg.output_dir)
     run_dir = os.path.abspath(tcfg.output_dir)
     os.makedirs(run_dir, exist_ok=True)
     seed_everything(tcfg.seed, tcfg.deterministic)
@@ -158,7 +166,8 @@ class FitResult:
 
 def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
         steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=(),
-        select_from_epoch: int = 0, task: Optional[Task] = None) -> FitResult:
+        select_from_epoch: int = 0, task: Optional[Task] = None,
+        class_weight: Optional[Dict[int, float]] = None) -> FitResult:
     """``model.fit`` with checkpoint/resume, best-weights + early stopping on the task's
     validation metric, LR and throughput logging and TensorBoard; afterwards ``keep`` (default
     ``model``) holds the best weights among the epochs from ``select_from_epoch`` on."""
@@ -180,7 +189,7 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                        callbacks=callbacks, verbose=_verbosity())
+                        callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
     seconds = time.perf_counter() - start
     best.restore_best(keep)
     return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
@@ -257,7 +266,7 @@ def train(exp: ExperimentConfig) -> Dict:
 
     train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 keep=model, task=task)
+                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
         trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
     return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra, task=task)
