@@ -106,3 +106,18 @@ def test_noise_without_a_clip_is_refused():
         dp.wrap(_model(), dp.DPConfig(dp_noise_multiplier=1.0), seed=0)
     m = _model()
     assert dp.wrap(m, dp.DPConfig(), seed=0) is m
+
+
+def test_sample_weights_scale_each_examples_loss_before_clipping():
+    # Class weights arrive as sample weights: weight w multiplies that example's gradient.
+    inner = _model()
+    x, y = _batch(4)
+    ref = _one_by_one(inner, x, y)
+    m = dp.DPSGDModel(inner, l2_clip=1e9, noise_multiplier=0.0)
+    m.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
+    w = tf.constant([0.5, 2.0, 1.0, 3.0])
+    clipped, _, _ = m.per_example_gradients(x, y, w)
+    for i, gs in enumerate(ref):
+        for c, g in zip(clipped, gs):
+            np.testing.assert_allclose(c[i].numpy(), g * float(w[i]), rtol=1e-4, atol=1e-6)
+    m.fit(x, y, sample_weight=w.numpy(), epochs=1, batch_size=4, verbose=0)

@@ -62,34 +62,38 @@ class DPSGDModel(keras.Model):
     def call(self, inputs, training=None):
         return self.inner(inputs, training=training)
 
-    def per_example_gradients(self, x, y):
-        """Clipped per-example gradients (stacked on axis 0), predictions and unclipped norms."""
+    def per_example_gradients(self, x, y, sample_weight=None):
+        """Clipped per-example gradients (stacked on axis 0), predictions and unclipped norms;
+        ``sample_weight`` (e.g. class weights) scales each example's loss before clipping."""
         variables = self.inner.trainable_variables
         loss_fn = self.loss if callable(self.loss) else keras.losses.get(self.loss)
+        if sample_weight is None:
+            sample_weight = tf.ones(tf.shape(x)[:1])
 
         def one(example):
-            xi, yi = example
+            xi, yi, wi = example
             with tf.GradientTape() as tape:
                 pred = self.inner(xi[None], training=True)
-                loss = loss_fn(yi[None], pred)
+                loss = loss_fn(yi[None], pred, sample_weight=wi[None])
             grads = [tf.convert_to_tensor(g) if g is not None else tf.zeros_like(v)
                      for g, v in zip(tape.gradient(loss, variables), variables)]
             norm = tf.linalg.global_norm(grads)
             scale = tf.minimum(1.0, self.l2_clip / tf.maximum(norm, 1e-12))
             return [g * scale for g in grads], pred[0], norm
 
-        return tf.vectorized_map(one, (x, y), fallback_to_while_loop=True)
+        return tf.vectorized_map(one, (x, y, tf.cast(sample_weight, tf.float32)),
+                                 fallback_to_while_loop=True)
 
     def train_step(self, data):
-        x, y = data
-        clipped, pred, _ = self.per_example_gradients(x, y)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        clipped, pred, _ = self.per_example_gradients(x, y, sample_weight)
         batch = tf.cast(tf.shape(x)[0], tf.float32)
         std = self.noise_multiplier * self.l2_clip
         grads = [(tf.reduce_sum(g, axis=0) + self._noise.normal(tf.shape(g)[1:], stddev=std))
                  / batch for g in clipped]
         self.optimizer.apply_gradients(zip(grads, self.inner.trainable_variables))
-        self.compiled_loss(y, pred)
-        self.compiled_metrics.update_state(y, pred)
+        self.compiled_loss(y, pred, sample_weight)
+        self.compiled_metrics.update_state(y, pred, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
 
