@@ -24,6 +24,10 @@ RUNTIME = [
     # Noto Sans CJK (SIL OFL 1.1, 15 MB wheel): plots and reports render Chinese/Japanese/Korean
     # labels; the machine images we target ship no CJK font.
     "noto-cjk-sans-otc==0.0.1",
+    # Trust: Luhn/IBAN/resident-ID checksums for PII redaction (pure Python, also in serving),
+    # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
+    "python-stdnum>=2.0",
+    "dp-accounting==0.6.0",
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT

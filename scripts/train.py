@@ -18,8 +18,9 @@ from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.train.config import ExperimentConfig, TrainConfig
+from slm_tf.trust.config import DPConfig
 
-for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
+for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
 
@@ -32,7 +33,7 @@ def main(argv):
     from slm_tf.train.trainer import train
 
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
-                           from_flags(ModelConfig), from_flags(TrainConfig))
+                           from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig))
     profile = None
     if exp.train.auto_recipe and exp.train.task == "classification":
         given = {name for name in FLAGS if FLAGS[name].present}
