@@ -77,6 +77,7 @@ def test_viterbi_equals_brute_force_argmax(seed):
         assert tf_tags[b].tolist() == expected.tolist()
 
 
+@pytest.mark.integration
 def test_crf_learns_a_transition_rule():
     # Emissions carry no information about the second tag; only the transition rule
     # "tag 1 follows tag 1, tag 2 follows tag 2" lets the CRF get it right.

@@ -40,6 +40,8 @@ class ModelConfig:
     layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
                                   "checkpoint's config.json overrides it).", validate=positive,
                                   rule="> 0")
+    crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
+                      "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
                                  "model.safetensors, vocab.txt) to start from (model=bert).")
 
@@ -68,6 +70,12 @@ class TextClassifier(keras.Model):
     @staticmethod
     def build_graph(ids, vocab_size, num_classes, max_seq_len, cfg: ModelConfig):
         raise NotImplementedError
+
+    @staticmethod
+    def encode_tokens(ids, vocab_size, max_seq_len, cfg: ModelConfig):
+        """``(states [B, L, H], mask [B, L])``: the encoder's per-token states before pooling
+        (token classification builds on them); None for an architecture without them."""
+        return None
 
     @staticmethod
     def classifier_head(pooled, num_classes: int, dropout: float):
