@@ -122,3 +122,15 @@ def test_in_graph_viterbi_converts_to_builtin_tflite(tmp_path):
     expected = viterbi_decode_np(logits, ids != 0, *model.crf.params())
     got = np.concatenate([runner(ids=row[None])["tags"] for row in ids])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_compiled_crf_model_saves_its_transitions(tmp_path):
+    model = build_tagger(_cfg("cnn", True), V, K, L)
+    model.compile("adam", loss=tagger_loss(model))
+    ids, y = _toy(8)
+    model.train_on_batch(ids, y)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    for a, b in zip(loaded.crf.params(), model.crf.params()):
+        np.testing.assert_array_equal(a, b)

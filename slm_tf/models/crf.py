@@ -97,13 +97,14 @@ class CRFLoss(keras.losses.Loss):
 
     def __init__(self, crf: CRF, name: str = "crf_loss"):
         super().__init__(name=name, reduction=keras.losses.Reduction.NONE)
-        self.crf = crf
+        # A closure, not an attribute: Keras' saver walks a compiled model's loss objects, and
+        # a layer reached through the loss first has its weights filed under the loss.
+        self._params = lambda: (crf.transitions, crf.start, crf.end)
 
     def call(self, y_true, y_pred):
         y_true = tf.cast(y_true, tf.int32)
         mask = tf.cast(y_true >= 0, tf.float32)
-        ll = crf_log_likelihood(y_pred, y_true, mask, self.crf.transitions, self.crf.start,
-                                self.crf.end)
+        ll = crf_log_likelihood(y_pred, y_true, mask, *self._params())
         return -ll
 
 
