@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from slm_tf.config import flag_groups, from_flags
 from slm_tf.data.config import DataConfig, check_paths
 from slm_tf.errors import UserError
+from slm_tf.io_utils import require_output_dir
 from slm_tf.recipes import RECIPES_DIR, expand_flagfiles
 
 HELP_ARGS = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort", "--help=true",
@@ -123,9 +124,12 @@ def load_tensorflow_quietly() -> None:
 
 
 def _check_before_tensorflow(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Checks what needs no TensorFlow (data paths) so a typo fails in well under a second."""
+    """Checks what needs no TensorFlow (data paths, the output folder) so a typo fails in well
+    under a second."""
     if all(f.name in flag_values for f in dataclasses.fields(DataConfig)):
         check_paths(from_flags(DataConfig, flag_values))
+    if "output_dir" in flag_values and flag_values["output_dir"].value:
+        require_output_dir(flag_values["output_dir"].value)
 
 
 def friendly_errors(main):
