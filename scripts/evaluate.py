@@ -29,6 +29,13 @@ FLAGS = flags.FLAGS
 @friendly_errors
 def main(argv):
     r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
+    if "entity_f1" in r:  # token classification (--task=ner runs)
+        print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['entity_f1']:.4f}",
+                      f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+                      f"{r['token_accuracy']:.4f}", r["data"]["skipped_rows_total"]]],
+                    ["data", "split", "sentences", "entity F1", "precision", "recall",
+                     "token accuracy", "skipped rows"])
+        return
     print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['accuracy']:.4f}",
                   f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}", r["data"]["skipped_rows_total"]]],
                 ["data", "split", "examples", "accuracy", "macro-F1", "ECE", "skipped rows"])

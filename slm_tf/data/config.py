@@ -29,6 +29,10 @@ class DataConfig:
     split_seed: int = field(1234, "Seed of the deterministic stratified split.")
     on_bad_row: str = field("error", "What to do with a bad row: stop with an error naming the "
                             "file and line, or skip it and count it.", choices=BAD_ROW_POLICIES)
+    redact_pii: bool = field(False, "Replace e-mail addresses, phone numbers, card numbers, "
+                             "IBANs, Chinese resident IDs, US SSNs, IP addresses and URLs by "
+                             "typed placeholders ([EMAIL] ...) when the texts are read; counts "
+                             "per type go to metrics.json (slm_tf.trust.pii).")
     max_seq_len: int = field(64, "Token ids per example (padded/truncated).", validate=positive,
                              rule="> 0")
     batch_size: int = field(64, "Examples per training batch.", validate=positive, rule="> 0")

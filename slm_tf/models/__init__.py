@@ -19,4 +19,4 @@ def __getattr__(name):
 
 __all__ = ["MODELS", "ModelConfig", "POOLINGS", "TextClassifier", "build_model", "describe",
            "INPUT_NAME", "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding"]
+           "PositionEmbedding", "TokenClassifier", "build_tagger"]

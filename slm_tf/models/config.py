@@ -30,5 +30,7 @@ class ModelConfig:
     layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
                                   "checkpoint's config.json overrides it).", validate=positive,
                                   rule="> 0")
+    crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
+                      "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
                                  "model.safetensors, vocab.txt) to start from (model=bert).")

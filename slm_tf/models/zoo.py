@@ -11,6 +11,7 @@ from slm_tf.models.flops import flops_per_example, param_counts
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
 from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
 from slm_tf.models.transformer import TransformerClassifier
+from slm_tf.models.tagger import TokenClassifier, build_tagger
 from slm_tf.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
@@ -32,4 +33,4 @@ def describe(model: TextClassifier, seq_len: int) -> Dict[str, int]:
 
 __all__ = ["MODELS", "ModelConfig", "TextClassifier", "build_model", "describe", "INPUT_NAME",
            "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding"]
+           "PositionEmbedding", "TokenClassifier", "build_tagger"]

@@ -7,10 +7,11 @@ from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
 from slm_tf.tokenizers.config import TokenizerConfig
+from slm_tf.trust.config import DPConfig
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification",)
+TASK_NAMES = ("classification", "ner")
 
 
 @dataclasses.dataclass
@@ -60,6 +61,8 @@ class ExperimentConfig:
     tokenizer: TokenizerConfig
     model: ModelConfig
     train: TrainConfig
+    dp: DPConfig = dataclasses.field(default_factory=DPConfig)
 
     def to_dict(self) -> Dict:
-        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train")}
+        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
+                                                       "dp")}

@@ -26,6 +26,7 @@ from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracke
 from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_hparams
+from slm_tf.trust import dp as dp_sgd
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -204,13 +205,16 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        task.compile(model, tcfg, total_steps)
+        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
     train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
-    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 task=task, class_weight=task.class_weight(data, tcfg.class_weights))
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, task=task)
+    result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+    extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra, task=task)
 
 
 def _has_files(directory: str) -> bool:
