@@ -14,8 +14,7 @@ from absl import flags
 
 from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
-from slm_tf.data.config import DataConfig
-from slm_tf.evaluation import AUTO, EVAL_SPLITS, evaluate_run
+from slm_tf.data.config import AUTO, EVAL_SPLITS, DataConfig
 
 define_flags(DataConfig)
 flags.DEFINE_string("run_dir", None, "The --output_dir of a finished train.py run.")
@@ -28,6 +27,7 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    from slm_tf.evaluation import evaluate_run  # TensorFlow loads here, after the flags
     r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
     if "entity_f1" in r:  # token classification (--task=ner runs)
         print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['entity_f1']:.4f}",
