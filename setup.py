@@ -22,6 +22,7 @@ RUNTIME = [
     "onnx>=1.16",
     "onnxruntime>=1.20",
     "tqdm>=4.66",
+    "sentencepiece>=0.2",  # learns the reversible subword tokenizer of language models
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT

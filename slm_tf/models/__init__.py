@@ -7,6 +7,8 @@ from slm_tf.models.base import INPUT_NAME, OUTPUT_NAME, ModelConfig, TextClassif
 from slm_tf.models.bow import BagOfWordsClassifier
 from slm_tf.models.cnn import CNNClassifier
 from slm_tf.models.flops import flops_per_example, param_counts
+from slm_tf.models.lm import (LANGUAGE_MODELS, CausalLM, GPTLanguageModel, GRULanguageModel,
+                              LSTMLanguageModel, TiedEmbedding, is_language_model)
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
 from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
 from slm_tf.models.transformer import TransformerClassifier
@@ -14,7 +16,7 @@ from slm_tf.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
 for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
-             BagOfWordsClassifier, BertClassifier):
+             BagOfWordsClassifier, BertClassifier) + LANGUAGE_MODELS:
     MODELS.register(_cls.arch)(_cls)
 
 
@@ -31,4 +33,5 @@ def describe(model: TextClassifier, seq_len: int) -> Dict[str, int]:
 
 __all__ = ["MODELS", "ModelConfig", "TextClassifier", "build_model", "describe", "INPUT_NAME",
            "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding"]
+           "PositionEmbedding", "CausalLM", "GPTLanguageModel", "LSTMLanguageModel",
+           "GRULanguageModel", "TiedEmbedding", "is_language_model"]

@@ -10,18 +10,23 @@ from slm_tf.registry import Registry
 from slm_tf.tokenizers.base import (CONFIG_FILE, PAD, SPECIAL_TOKENS, UNK, Tokenizer, load_config,
                                     read_vocab)
 from slm_tf.tokenizers.char import CharTokenizer
+from slm_tf.tokenizers.reversible import EOD, ExactCharTokenizer, SentencePieceTokenizer
 from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
 
 TOKENIZERS: Registry[type] = Registry("tokenizer")
 TOKENIZERS.register("wordpiece")(WordPieceTokenizer)
 TOKENIZERS.register("char")(CharTokenizer)
+TOKENIZERS.register("char_exact")(ExactCharTokenizer)
+TOKENIZERS.register("sentencepiece")(SentencePieceTokenizer)
 
 
 @dataclasses.dataclass
 class TokenizerConfig:
     tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
-                           "--vocab_file) or char (one token per character, for CJK text).",
-                           choices=("wordpiece", "char"))
+                           "--vocab_file), char (one token per character, for CJK text), or "
+                           "the reversible ones language models need: char_exact (every "
+                           "character, case and whitespace kept) and sentencepiece (subwords).",
+                           choices=("wordpiece", "char", "char_exact", "sentencepiece"))
     vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
                             "skips learning a vocabulary.")
     vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,
@@ -57,6 +62,8 @@ def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
         raise CorruptArtifactError(config_path, f"lacks the setting {e}", fix) from e
     if kind not in TOKENIZERS:
         raise CorruptArtifactError(config_path, f"unknown tokenizer type {kind!r}", fix)
+    if hasattr(TOKENIZERS.get(kind), "load_directory"):  # a model file, not a vocabulary
+        return TOKENIZERS.get(kind).load_directory(directory, fix)
     vocab_path = os.path.join(directory, str(vocab_file))
     if not os.path.isfile(vocab_path):
         raise UserError(f"{vocab_path}: missing (named by {config_path}). Fix: {fix}.")
@@ -72,5 +79,6 @@ def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
 
 
 __all__ = ["TOKENIZERS", "Tokenizer", "TokenizerConfig", "WordPieceTokenizer", "CharTokenizer",
+           "ExactCharTokenizer", "SentencePieceTokenizer", "EOD",
            "build_tokenizer", "load_tokenizer", "read_vocab", "SPECIAL_TOKENS", "PAD", "UNK",
            "CONFIG_FILE"]
