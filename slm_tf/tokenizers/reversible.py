@@ -159,7 +159,9 @@ class SentencePieceTokenizer(Tokenizer):
         except RuntimeError as e:
             raise UserError(f"sentencepiece could not learn {vocab_size} pieces from "
                             f"{len(texts)} documents ({chars}+ distinct characters): {e}. Fix: "
-                            "lower --vocab_size or give more text.") from e
+                            "a vocabulary holds the 256 byte pieces plus every distinct character, so "
+                            "raise --vocab_size (or, when it is too large for the text, lower "
+                            "it).") from e
         return cls(model.getvalue())
 
     def config(self) -> Dict:
