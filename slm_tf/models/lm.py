@@ -101,12 +101,22 @@ class GPTLanguageModel(CausalLM):
         return {"cache": [(empty, empty) for _ in range(cfg["num_layers"])],
                 "mask": tf.zeros([batch_size, 0])}
 
-    @tf.function(reduce_retracing=True)
     def step(self, ids, state, mask=None):
         ids = tf.convert_to_tensor(ids, tf.int32)
-        if mask is None:
-            mask = tf.cast(tf.not_equal(ids, 0), tf.float32)
-        key_mask = tf.concat([state["mask"], tf.cast(mask, tf.float32)], axis=1)
+        mask = tf.cast(tf.not_equal(ids, 0) if mask is None else mask, tf.float32)
+        if not hasattr(self, "_compiled_step"):
+            # One trace for every batch size, chunk length and cache length.
+            cfg = self.model_config
+            kv = tf.TensorSpec([None, cfg["num_heads"], None,
+                                cfg["hidden_dim"] // cfg["num_heads"]], tf.float32)
+            matrix = tf.TensorSpec([None, None], tf.float32)
+            self._compiled_step = tf.function(self._step, input_signature=[
+                tf.TensorSpec([None, None], tf.int32),
+                {"cache": [(kv, kv)] * cfg["num_layers"], "mask": matrix}, matrix])
+        return self._compiled_step(ids, state, mask)
+
+    def _step(self, ids, state, mask):
+        key_mask = tf.concat([state["mask"], mask], axis=1)
         embedding = self.get_layer("token_embedding")
         x = embedding(ids)
         cache = []
