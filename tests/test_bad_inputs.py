@@ -112,7 +112,7 @@ def test_hidden_and_tool_folders_are_not_classes(tmp_path, caplog):
         (root / label / "a.txt").write_text(f"some text about {label}")
     (root / "billing" / ".~lock.b.txt").write_text("an editor's lock file")
     (root / "billing" / "b.txt").write_text("my invoice is wrong")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         rep = read_labelled(str(root))
     assert sorted({e.label for e in rep.examples}) == ["billing", "shipping"]
     assert sorted(e.text for e in rep.examples) == ["my invoice is wrong", "some text about "
