@@ -29,6 +29,12 @@ FLAGS = flags.FLAGS
 @friendly_errors
 def main(argv):
     r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
+    if "bits_per_character" in r:  # a language model
+        print_table([[r["data"]["name"], r["split"], r["tokens"],
+                      f"{r['bits_per_character']:.4f}", f"{r['perplexity']:.2f}",
+                      f"{r['accuracy']:.4f}"]],
+                    ["data", "split", "tokens", "bits/char", "perplexity", "next-token acc"])
+        return
     print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['accuracy']:.4f}",
                   f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}", r["data"]["skipped_rows_total"]]],
                 ["data", "split", "examples", "accuracy", "macro-F1", "ECE", "skipped rows"])

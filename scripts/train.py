@@ -18,6 +18,7 @@ from slm_tf.config import define_flags, from_flags
 from slm_tf.io_utils import write_json
 from slm_tf.data.config import DataConfig
 from slm_tf.models import ModelConfig
+from slm_tf.tasks.lm import print_lm_summary
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
@@ -42,6 +43,9 @@ def main(argv):
     if profile is not None:
         write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
     print()
+    if m["task"] == "lm":
+        print_lm_summary(m, exp)
+        return
     print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
                   f"{m['macro_f1']:.4f}", f"{m['num_params']:,}",
                   f"{m['train_examples_per_s']:.0f}", m["data"]["skipped_rows_total"]]],

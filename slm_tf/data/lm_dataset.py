@@ -75,7 +75,8 @@ def training_dataset(stream: np.ndarray, context: int, batch_size: int,
         block = tokens[start:start + context + 1]
         return block[:-1], block[1:]
 
-    return (tf.data.Dataset.random(seed=seed).map(window, num_parallel_calls=tf.data.AUTOTUNE)
+    return (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            .map(window, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 

@@ -11,7 +11,7 @@ from slm_tf.generation.sampling import SamplingConfig, choose_tokens
 def _trim(model, state, keep: int):
     # Rotary attention depends on relative positions only, so dropping the oldest cached keys
     # keeps the model inside its trained context. Recurrent states need no trimming.
-    if isinstance(state, dict) and "cache" in state:
+    if isinstance(state, dict) and "cache" in state and state["mask"].shape[1] > keep:
         return {"cache": [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state["cache"]],
                 "mask": state["mask"][:, -keep:]}
     return state
@@ -74,3 +74,34 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
             if len(texts[row]) > streamed[row]:
                 on_text(row, texts[row][streamed[row]:])
     return texts
+
+
+def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int) -> dict:
+    """Greedy tokens/s with the model's ``step`` (cache or state) and by recomputing the
+    whole window every token (the reference), on one prompt; both produce the same ids."""
+    import time
+    context = int(model.max_seq_len)
+    forward = tf.function(lambda x: model(x, training=False),
+                          input_signature=[tf.TensorSpec([1, None], tf.int32)])
+    ids = list(prompt_ids)
+    forward(tf.constant([ids[-context:]], tf.int32))  # trace once, outside the timing
+    start = time.perf_counter()
+    for _ in range(new_tokens):
+        logits = forward(tf.constant([ids[-context:]], tf.int32))
+        ids.append(int(tf.argmax(logits[0, -1])))
+    recompute_s = time.perf_counter() - start
+    recomputed = ids[len(prompt_ids):]
+    state = model.init_state(1)
+    model.step(tf.constant([list(prompt_ids)], tf.int32), state)  # trace once
+    start = time.perf_counter()
+    logits, state = model.step(tf.constant([list(prompt_ids)], tf.int32), state)
+    cached = []
+    for _ in range(new_tokens):
+        cached.append(int(tf.argmax(logits[0, -1])))
+        state = _trim(model, state, context - 1)
+        logits, state = model.step(tf.constant([[cached[-1]]], tf.int32), state)
+    cached_s = time.perf_counter() - start
+    return {"prompt_tokens": len(prompt_ids), "new_tokens": new_tokens,
+            "cached_tokens_per_s": new_tokens / cached_s,
+            "recompute_tokens_per_s": new_tokens / recompute_s,
+            "speedup": recompute_s / cached_s, "same_tokens": cached == recomputed}
