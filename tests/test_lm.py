@@ -244,3 +244,25 @@ def test_lm_distillation_loss_by_hand():
     assert float(total) == pytest.approx(0.3 * expected_ce + 0.7 * expected_kd, rel=1e-5)
     _, _, zero = lm_distillation_loss(targets, weights, student, student, t, 0.3)
     assert float(zero) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lm_task_splits_by_names_or_separate_files(tmp_path):
+    from slm_tf.data.config import DataConfig
+    from slm_tf.errors import UserError
+    from slm_tf.tasks.lm import prepare_corpus
+    folder = tmp_path / "plays"
+    folder.mkdir()
+    for name in ("a", "b", "c", "d"):
+        (folder / f"{name}.txt").write_text(f"text of {name}\n", encoding="utf-8")
+    data = prepare_corpus(DataConfig(data=str(folder), test_data="a.txt,b.txt",
+                                     validation_data="c.txt"))
+    assert data.texts("test") == ["text of a\n", "text of b\n"]
+    assert data.texts("validation") == ["text of c\n"] and data.texts("train") == ["text of d\n"]
+    extra = tmp_path / "held_out.txt"
+    extra.write_text("another text\n", encoding="utf-8")
+    data = prepare_corpus(DataConfig(data=str(folder), test_data=str(extra),
+                                     validation_data="c.txt"))
+    assert data.texts("test") == ["another text\n"]
+    assert sorted(data.texts("train")) == ["text of a\n", "text of b\n", "text of d\n"]
+    with pytest.raises(UserError, match="no document named 'z.txt'"):
+        prepare_corpus(DataConfig(data=str(folder), test_data="z.txt"))
