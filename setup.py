@@ -28,6 +28,7 @@ RUNTIME = [
     # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
     "python-stdnum>=2.0",
     "dp-accounting==0.6.0",
+    "sentencepiece>=0.2",  # learns the reversible subword tokenizer of language models
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT

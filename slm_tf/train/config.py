@@ -11,7 +11,7 @@ from slm_tf.trust.config import DPConfig
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification", "ner")
+TASK_NAMES = ("classification", "ner", "lm")
 
 
 @dataclasses.dataclass
