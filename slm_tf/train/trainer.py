@@ -10,7 +10,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.config import field, fraction, non_negative, positive, to_dict
+from slm_tf.config import field, fraction, from_dict, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.io_utils import read_json, write_json
@@ -23,6 +23,8 @@ from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import make_optimizer
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_evaluation, write_hparams
+from slm_tf.trust.evaluate import trust_metrics, write_plots as write_trust_plots
+from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 
 @dataclasses.dataclass
@@ -51,6 +53,16 @@ class TrainConfig:
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    calibrate: bool = field(True, "Fit temperature scaling on the validation split; "
+                            "metrics.json reports ECE before/after and exported models output "
+                            "the calibrated probabilities.")
+    abstain_method: str = field("auto", "Out-of-scope score whose threshold exported models "
+                                "apply (an 'abstain' output); auto = oos_class when the labels "
+                                "have 'oos', else max_prob. Needs out-of-scope validation "
+                                "examples.", choices=("auto", "none", "max_prob", "energy",
+                                                      "oos_class"))
+    abstain_target: str = field("oos_recall:0.8", "What the abstention threshold must reach on "
+                                "validation: oos_recall:<r> or in_scope_precision:<p>.")
 
 
 @dataclasses.dataclass
@@ -87,14 +99,23 @@ def prepare_tokenizer(cfg: TokenizerConfig, data: PreparedData, run_dir: str,
     return tokenizer
 
 
-def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
-                   data_cfg: DataConfig, label_names, log_dir: Optional[str] = None,
-                   step: int = 0, label_remap=None) -> Dict:
-    """Metrics of ``model`` on one split; optionally also written to TensorBoard."""
+def split_logits(model, data: PreparedData, split: str, tokenizer: Tokenizer,
+                 data_cfg: DataConfig, label_remap=None):
+    """``(logits, labels, seconds)`` of ``model`` on one split."""
     ds = make_dataset(data, split, tokenizer, data_cfg, training=False, label_remap=label_remap)
     start = time.perf_counter()
     logits, labels = predict_logits(model, ds)
-    seconds = time.perf_counter() - start
+    return logits, labels, time.perf_counter() - start
+
+
+def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
+                   data_cfg: DataConfig, label_names, log_dir: Optional[str] = None,
+                   step: int = 0, label_remap=None, predictions=None) -> Dict:
+    """Metrics of ``model`` on one split; optionally also written to TensorBoard.
+
+    ``predictions`` (from :func:`split_logits`) skips predicting again."""
+    logits, labels, seconds = predictions or split_logits(model, data, split, tokenizer,
+                                                          data_cfg, label_remap)
     report = classification_report(labels, logits, label_names)
     report["eval_examples_per_s"] = len(labels) / seconds if seconds else 0.0
     if log_dir:
@@ -197,9 +218,14 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data:
     ``metrics.json`` is written last: its presence marks the run complete.
     """
     info = describe(model, data_cfg.max_seq_len)
-    val = evaluate_split(model, data, "validation", tokenizer, data_cfg, data.label_names)
+    val_pred = split_logits(model, data, "validation", tokenizer, data_cfg)
+    test_pred = split_logits(model, data, "test", tokenizer, data_cfg)
+    val = evaluate_split(model, data, "validation", tokenizer, data_cfg, data.label_names,
+                         predictions=val_pred)
     test = evaluate_split(model, data, "test", tokenizer, data_cfg, data.label_names,
-                          log_dir=os.path.join(ctx.log_dir, "eval"))
+                          log_dir=os.path.join(ctx.log_dir, "eval"), predictions=test_pred)
+    trust = run_trust(from_dict(TrainConfig, config["train"]), val_pred, test_pred,
+                      data.label_names, ctx.run_dir)
     metrics = {
         **{k: test[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
                                 "num_examples", "eval_examples_per_s")},
@@ -211,6 +237,7 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data:
         "resumed_at_epoch": result.resumed_at_epoch,
         "validation": {k: val[k] for k in ("accuracy", "macro_f1")},
         **(extra or {}),
+        TRUST_KEY: trust,
         "per_class": test["per_class"],
         "confusion_matrix": test["confusion_matrix"],
         "data": data.summary(),
@@ -221,11 +248,21 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data:
                    for k, v in d.items()
                    if section != "data" or k in ("data", "max_seq_len", "batch_size")},
                   {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]})
-    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len)
+    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len,
+                         ServingHead(trust["temperature"], trust["rule"]))
     artifacts.save_labels(ctx.run_dir, data.label_names)
     write_json(os.path.join(ctx.run_dir, artifacts.CONFIG_FILE), config)
     write_json(os.path.join(ctx.run_dir, artifacts.METRICS_FILE), metrics)
     return metrics
+
+
+def run_trust(tcfg: TrainConfig, val_pred, test_pred, label_names, run_dir: str) -> Dict:
+    """Temperature, ECE before/after and abstention (``metrics.json``'s ``trust`` block) from
+    validation/test logits; its plots go into ``run_dir``."""
+    trust = trust_metrics(val_pred[0], val_pred[1], test_pred[0], test_pred[1], label_names,
+                          tcfg.calibrate, tcfg.abstain_method, tcfg.abstain_target)
+    trust["plots"] = write_trust_plots(trust, run_dir)
+    return trust
 
 
 def train(exp: ExperimentConfig) -> Dict:

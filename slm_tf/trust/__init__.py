@@ -1,0 +1,1 @@
+"""Trust: calibrated probabilities, abstention on out-of-scope input, explanations."""
