@@ -156,3 +156,22 @@ def test_android_bundle_without_tensorflow_predicts_like_keras(exported, tmp_pat
     assert got["ids"] == ids.tolist()
     want = [run.label_names[i] for i in run.model.predict(ids, verbose=0).argmax(1)]
     assert got["labels"] == want
+
+
+def test_exported_files_carry_the_fitted_temperature(exported):
+    from slm_tf.train.artifacts import load_run
+    run_dir, out, _ = exported
+    t = json.load(open(os.path.join(run_dir, "metrics.json")))["trust"]["temperature"]
+    assert t != 1.0
+    spec = json.load(open(os.path.join(out, "android", "bundle.json")))
+    assert spec["temperature"] == pytest.approx(t) and spec["abstain"] is None  # no OOS data
+    run = load_run(run_dir)
+    ids = _ids(8, seed=3)
+    ids = np.pad(ids, ((0, 0), (0, run.max_seq_len - SEQ)))
+    z = run.model(ids, training=False).numpy().astype(np.float64) / t
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    from ai_edge_litert.interpreter import Interpreter
+    runner = Interpreter(model_path=os.path.join(out, "model_float.tflite")).get_signature_runner()
+    got = np.concatenate([runner(ids=row[None])["probabilities"] for row in ids])
+    np.testing.assert_allclose(got, want, atol=1e-5)
