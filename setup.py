@@ -15,6 +15,7 @@ RUNTIME = [
     "safetensors>=0.4",  # reads BERT checkpoints without PyTorch
     "numpy>=1.26",
     "matplotlib>=3.8",  # the pipeline report's plots
+    "scikit-learn>=1.5",  # the TF-IDF + linear baseline of every classification run
     # Export and the device-side runtimes (LiteRT for TFLite, onnxruntime for ONNX).
     "ai-edge-litert==2.*",
     "tf2onnx==1.17.*",

@@ -51,6 +51,10 @@ def main(argv):
           f"{f['teacher_accuracy']:.4f}), {f['file_bytes']:,} bytes, p50 {f['p50_ms_1t']:.3f} ms"
           f"\nreport: {ctx.cfg.output_dir}/report.md  TensorBoard: tensorboard --logdir "
           f"{ctx.cfg.output_dir}")
+    base = f.get("baseline_accuracy")
+    if base is not None and f["accuracy"] < base:
+        print(f"WARNING: the final model is {(base - f['accuracy']) * 100:.2f} points below the "
+              f"TF-IDF + linear baseline ({base:.4f}); see the report.", file=sys.stderr)
 
 
 if __name__ == "__main__":

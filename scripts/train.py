@@ -6,11 +6,16 @@
 
 Rerunning the same command after a crash resumes from the last checkpoint.
 """
+import os
+import sys
+
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
 from absl import app, flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.autorecipe import PROFILE_FILE, configure
+from slm_tf.cli import command_line_flag_names, friendly_errors, print_table
 from slm_tf.config import define_flags, from_flags
+from slm_tf.io_utils import write_json
 from slm_tf.data.config import DataConfig
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
@@ -25,7 +30,17 @@ FLAGS = flags.FLAGS
 def main(argv):
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
                            from_flags(ModelConfig), from_flags(TrainConfig))
+    profile = None
+    if exp.train.auto_recipe and exp.train.task == "classification":
+        given = {name for name in FLAGS if FLAGS[name].present}
+        on_command_line = command_line_flag_names(sys.argv, FLAGS)
+        if exp.model.init_checkpoint:  # the checkpoint owns the tokenizer and vocabulary
+            on_command_line |= {"tokenizer", "vocab_size"}
+        profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given,
+                            on_command_line)
     m = train(exp)
+    if profile is not None:
+        write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
     print()
     print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
                   f"{m['macro_f1']:.4f}", f"{m['num_params']:,}",

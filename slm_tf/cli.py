@@ -39,6 +39,21 @@ def quiet_libraries() -> None:
     pylogging.getLogger("tensorflow").setLevel(pylogging.ERROR)
 
 
+def command_line_flag_names(argv, flag_values) -> set:
+    """Names of the flags given literally on the command line (not through --flagfile):
+    ``--name=value``, ``--name value``, ``--name`` and ``--noname`` for booleans."""
+    names = set()
+    for arg in argv[1:]:
+        if not arg.startswith("--") or arg == "--":
+            continue
+        name = arg[2:].split("=", 1)[0]
+        if name not in flag_values and name.startswith("no") and name[2:] in flag_values:
+            name = name[2:]
+        if name in flag_values and name != "flagfile":
+            names.add(name)
+    return names
+
+
 def print_table(rows, headers) -> str:
     """A Markdown table (also readable in a terminal)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

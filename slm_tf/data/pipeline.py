@@ -37,6 +37,8 @@ class PreparedData:
 
     def raw(self, split: str) -> tf.data.Dataset:
         """The split as tfds stores it: dicts of ``text``, ``label``, ``source``."""
+        if split == sources.ALL:  # tfds stores no empty split, so join the non-empty ones
+            split = "+".join(s for s in sources.SPLITS if self.splits.split(s))
         return self.builder.as_dataset(split=split, shuffle_files=False)
 
     def summary(self) -> Dict:
@@ -48,9 +50,13 @@ class PreparedData:
                 "tfds_dir": tfds_builders.data_dir_of(self.builder)}
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Reads and validates the source, then prepares it with tfds (once per source+options)."""
+def prepare_data(cfg: DataConfig, required_splits=sources.SPLITS) -> PreparedData:
+    """Reads and validates the source, then prepares it with tfds (once per source+options).
+
+    Each of ``required_splits`` must be non-empty (a DataError with the fix otherwise).
+    """
     splits = sources.load_splits(cfg)
+    sources.require_splits(splits, cfg, required_splits)
     fp = sources.fingerprint(cfg, splits.files)
     config_name = f"{_safe(splits.name)}-{fp}"
     builder = tfds_builders.LocalTextClassification(

@@ -15,6 +15,7 @@ from slm_tf.registry import Registry
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
 SPLITS = ("train", "validation", "test")
+ALL = "all"  # every example of the source, whatever split it is in
 
 
 @dataclasses.dataclass
@@ -31,6 +32,11 @@ class Splits:
     files: List[str] = dataclasses.field(default_factory=list)
 
     def split(self, name: str) -> List[Example]:
+        """One split's examples; ``all`` is train, validation and test in that order."""
+        if name == ALL:
+            return self.train + self.validation + self.test
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; choose one of {SPLITS + (ALL,)}")
         return getattr(self, name)
 
     def sizes(self) -> Dict[str, int]:
@@ -202,6 +208,23 @@ def load_splits(cfg: DataConfig) -> Splits:
     name = os.path.splitext(os.path.basename(os.path.normpath(cfg.data)))[0]
     return assemble(name, read(cfg.data), read(cfg.validation_data) if cfg.validation_data
                     else None, read(cfg.test_data) if cfg.test_data else None, cfg, files=files)
+
+
+def require_splits(splits: Splits, cfg: DataConfig, names=SPLITS) -> None:
+    """A DataError naming the fix when one of ``names`` is empty (found before any training:
+    an empty validation or test split would otherwise fail only once training has ended)."""
+    for name in names:
+        if splits.split(name):
+            continue
+        if name == "train":
+            raise DataError(f"{cfg.data}: the train split is empty. Fix: check --data.")
+        fraction = getattr(cfg, f"{name}_fraction")
+        why = (f"--{name}_fraction={fraction:g} holds out nothing" if fraction <= 0 else
+               f"no class has the 3 examples needed to hold one out at --{name}_fraction="
+               f"{fraction:g}")
+        raise DataError(f"{cfg.data}: the {name} split is empty ({why} and there is no "
+                        f"--{name}_data). Fix: give --{name}_data=<file>, or a --{name}_fraction "
+                        "> 0 and enough examples per class.")
 
 
 def fingerprint(cfg: DataConfig, files: List[str]) -> str:

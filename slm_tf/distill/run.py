@@ -22,10 +22,10 @@ from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
 from slm_tf.train import artifacts
-from slm_tf.train.artifacts import Run, load_run
+from slm_tf.train.artifacts import Run, load_run, require_complete
 from slm_tf.train.metrics import classification_report, predict_logits
-from slm_tf.train.trainer import (TrainConfig, finish_run, fit, optimizer_for,
-                                  prepare_tokenizer, start_run)
+from slm_tf.train.optim import optimizer_for
+from slm_tf.train.trainer import TrainConfig, finish_run, fit, prepare_tokenizer, start_run
 
 
 @dataclasses.dataclass
@@ -179,6 +179,10 @@ def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
     whose model is the student alone (so evaluation and export treat it like any run)."""
     tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
+    require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
+    if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
+        raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "
+                        "--unlabeled_data (a .txt file or a folder of them).")
     ctx = start_run(tcfg)
     teacher = load_run(kcfg.teacher_dir)
     data = prepare_data(dcfg)

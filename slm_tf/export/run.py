@@ -18,9 +18,9 @@ from slm_tf.errors import UserError
 from slm_tf.export.bundle import write_bundle
 from slm_tf.export.onnx import to_onnx
 from slm_tf.export.tflite import is_quantization_aware, to_tflite
-from slm_tf.io_utils import atomic_path, write_json
+from slm_tf.io_utils import atomic_path, require_output_dir, write_json
 from slm_tf.registry import Registry
-from slm_tf.train.artifacts import Run, load_run, save_saved_model
+from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_model
 from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
@@ -109,8 +109,10 @@ def export_run(cfg: ExportConfig) -> Dict:
     """Exports ``cfg.run_dir`` to every format in ``cfg.formats``; returns the manifest."""
     for fmt in cfg.formats:
         FORMATS.get(fmt)
-    run = load_run(cfg.run_dir)
+    require_complete(cfg.run_dir)
     out = cfg.output_dir or os.path.join(cfg.run_dir, "export")
+    require_output_dir(out)
+    run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
     ctx = _Context(run, cfg, load_head(cfg.run_dir))
     files: List[Dict] = []

@@ -75,6 +75,15 @@ class Target:
         return cls(metric, v)
 
 
+def valid_target(text: str) -> bool:
+    """True when ``text`` parses as a :class:`Target` (the flag validator)."""
+    try:
+        Target.parse(text)
+    except UserError:
+        return False
+    return True
+
+
 def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray) -> Dict:
     """For each threshold (abstain when score > t): OOS recall and in-scope precision."""
     oos = np.sort(scores[is_oos])

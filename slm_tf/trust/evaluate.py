@@ -109,3 +109,13 @@ def summary_lines(trust: Dict) -> List[str]:
     elif ab:
         lines.append(f"Abstention: {ab['skipped']}.")
     return lines
+
+
+def run_trust(val_logits, val_labels, test_logits, test_labels, label_names: List[str], tcfg,
+              run_dir: str) -> Dict:
+    """:func:`trust_metrics` with the run's ``calibrate``/``abstain_*`` settings (a
+    TrainConfig); the plots go into ``run_dir``."""
+    trust = trust_metrics(val_logits, val_labels, test_logits, test_labels, label_names,
+                          tcfg.calibrate, tcfg.abstain_method, tcfg.abstain_target)
+    trust["plots"] = write_plots(trust, run_dir)
+    return trust
