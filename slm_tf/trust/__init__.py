@@ -1,1 +1,1 @@
-"""Trust: calibrated probabilities, abstention on out-of-scope input, explanations."""
+"""Trust in high-stakes domains: calibration, abstention, explanations, PII redaction, DP."""

@@ -5,7 +5,6 @@ Every method maps logits to a score where higher means "more likely out of scope
 ``abstain = score > threshold``. The same formulas run in numpy (evaluation) and in TensorFlow
 (:mod:`slm_tf.trust.serving`, inside exported graphs).
 """
-import dataclasses
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -15,10 +14,10 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from slm_tf.errors import UserError
 from slm_tf.registry import Registry
 from slm_tf.train.metrics import softmax
+from slm_tf.trust.targets import Target
 
 # A method: (logits [N, C], temperature, oos_index or None) -> score [N].
 METHODS: Registry[Callable] = Registry("abstention method")
-TARGETS = ("oos_recall", "in_scope_precision")
 CURVE_POINTS = 41
 
 
@@ -52,36 +51,6 @@ def oos_class_score(logits, temperature: float, oos_index: Optional[int]) -> np.
                         "labels (e.g. --data=clinc150_oos, label 'oos'). Fix: use max_prob or "
                         "energy, or add out-of-scope training examples.")
     return softmax(np.asarray(logits, np.float64) / temperature)[:, oos_index]
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """What the threshold must reach on validation, e.g. ``oos_recall:0.8``."""
-    metric: str
-    value: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Target":
-        """``'oos_recall:0.8'`` -> Target; a UserError names the accepted forms otherwise."""
-        metric, _, value = text.partition(":")
-        try:
-            v = float(value)
-        except ValueError:
-            v = -1.0
-        if metric not in TARGETS or not 0.0 < v <= 1.0:
-            raise UserError(f"--abstain_target={text!r}: expected <metric>:<value> with metric "
-                            f"one of {', '.join(TARGETS)} and value in (0, 1], e.g. "
-                            "oos_recall:0.8 or in_scope_precision:0.95")
-        return cls(metric, v)
-
-
-def valid_target(text: str) -> bool:
-    """True when ``text`` parses as a :class:`Target` (the flag validator)."""
-    try:
-        Target.parse(text)
-    except UserError:
-        return False
-    return True
 
 
 def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray) -> Dict:
