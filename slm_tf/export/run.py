@@ -22,6 +22,7 @@ from slm_tf.export.tflite import is_quantization_aware, to_tflite
 from slm_tf.io_utils import atomic_path, require_output_dir, write_json
 from slm_tf.registry import Registry
 from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_model
+from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
 FORMATS: Registry[Callable] = Registry("export format")
@@ -31,6 +32,7 @@ FORMATS: Registry[Callable] = Registry("export format")
 class _Context:
     run: Run
     cfg: ExportConfig
+    head: ServingHead = ServingHead()
 
     def calibration_ids(self) -> np.ndarray:
         """Token ids of an evenly spaced sample of the run's own training split."""
@@ -46,7 +48,8 @@ def _tflite(quantization: str):
         qat = is_quantization_aware(ctx.run.model)
         calibrate = quantization == "int8" and not qat
         data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
-                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex)
+                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex,
+                         ctx.head)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return {"quantization": quantization, "calibrated": calibrate,
@@ -60,7 +63,7 @@ for _q in ("int8", "dynamic", "fp16", "float"):
 
 @FORMATS.register("onnx")
 def _onnx(ctx: _Context, path: str) -> Dict:
-    data = to_onnx(ctx.run.model, ctx.run.max_seq_len)
+    data = to_onnx(ctx.run.model, ctx.run.max_seq_len, ctx.head)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return {}
@@ -68,7 +71,7 @@ def _onnx(ctx: _Context, path: str) -> Dict:
 
 @FORMATS.register("saved_model")
 def _saved_model(ctx: _Context, path: str) -> Dict:
-    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len)
+    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len, ctx.head)
     return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
 
 
@@ -94,7 +97,7 @@ def export_run(cfg: ExportConfig) -> Dict:
     require_output_dir(out)
     run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
-    ctx = _Context(run, cfg)
+    ctx = _Context(run, cfg, load_head(cfg.run_dir))
     files: List[Dict] = []
     for fmt in cfg.formats:
         start = time.time()
@@ -106,7 +109,8 @@ def export_run(cfg: ExportConfig) -> Dict:
                      files[-1]["seconds"])
     manifest = {"run_dir": os.path.abspath(cfg.run_dir), "name": run.model.name,
                 "max_seq_len": run.max_seq_len, "label_names": run.label_names,
-                "data": run.config["data"], "files": files, "android": None}
+                "data": run.config["data"], "files": files, "android": None,
+                "temperature": ctx.head.temperature, "abstain_rule": ctx.head.rule}
     tflite = [f["format"] for f in files if f["format"] in TFLITE_FORMATS]
     if cfg.bundle_format != "auto" and cfg.bundle_format not in tflite:
         raise UserError(f"--bundle_format={cfg.bundle_format} was not exported; add it to "
@@ -115,7 +119,7 @@ def export_run(cfg: ExportConfig) -> Dict:
         chosen = cfg.bundle_format if cfg.bundle_format != "auto" else min(
             tflite, key=TFLITE_FORMATS.index)
         bundle = write_bundle(out, os.path.join(out, file_name(chosen)), chosen, run.tokenizer,
-                              run.max_seq_len, run.label_names, run.model.name)
+                              run.max_seq_len, run.label_names, run.model.name, ctx.head)
         manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
     write_json(os.path.join(out, MANIFEST), manifest)
     return manifest
