@@ -35,8 +35,7 @@ def main(argv):
         create_app(cfg, repo, metrics), host=cfg.host, port=cfg.port, access_log=False,
         log_level="warning", timeout_graceful_shutdown=cfg.drain_s, lifespan="on"))
     logging.info("serving %s on http://%s:%d", ", ".join(repo.models), cfg.host, cfg.port)
-    server.run()
-    logging.info("stopped")
+    server.run()  # on SIGTERM/SIGINT: drains, then re-raises the signal (exit status 143/130)
 
 
 if __name__ == "__main__":

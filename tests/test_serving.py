@@ -4,6 +4,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 import urllib.error
@@ -217,7 +218,7 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     os.makedirs(base)
     _drop_version(base, export[0], 1)
     s = Server(f"--model=toy={base}", "--poll_s=0.2", "--max_batch_size=64",
-               "--batch_timeout_ms=400")
+               "--batch_timeout_ms=1000")
     url = s.url + "/v1/models/toy:predict"
     failures, seen, stop = [], {}, threading.Event()
 
@@ -249,21 +250,30 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
         status = call(s.url + "/v1/models/toy")[1]["model_version_status"]
         assert [v["version"] for v in status] == ["2", "1"]
 
-        # SIGTERM while requests wait in the batcher (400 ms): every one is answered.
+        # SIGTERM while requests wait in the batcher (1 s): every one is answered, and new
+        # connections are refused while they are still pending.
         replies = []
         inflight = [threading.Thread(target=lambda: replies.append(
             call(url, {"instances": ["card lost"]}, timeout=60)[0])) for _ in range(8)]
         for t in inflight:
             t.start()
-        time.sleep(0.15)
-        s.proc.send_signal(__import__("signal").SIGTERM)
-        time.sleep(0.1)
-        with pytest.raises(OSError):  # the listening socket is closed at once
-            call(s.url + "/healthz", timeout=5)
+        time.sleep(0.2)
+        s.proc.send_signal(signal.SIGTERM)
+        refused_while_pending = None
+        for _ in range(100):
+            try:
+                call(s.url + "/healthz", timeout=5)
+            except OSError:
+                refused_while_pending = len(replies) < 8
+                break
+            time.sleep(0.02)
+        assert refused_while_pending, "a new connection was accepted during the drain"
         for t in inflight:
             t.join()
         assert replies == [200] * 8
     finally:
         stop.set()
         code, log = s.stop()
-    assert code == 0, log[-2000:]
+    # uvicorn re-raises the SIGTERM once drained, so the exit status is the signal's.
+    assert code in (0, -signal.SIGTERM) and "drained: every accepted request answered" in log, \
+        log[-2000:]

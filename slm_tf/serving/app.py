@@ -131,6 +131,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
         yield
         # uvicorn has stopped accepting and drained in-flight requests by now.
         state["repo"].close()
+        logging.info("drained: every accepted request answered; stopping")
 
     app = FastAPI(title="slm_tf server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
