@@ -6,7 +6,7 @@ format is exported) and ``export.json``, a manifest the benchmark reads.
 import dataclasses
 import os
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -121,11 +121,21 @@ def _size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def write_reference(ctx: _Context, out: str) -> str:
+def write_reference(ctx: _Context, out: str) -> Optional[str]:
     """Writes ``reference.json``: histograms of the model's predicted labels and confidences
-    on the run's test split, the baseline the server's drift monitor compares traffic with."""
-    data = prepare_data(from_dict(DataConfig, ctx.run.config["data"]), required_splits=("test",))
-    ids = ctx.run.tokenizer.encode(data.texts("test"), ctx.run.max_seq_len)
+    on the run's test split, the baseline the server's drift monitor compares traffic with
+    (None, and a log line, when the run has no test split)."""
+    try:
+        texts = prepare_data(from_dict(DataConfig, ctx.run.config["data"]),
+                             required_splits=()).texts("test")
+    except UserError as e:  # the training data is not on this machine: export the rest
+        logging.warning("no %s: %s", REFERENCE_FILE, str(e).splitlines()[0])
+        return None
+    if not texts:
+        logging.info("no test split: no %s (the server's drift gauge stays off)",
+                     REFERENCE_FILE)
+        return None
+    ids = ctx.run.tokenizer.encode(texts, ctx.run.max_seq_len)
     probs = tf.nn.softmax(ctx.run.model.predict(ids, batch_size=256, verbose=0), axis=-1).numpy()
     path = os.path.join(out, REFERENCE_FILE)
     write_json(path, {"split": "test", **histograms(probs.argmax(-1), probs.max(-1),
@@ -157,7 +167,8 @@ def export_run(cfg: ExportConfig) -> Dict:
                 "data": run.config["data"], "task": run.task, "files": files, "android": None,
                 "reference": None}
     if run.task == "classification":
-        manifest["reference"] = os.path.basename(write_reference(ctx, out))
+        reference = write_reference(ctx, out)
+        manifest["reference"] = reference and os.path.basename(reference)
     tflite = [f["format"] for f in files if f["format"] in TFLITE_FORMATS]
     if cfg.bundle_format != "auto" and cfg.bundle_format not in tflite:
         raise UserError(f"--bundle_format={cfg.bundle_format} was not exported; add it to "

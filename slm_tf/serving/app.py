@@ -220,7 +220,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
         texts = req["texts"]
         start = time.perf_counter()
         preds = await s.batcher.submit(texts)
-        metrics.model_seconds.labels(name).observe(time.perf_counter() - start)
+        metrics.batch_wait.labels(name).observe(time.perf_counter() - start)
         for t, p in zip(texts, preds):
             metrics.input_chars.labels(name).observe(len(t))
             metrics.labels.labels(name, str(s.version), p["label"]).inc()

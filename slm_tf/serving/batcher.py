@@ -29,11 +29,11 @@ class Batcher:
     """``await batcher.submit(texts)`` -> that request's predictions, batched with others."""
 
     def __init__(self, predictor, max_batch_size: int, timeout_s: float, workers: int,
-                 on_batch: Optional[Callable[[int], None]] = None):
+                 on_batch: Optional[Callable[[int, float], None]] = None):
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
-        self.on_batch = on_batch or (lambda n: None)
+        self.on_batch = on_batch or (lambda n, seconds: None)
         self._queue: "queue.Queue" = queue.Queue()
         self._carry: List[Optional[_Job]] = [None] * workers  # a job that did not fit a batch
         # Build every runner before serving so a broken model fails at load, not per request.
@@ -86,9 +86,10 @@ class Batcher:
                 preds = []
                 for start in range(0, len(texts), self.max_batch_size):
                     chunk = texts[start:start + self.max_batch_size]
+                    t0 = time.perf_counter()
                     outputs = runner(self.predictor.encode(chunk))
                     preds.extend(self.predictor.postprocess(outputs))
-                    self.on_batch(len(chunk))
+                    self.on_batch(len(chunk), time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - the requests fail, the server stays up
                 logging.error("inference failed: %s", type(e).__name__)
                 for j in jobs:

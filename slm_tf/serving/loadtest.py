@@ -58,7 +58,8 @@ def _scrape(parts, headers) -> Dict[str, float]:
     text = conn.getresponse().read().decode()
     conn.close()
     out = {}
-    for name in ("slm_request_seconds", "slm_batch_seconds", "slm_batch_size"):
+    for name in ("slm_request_seconds", "slm_batch_seconds", "slm_batch_size",
+                 "slm_predict_wait_seconds"):
         for kind in ("sum", "count"):
             vals = re.findall(rf'^{name}_{kind}\{{[^}}]*(?:route="predict"|model=)[^}}]*\}} '
                               r'([0-9.e+-]+)$', text, re.M)
@@ -135,6 +136,10 @@ def run_load(cfg: LoadTestConfig) -> Dict:
     if d.get("slm_request_seconds_count"):
         report["server_ms_per_request"] = round(
             1000 * d["slm_request_seconds_sum"] / d["slm_request_seconds_count"], 3)
+        # Where a request's time goes: the whole request inside the server; queued + its batch;
+        # the model's share (batch time spread over the requests in it).
+        report["predict_wait_ms_per_request"] = round(
+            1000 * d["slm_predict_wait_seconds_sum"] / d["slm_request_seconds_count"], 3)
         report["model_ms_per_request"] = round(
             1000 * d["slm_batch_seconds_sum"] / d["slm_request_seconds_count"], 3)
     if d.get("slm_batch_size_count"):

@@ -25,8 +25,11 @@ class Metrics:
         self.latency = Histogram("slm_request_seconds", "Request latency by route.", ["route"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.model_seconds = Histogram("slm_batch_seconds", "Time of one batch in the model "
-                                       "(tokenizing + inference).", ["model"],
+                                       "(tokenizing + inference + postprocessing).", ["model"],
                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_wait = Histogram("slm_predict_wait_seconds", "From queueing a request's "
+                                    "texts to its predictions (batch wait + its batch).",
+                                    ["model"], buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("slm_batch_size", "Texts per model batch.", ["model"],
                                     buckets=_BATCH_BUCKETS, registry=r)
         self.input_chars = Histogram("slm_input_chars", "Characters per text.", ["model"],

@@ -83,8 +83,14 @@ class Repository:
     def _load(self, name: str, version: int, path: str) -> Servable:
         start = time.time()
         predictor = load_predictor(path, self.cfg.format)
+        sizes, seconds = (self.metrics.batch_size.labels(name),
+                          self.metrics.model_seconds.labels(name))
+
+        def on_batch(n: int, took: float) -> None:
+            sizes.observe(n)
+            seconds.observe(took)
         batcher = Batcher(predictor, self.cfg.max_batch_size, self.cfg.batch_timeout_ms / 1000,
-                          self.cfg.num_workers, on_batch=self.metrics.batch_size.labels(name).observe)
+                          self.cfg.num_workers, on_batch=on_batch)
         drift = DriftMonitor(self.metrics, name, str(version), predictor.reference,
                              self.cfg.drift_window, self.cfg.drift_min_examples)
         logging.info("loaded model %s version %d (%s, %.1f s)", name, version, self.cfg.format,
