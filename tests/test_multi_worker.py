@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -124,7 +125,9 @@ def test_two_workers_train_shard_and_resume(tmp_path, data_dir):
                  for a in args]
         ports = _free_ports(2)
         procs = [_start(0, ports, args2), _start(1, ports, args2, kill_at=(2, 3))]
+        started = time.monotonic()
         results = _finish(procs[1:] + procs[:1], timeout=TIMEOUT)
+        chief_after_kill = (results[1][0], round(time.monotonic() - started))
         assert results[0][0] == -signal.SIGKILL, results[0][1][-3000:]
         assert results[1][0] != 0  # the chief cannot finish without its peer
         assert not os.path.exists(os.path.join(out2, "metrics.json"))
@@ -141,6 +144,7 @@ def test_two_workers_train_shard_and_resume(tmp_path, data_dir):
                           (1, 2, 2 * per_epoch, EPOCHS * per_epoch)], steps2
         assert not [n for n in os.listdir(out2) if n.startswith(".worker")]
         print("per-worker steps:", steps, "after resume:", steps2,
-              "resumed_at_epoch:", m2["resumed_at_epoch"])
+              "resumed_at_epoch:", m2["resumed_at_epoch"],
+              "chief exit code and seconds after the kill:", chief_after_kill)
     finally:
         _kill_all(procs)
