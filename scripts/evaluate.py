@@ -36,6 +36,12 @@ def main(argv):
                     ["data", "split", "sentences", "entity F1", "precision", "recall",
                      "token accuracy", "skipped rows"])
         return
+    if "bits_per_character" in r:  # a language model
+        print_table([[r["data"]["name"], r["split"], r["tokens"],
+                      f"{r['bits_per_character']:.4f}", f"{r['perplexity']:.2f}",
+                      f"{r['accuracy']:.4f}"]],
+                    ["data", "split", "tokens", "bits/char", "perplexity", "next-token acc"])
+        return
     print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['accuracy']:.4f}",
                   f"{r['macro_f1']:.4f}", f"{r['ece']:.4f}", r["data"]["skipped_rows_total"]]],
                 ["data", "split", "examples", "accuracy", "macro-F1", "ECE", "skipped rows"])

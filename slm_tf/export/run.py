@@ -24,6 +24,7 @@ from slm_tf.io_utils import atomic_path, require_output_dir, write_json
 from slm_tf.registry import Registry
 from slm_tf.serving.drift import REFERENCE_FILE, histograms
 from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_model
+from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
 FORMATS: Registry[Callable] = Registry("export format")
@@ -33,6 +34,7 @@ FORMATS: Registry[Callable] = Registry("export format")
 class _Context:
     run: Run
     cfg: ExportConfig
+    head: ServingHead = ServingHead()
 
     def calibration_ids(self) -> np.ndarray:
         """Token ids of an evenly spaced sample of the run's own training split."""
@@ -48,7 +50,8 @@ def _tflite(quantization: str):
         qat = is_quantization_aware(ctx.run.model)
         calibrate = quantization == "int8" and not qat
         data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
-                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex)
+                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex,
+                         ctx.head)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         info = {"quantization": quantization, "calibrated": calibrate,
@@ -56,7 +59,7 @@ def _tflite(quantization: str):
         if ctx.cfg.dynamic_batch:
             data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
                              ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex,
-                             batch=None)
+                             ctx.head, batch=None)
             info["dynamic_batch_path"] = dynamic_batch_name(os.path.basename(path))
             with atomic_path(os.path.join(os.path.dirname(path), info["dynamic_batch_path"])) \
                     as tmp, open(tmp, "wb") as f:
@@ -71,7 +74,7 @@ for _q in ("int8", "dynamic", "fp16", "float"):
 
 @FORMATS.register("onnx")
 def _onnx(ctx: _Context, path: str) -> Dict:
-    data = to_onnx(ctx.run.model, ctx.run.max_seq_len)
+    data = to_onnx(ctx.run.model, ctx.run.max_seq_len, ctx.head)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return {}
@@ -79,7 +82,7 @@ def _onnx(ctx: _Context, path: str) -> Dict:
 
 @FORMATS.register("saved_model")
 def _saved_model(ctx: _Context, path: str) -> Dict:
-    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len)
+    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len, ctx.head)
     return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
 
 
@@ -132,7 +135,7 @@ def export_run(cfg: ExportConfig) -> Dict:
     require_output_dir(out)
     run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
-    ctx = _Context(run, cfg)
+    ctx = _Context(run, cfg, load_head(cfg.run_dir))
     files: List[Dict] = []
     for fmt in cfg.formats:
         start = time.time()
@@ -145,6 +148,7 @@ def export_run(cfg: ExportConfig) -> Dict:
     manifest = {"run_dir": os.path.abspath(cfg.run_dir), "name": run.model.name,
                 "max_seq_len": run.max_seq_len, "label_names": run.label_names,
                 "data": run.config["data"], "task": run.task, "files": files, "android": None,
+                "temperature": ctx.head.temperature, "abstain_rule": ctx.head.rule,
                 "reference": None}
     if run.task == "classification":
         reference = write_reference(ctx, out)
@@ -157,7 +161,7 @@ def export_run(cfg: ExportConfig) -> Dict:
         chosen = cfg.bundle_format if cfg.bundle_format != "auto" else min(
             tflite, key=TFLITE_FORMATS.index)
         bundle = write_bundle(out, os.path.join(out, file_name(chosen)), chosen, run.tokenizer,
-                              run.max_seq_len, run.label_names, run.model.name)
+                              run.max_seq_len, run.label_names, run.model.name, ctx.head)
         manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
     write_json(os.path.join(out, MANIFEST), manifest)
     return manifest
