@@ -130,9 +130,13 @@ class ClassificationPredictor:
             z = outputs["logits"] - outputs["logits"].max(-1, keepdims=True)
             probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
         top = probs.argmax(-1)
-        return [{"label": self.labels[k], "label_id": int(k), "confidence": float(p[k]),
-                 "probabilities": [round(float(x), 6) for x in p]}
-                for k, p in zip(top, probs)]
+        preds = [{"label": self.labels[k], "label_id": int(k), "confidence": float(p[k]),
+                  "probabilities": [round(float(x), 6) for x in p]}
+                 for k, p in zip(top, probs)]
+        if "abstain" in outputs:  # the export folded in an abstention rule
+            for pred, flag in zip(preds, outputs["abstain"].reshape(len(preds), -1)[:, 0]):
+                pred["abstained"] = bool(flag)
+        return preds
 
     def signature(self) -> Dict:
         """TF Serving-style signature_def of the text signature."""
