@@ -42,9 +42,13 @@ def recipe_path(name: str) -> str:
     return path
 
 
+# The pipeline's flags that name other recipes (``auto_recipe`` is a switch, not a file).
+RECIPE_FLAGS = ("teacher_recipe", "student_recipe", "compress_recipe")
+
+
 def is_path_flag(name: str) -> bool:
     """Flags whose value is a file a recipe names: resolved relative to that recipe."""
-    return name == "flagfile" or name.endswith("recipe")
+    return name == "flagfile" or name in RECIPE_FLAGS
 
 
 def resolve_path(value: str, base_dir: str) -> str:
