@@ -6,7 +6,7 @@ from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.data.readers import DataError
 from slm_tf.io_utils import write_json
-from slm_tf.train.artifacts import LOG_DIR, load_run
+from slm_tf.train.artifacts import EVAL_DIR, LOG_DIR, load_run
 from slm_tf.train.trainer import evaluate_split
 
 SPLITS = ("train", "validation", "test")
@@ -42,5 +42,5 @@ def evaluate_run(run_dir: str, data_cfg: DataConfig, split: str = "test",
                             label_remap=remap)
     report.update(data=data.summary(), split=split, run_dir=run_dir)
     if write:
-        write_json(os.path.join(run_dir, "eval", f"{data.name}_{split}.json"), report)
+        write_json(os.path.join(run_dir, EVAL_DIR, f"{data.name}_{split}.json"), report)
     return report

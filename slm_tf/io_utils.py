@@ -1,5 +1,6 @@
 """Atomic writes: every artifact appears whole or not at all (temp file/dir + rename)."""
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
@@ -70,3 +71,12 @@ def read_json(path: str) -> Any:
     """Reads a JSON file."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes (identifies a model file independently of its path and mtime)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -35,7 +35,7 @@ from slm_tf.train.trainer import (FitResult, RunContext, TrainConfig, compile_su
                                   evaluate_split, finish_run, fit, optimizer_for, start_run,
                                   supervised_datasets)
 
-REPORT_FILE = "compression.json"
+REPORT_FILE = artifacts.COMPRESSION_REPORT
 CALIBRATION_ROWS = 1024
 
 

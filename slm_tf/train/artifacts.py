@@ -3,10 +3,12 @@
 Layout: ``model.keras``, ``saved_model/`` (serving signatures on ids and on raw text),
 ``tokenizer/`` (``vocab.txt``, ``tokenizer.json``), ``labels.json``, ``config.json`` (every
 flag), ``metrics.json`` (written last: its presence marks a complete run), ``logs/``
-(TensorBoard) and ``checkpoints/``.
+(TensorBoard) and ``checkpoints/``; later steps add ``export/`` (export.py) and ``eval/``
+(evaluate.py).
 """
 import dataclasses
 import os
+import shutil
 from typing import Dict, List
 
 import tensorflow as tf
@@ -26,6 +28,14 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LOG_DIR = "logs"
 CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
+EVAL_DIR = "eval"
+COMPRESSION_REPORT = "compression.json"
+# What --overwrite removes: everything derived from the old model. metrics.json goes first, so
+# a clear that is interrupted leaves an incomplete run (retrained from scratch), never a
+# complete-looking one. The tokenizer, labels and config are rewritten by the new run.
+DERIVED = (METRICS_FILE, MODEL_FILE, SAVED_MODEL_DIR, EXPORT_DIR, EVAL_DIR, LOG_DIR,
+           CHECKPOINT_DIR, COMPRESSION_REPORT)
 
 
 @dataclasses.dataclass
@@ -91,6 +101,16 @@ def is_complete(run_dir: str) -> bool:
     """True when every artifact of a finished run is present."""
     needed = [MODEL_FILE, SAVED_MODEL_DIR, TOKENIZER_DIR, LABELS_FILE, CONFIG_FILE, METRICS_FILE]
     return all(os.path.exists(os.path.join(run_dir, n)) for n in needed)
+
+
+def clear_derived(run_dir: str) -> None:
+    """Removes the model and everything derived from it (see ``DERIVED``) from ``run_dir``."""
+    for name in DERIVED:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
 
 
 def load_run(run_dir: str) -> Run:

@@ -13,6 +13,7 @@ from absl import logging
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
+from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json, write_json
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
@@ -51,6 +52,10 @@ class TrainConfig:
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    overwrite: bool = field(False, "Retrain into an --output_dir that holds a complete run: its "
+                            "model, metrics, export/, eval/, logs/ and checkpoints/ are removed "
+                            "first. Without it a complete run is refused (an incomplete one "
+                            "always resumes).")
 
 
 @dataclasses.dataclass
@@ -136,12 +141,27 @@ class RunContext:
         return os.path.join(self.run_dir, artifacts.LOG_DIR)
 
 
+def check_output_dir(run_dir: str, overwrite: bool) -> None:
+    """Refuses a complete run in ``run_dir``, or with ``overwrite`` clears it for retraining."""
+    if not artifacts.is_complete(run_dir):
+        return
+    if not overwrite:
+        raise UserError(f"{run_dir} already holds a complete run ({artifacts.METRICS_FILE} is "
+                        "there). Fix: choose another --output_dir, or pass --overwrite to "
+                        "retrain it (its model, export/, eval/, logs/ and checkpoints/ are "
+                        "removed).")
+    logging.info("--overwrite: clearing the complete run in %s", run_dir)
+    artifacts.clear_derived(run_dir)
+
+
 def start_run(tcfg: TrainConfig) -> RunContext:
     """Creates the run directory, seeds everything, and detects a resumable checkpoint.
 
-    Without one, checkpoint state left by an earlier finished run is cleared.
+    A complete run is refused unless ``tcfg.overwrite``; an incomplete one without a
+    checkpoint to resume from has its stale checkpoint state cleared.
     """
     run_dir = os.path.abspath(tcfg.output_dir)
+    check_output_dir(run_dir, tcfg.overwrite)
     os.makedirs(run_dir, exist_ok=True)
     seed_everything(tcfg.seed, tcfg.deterministic)
     ctx = RunContext(run_dir, _has_files(os.path.join(run_dir, artifacts.CHECKPOINT_DIR,
