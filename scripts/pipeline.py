@@ -14,14 +14,12 @@ import shlex
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.pipeline.config import PipelineConfig
-from slm_tf.pipeline.report import write_report
-from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
 
 define_flags(PipelineConfig)
 define_flags(DataConfig)
@@ -41,6 +39,10 @@ def _data_overrides():
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.pipeline.report import write_report
+    from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
+
     ctx = Context(from_flags(PipelineConfig), _data_overrides())
     status = run_stages(ctx)
     paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
@@ -51,7 +53,11 @@ def main(argv):
           f"{f['teacher_accuracy']:.4f}), {f['file_bytes']:,} bytes, p50 {f['p50_ms_1t']:.3f} ms"
           f"\nreport: {ctx.cfg.output_dir}/report.md  TensorBoard: tensorboard --logdir "
           f"{ctx.cfg.output_dir}")
+    base = f.get("baseline_accuracy")
+    if base is not None and f["accuracy"] < base:
+        print(f"WARNING: the final model is {(base - f['accuracy']) * 100:.2f} points below the "
+              f"TF-IDF + linear baseline ({base:.4f}); see the report.", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

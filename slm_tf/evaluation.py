@@ -1,45 +1,75 @@
 """Evaluate a saved run on any split of a registered dataset or any labelled file."""
+import dataclasses
+import filecmp
 import os
 from typing import Dict
 
+from absl import logging
+
 from slm_tf.data.config import DataConfig
-from slm_tf.data.pipeline import prepare_data
 from slm_tf.data.readers import DataError
+from slm_tf.data.sources import ALL, DATASETS, SPLITS
 from slm_tf.io_utils import write_json
-from slm_tf.train.artifacts import EVAL_DIR, LOG_DIR, load_run
-from slm_tf.train.trainer import evaluate_split
+from slm_tf.tasks import get_task
+from slm_tf.train.artifacts import EVAL_DIR, load_run, require_complete
 
-SPLITS = ("train", "validation", "test")
+AUTO = "auto"  # the run's test split when --data is its training data, else the whole file
+EVAL_SPLITS = (AUTO, ALL) + SPLITS
+# Options that decide which rows land in which split: taken from the run when the data is the
+# run's own, so "test" means the run's held-out test rows and never rows it trained on.
+_SPLIT_OPTIONS = ("validation_data", "test_data", "validation_fraction", "test_fraction",
+                  "split_seed")
 
 
-def evaluate_run(run_dir: str, data_cfg: DataConfig, split: str = "test",
+def is_training_data(run_data: Dict, data_cfg: DataConfig) -> bool:
+    """True when ``data_cfg.data`` is the data the run was trained on (the same registered
+    name, or the same file or folder by path or by content)."""
+    mine, theirs = data_cfg.data, str(run_data.get("data", ""))
+    if mine in DATASETS or theirs in DATASETS:
+        return mine == theirs
+    if not (os.path.exists(mine) and os.path.exists(theirs)):
+        return False
+    if os.path.realpath(mine) == os.path.realpath(theirs):
+        return True
+    return os.path.isfile(mine) and os.path.isfile(theirs) and \
+        filecmp.cmp(mine, theirs, shallow=False)
+
+
+def resolve_split(split: str, run_data: Dict, data_cfg: DataConfig) -> str:
+    """``auto`` becomes ``test`` for the run's own training data and ``all`` for any other."""
+    if split not in EVAL_SPLITS:
+        raise DataError(f"--split must be one of {EVAL_SPLITS}, got {split!r}")
+    if split != AUTO:
+        return split
+    return "test" if is_training_data(run_data, data_cfg) else ALL
+
+
+def evaluate_run(run_dir: str, data_cfg: DataConfig, split: str = AUTO,
                  write: bool = True) -> Dict:
-    """Scores the run's model on ``split`` of ``data_cfg.data``.
+    """Scores the run's model on ``split`` of ``data_cfg.data`` (see :data:`EVAL_SPLITS`)
+    with the run's own task.
 
-    The data's labels are matched to the run's labels by name; a label the model never saw is
-    an error (or, with ``on_bad_row=skip``, those rows are skipped and counted). The sequence
-    length is the run's own. Writes ``eval/<data>_<split>.json`` and TensorBoard summaries.
+    The sequence length is the run's own. Writes ``eval/<data>_<split>.json`` and TensorBoard
+    summaries.
     """
-    if split not in SPLITS:
-        raise DataError(f"--split must be one of {SPLITS}, got {split!r}")
+    if split not in EVAL_SPLITS:
+        raise DataError(f"--split must be one of {EVAL_SPLITS}, got {split!r}")
+    require_complete(run_dir)
     run = load_run(run_dir)
-    data_cfg.max_seq_len = run.max_seq_len
-    data = prepare_data(data_cfg)
-    index = {name: i for i, name in enumerate(run.label_names)}
-    unknown = sorted(set(data.label_names) - set(index))
-    examples = data.splits.split(split)
-    bad = [ex for ex in examples if ex.label in unknown]
-    if bad and data_cfg.on_bad_row != "skip":
-        raise DataError(f"{bad[0].source}: label {bad[0].label!r} is not one of the model's "
-                        f"{len(index)} labels ({len(bad)} rows have unknown labels: "
-                        f"{unknown[:5]}). Fix: evaluate on data with the model's labels, or "
-                        "pass --on_bad_row=skip to skip those rows (they are counted).")
-    if bad:
-        data.splits.skipped["label_unknown_to_model"] += len(bad)
-    remap = [index.get(name, -1) for name in data.label_names]
-    report = evaluate_split(run.model, data, split, run.tokenizer, data_cfg, run.label_names,
-                            log_dir=os.path.join(run_dir, LOG_DIR, f"eval_{data.name}_{split}"),
-                            label_remap=remap)
+    run_data = run.config.get("data", {})
+    split = resolve_split(split, run_data, data_cfg)
+    if is_training_data(run_data, data_cfg):
+        defaults = DataConfig()
+        taken = {k: run_data[k] for k in _SPLIT_OPTIONS
+                 if k in run_data and getattr(data_cfg, k) == getattr(defaults, k)}
+        data_cfg = dataclasses.replace(data_cfg, **taken)
+        logging.info("%s is the run's training data: split as in training (%s); scoring %s",
+                     data_cfg.data, taken, split)
+    else:
+        logging.info("%s is not the run's training data: scoring %s", data_cfg.data,
+                     "the whole file" if split == ALL else f"its {split} split")
+    data_cfg = dataclasses.replace(data_cfg, max_seq_len=run.max_seq_len)
+    report, data = get_task(run.task).evaluate_saved(run, data_cfg, split)
     report.update(data=data.summary(), split=split, run_dir=run_dir)
     if write:
         write_json(os.path.join(run_dir, EVAL_DIR, f"{data.name}_{split}.json"), report)

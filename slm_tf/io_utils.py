@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from typing import Any, Iterator
 
+from slm_tf.errors import CorruptArtifactError, UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -55,6 +57,24 @@ def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
         raise
 
 
+def require_output_dir(path: str, flag: str = "--output_dir") -> None:
+    """A UserError unless ``path`` is, or can be created as, a writable folder (checked before
+    any work starts, so a bad path never costs a training run)."""
+    if not path:
+        raise UserError(f"{flag} is empty. Fix: pass {flag}=<folder for the results>.")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "is an existing file" if existing == os.path.abspath(path) else \
+            f"is inside {existing}, which is a file"
+        raise UserError(f"{path}: {flag} {what}, not a folder. Fix: pass {flag}=<a new or "
+                        "existing folder>.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: {flag} is not writable ({existing} denies writing). Fix: "
+                        f"pass {flag}=<a folder you can write to>.")
+
+
 def write_text(path: str, text: str) -> None:
     """Writes UTF-8 text atomically."""
     with atomic_path(path) as tmp:
@@ -67,10 +87,23 @@ def write_json(path: str, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
-def read_json(path: str) -> Any:
-    """Reads a JSON file."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+RERUN_FIX = "rerun the command that wrote it"
+
+
+def read_json(path: str, fix: str = RERUN_FIX) -> Any:
+    """Reads a JSON file; an unreadable one raises a one-line error naming it and ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file. Fix: {fix}.") from None
+    except json.JSONDecodeError as e:
+        raise CorruptArtifactError(path, f"not valid JSON ({e.msg} at line {e.lineno} column "
+                                   f"{e.colno})", fix) from e
+    except UnicodeDecodeError as e:
+        raise CorruptArtifactError(path, f"not UTF-8 text (byte {e.start})", fix) from e
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, expected a JSON file. Fix: {fix}.") from None
 
 
 def file_digest(path: str) -> str:

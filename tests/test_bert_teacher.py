@@ -31,6 +31,7 @@ def _hidden(model, cfg):
                        .output)
 
 
+@pytest.mark.integration
 def test_checkpoint_config_and_every_tensor_loaded(minilm):
     _, cfg, model, _, n = minilm
     assert (cfg.hidden_dim, cfg.num_layers, cfg.num_heads, cfg.ff_dim) == (384, 6, 12, 1536)
@@ -42,6 +43,7 @@ def test_checkpoint_config_and_every_tensor_loaded(minilm):
     assert model.count_params() == embeddings + 6 * per_layer + d * 4 + 4
 
 
+@pytest.mark.integration
 def test_mean_pooled_similarity_is_sane(minilm):
     # A missing transpose of the square kernels raises no error but makes every pair ~0.7.
     _, _, model, tok, _ = minilm
@@ -64,6 +66,7 @@ np.save(sys.argv[3], out.numpy())
 """
 
 
+@pytest.mark.integration
 def test_hidden_states_match_the_pytorch_reference(minilm, tmp_path):
     # The reference runs in its own interpreter: PyTorch and TensorFlow in one process crash.
     import importlib.util

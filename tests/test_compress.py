@@ -85,8 +85,15 @@ def _rows_by_layer(model, **kwargs):
     return rows
 
 
-@pytest.mark.parametrize("mode", list(MATRIX))
-@pytest.mark.parametrize("arch", list(ARCHS))
+# Every mode on the transformer (our attention layer is the hardest case for tfmot), and every
+# other architecture through the two wrapper families a layer type needs its own support in:
+# prune-preserving QAT (pruning + quantize configs) and clustering. 15 cases instead of 30.
+CASES = ([("transformer", mode) for mode in MATRIX] +
+         [(arch, mode) for arch in ARCHS if arch != "transformer" for mode in ("pqat", "cluster")])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("arch,mode", CASES)
 def test_every_architecture_compresses_saves_reloads_and_runs_in_litert(arch, mode, tmp_path):
     cfg = MATRIX[mode]
     model, compressed, stages = _compress(arch, cfg, tmp_path)
@@ -142,6 +149,7 @@ COLLABORATIVE = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", list(COLLABORATIVE))
 def test_collaborative_modes_keep_zeros_and_clusters_through_every_stage(mode, tmp_path):
     # The CNN mixes layers tfmot's schemes preserve (Dense) with ones our configs preserve
@@ -164,6 +172,7 @@ def test_collaborative_modes_keep_zeros_and_clusters_through_every_stage(mode, t
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.75
 
 
+@pytest.mark.integration
 def test_qat_of_an_already_pruned_model_keeps_its_zeros(tmp_path):
     _, pruned, _ = _compress("bow", MATRIX["prune"], tmp_path)
     steps = math.ceil(len(_toy()[0]) / BATCH)
@@ -233,7 +242,7 @@ def distilled(tmp_path_factory, data_dir):
     return tmp
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_compress_script_prunes_and_quantizes_while_distilling(distilled):
     import json
     import os
@@ -278,9 +287,10 @@ def test_compress_script_prunes_and_quantizes_while_distilling(distilled):
     assert bad.returncode != 0 and "--cluster must be 0 or >= 3" in bad.stderr
 
 
+@pytest.mark.integration
 def test_compress_script_reports_bad_input_in_one_line(tmp_path):
     from conftest import run_script
     proc = run_script("compress", f"--run_dir={tmp_path / 'missing'}", "--prune=0.5",
                       f"--output_dir={tmp_path / 'out'}", check=False)
-    assert proc.returncode == 2 and "not a complete run" in proc.stderr
+    assert proc.returncode == 2 and "missing: no such run folder" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -9,9 +9,19 @@ import pytest
 from conftest import run_script
 from test_end_to_end import TINY, _banking_subset
 
+pytestmark = pytest.mark.integration  # runs the real scripts end to end
+
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory, data_dir):
+def kd_data_dir(tmp_path_factory):
+    """This module's own tfds dir: its cache-count assertions must not see other tests'
+    teacher caches (the session-wide dir depends on test order)."""
+    return str(tmp_path_factory.mktemp("kd_tfds"))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, kd_data_dir):
+    data_dir = kd_data_dir
     tmp = tmp_path_factory.mktemp("kd")
     data = _banking_subset(tmp / "intents.csv", bad_row=False)
     out = str(tmp / "teacher")
@@ -20,8 +30,9 @@ def teacher(tmp_path_factory, data_dir):
     return tmp, data, out
 
 
-def test_distill_with_cache_augmentation_and_unlabeled_text(teacher, data_dir):
+def test_distill_with_cache_augmentation_and_unlabeled_text(teacher, kd_data_dir):
     tmp, data, teacher_dir = teacher
+    data_dir = kd_data_dir
     unlabeled = tmp / "domain.txt"
     unlabeled.write_text("how do i top up my card\nmy card has not arrived yet\n\n"
                          "what is the exchange rate today\n", encoding="utf-8")
@@ -57,8 +68,9 @@ def test_distill_with_cache_augmentation_and_unlabeled_text(teacher, data_dir):
         assert tag in tags, tag
 
 
-def test_online_teacher_and_label_mismatch(teacher, data_dir, tmp_path):
+def test_online_teacher_and_label_mismatch(teacher, kd_data_dir, tmp_path):
     tmp, data, teacher_dir = teacher
+    data_dir = kd_data_dir
     out = run_script("distill", f"--teacher_dir={teacher_dir}", f"--data={data}",
                      "--text_column=utterance", "--label_column=intent", f"--data_dir={data_dir}",
                      "--student=bow", "--embedding_dim=16", "--hidden_dim=16",

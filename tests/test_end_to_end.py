@@ -13,6 +13,8 @@ import tensorflow as tf
 from conftest import run_script, run_script_killed_at, write_csv
 from slm_tf.data.sources import EMBEDDED_DIR
 
+pytestmark = pytest.mark.integration  # runs the real scripts end to end
+
 TINY = ["--model=cnn", "--embedding_dim=32", "--num_filters=32", "--kernel_sizes=2,3",
         "--hidden_dim=0", "--max_seq_len=24", "--vocab_size=800", "--batch_size=32",
         "--learning_rate=5e-3"]

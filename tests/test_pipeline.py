@@ -9,6 +9,8 @@ import pytest
 from conftest import run_script, run_script_killed_at
 from test_end_to_end import _banking_subset
 
+pytestmark = pytest.mark.integration  # runs the real scripts end to end
+
 RECIPE = """--model=cnn
 --embedding_dim={dim}
 --num_filters={dim}
@@ -89,7 +91,12 @@ def _check_report(out):
     assert final["teacher_accuracy"] == rows["teacher (Keras)"]["accuracy"]
     assert final["speedup_vs_teacher"] == pytest.approx(
         teacher_ref["p50_ms_1t"] / final["p50_ms_1t"])
+    # The classical baseline is a row read from the stages' metrics, and the verdict compares.
+    base = json.load(open(os.path.join(out, "qat", "metrics.json")))["baseline"]
+    assert rows["baseline (TF-IDF + linear)"]["accuracy"] == base["accuracy"]
+    assert final["baseline_accuracy"] == base["accuracy"] and base["accuracy"] > 0.85
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     assert f"{final['accuracy']:.4f}" in report
+    assert "classical baseline" in report and f"{base['accuracy']:.4f}" in report
     card = open(os.path.join(out, "model_card.md"), encoding="utf-8").read()
     assert "## Intended use" in card and "## Calibration" in card and "pipeline.py" in card

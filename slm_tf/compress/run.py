@@ -26,14 +26,15 @@ from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.distiller import Distiller
 from slm_tf.distill.run import DistillConfig, DistillExperiment, check_labels, transfer_datasets
 from slm_tf.errors import UserError
-from slm_tf.io_utils import write_json
+from slm_tf.io_utils import require_output_dir, write_json
 from slm_tf.models import ModelConfig, describe
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train import artifacts
-from slm_tf.train.artifacts import Run, load_run
-from slm_tf.train.trainer import (FitResult, RunContext, TrainConfig, compile_supervised,
-                                  evaluate_split, finish_run, fit, optimizer_for, start_run,
-                                  supervised_datasets)
+from slm_tf.train.artifacts import Run, load_run, require_complete
+from slm_tf.tasks.classification import (compile_supervised, evaluate_split,
+                                         supervised_datasets)
+from slm_tf.train.optim import optimizer_for
+from slm_tf.train.trainer import FitResult, RunContext, TrainConfig, finish_run, fit, start_run
 
 REPORT_FILE = artifacts.COMPRESSION_REPORT
 CALIBRATION_ROWS = 1024
@@ -157,6 +158,10 @@ def compress(exp: CompressExperiment) -> Dict:
     mode = mode_for(ccfg)
     if os.path.abspath(ccfg.run_dir) == os.path.abspath(tcfg.output_dir):
         raise UserError("--output_dir must differ from --run_dir (the source run is kept)")
+    require_complete(ccfg.run_dir)
+    if ccfg.teacher_dir:
+        require_complete(ccfg.teacher_dir, "--teacher_dir")
+    require_output_dir(tcfg.output_dir)
     source = load_run(ccfg.run_dir)
     dcfg = from_dict(DataConfig, source.config["data"])
     data = prepare_data(dcfg)

@@ -37,6 +37,8 @@ class PreparedData:
 
     def raw(self, split: str) -> tf.data.Dataset:
         """The split as tfds stores it: dicts of ``text``, ``label``, ``source``."""
+        if split == sources.ALL:  # tfds stores no empty split, so join the non-empty ones
+            split = "+".join(s for s in sources.SPLITS if self.splits.split(s))
         return self.builder.as_dataset(split=split, shuffle_files=False)
 
     def summary(self) -> Dict:
@@ -44,13 +46,20 @@ class PreparedData:
                 "num_classes": self.num_classes, "sizes": self.splits.sizes(),
                 "skipped_rows": dict(self.splits.skipped),
                 "skipped_rows_total": sum(self.splits.skipped.values()),
+                **({"pii_redacted": dict(self.splits.pii_redacted),
+                    "pii_redacted_total": sum(self.splits.pii_redacted.values())}
+                   if self.splits.pii_redacted is not None else {}),
                 "license": self.splits.license, "citation": self.splits.citation,
                 "tfds_dir": tfds_builders.data_dir_of(self.builder)}
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Reads and validates the source, then prepares it with tfds (once per source+options)."""
+def prepare_data(cfg: DataConfig, required_splits=sources.SPLITS) -> PreparedData:
+    """Reads and validates the source, then prepares it with tfds (once per source+options).
+
+    Each of ``required_splits`` must be non-empty (a DataError with the fix otherwise).
+    """
     splits = sources.load_splits(cfg)
+    sources.require_splits(splits, cfg, required_splits)
     fp = sources.fingerprint(cfg, splits.files)
     config_name = f"{_safe(splits.name)}-{fp}"
     builder = tfds_builders.LocalTextClassification(

@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import json
 import os
+import unicodedata
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from absl import logging
@@ -19,6 +20,13 @@ from slm_tf.errors import UserError
 FORMATS = ("auto", "csv", "tsv", "jsonl", "folder")
 BAD_ROW_POLICIES = ("error", "skip")
 _SKIP_HINT = "or pass --on_bad_row=skip to skip such rows (they are counted and logged)"
+# A long document is legitimate: the csv module's own 131,072-character cap is far too low.
+# Cells beyond MAX_FIELD_CHARS (about a 10 MB book) are reported and skipped row by row; the
+# module's cap sits above it (and fits a C long everywhere) so the parser itself never fails.
+MAX_FIELD_CHARS = 10_000_000
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+# Folders that tools create next to real data; never label folders.
+IGNORED_FOLDERS = ("__MACOSX", "__pycache__")
 
 
 class DataError(UserError):
@@ -90,10 +98,24 @@ def _decoded_lines(path: str, policy: _RowPolicy) -> Iterator[Tuple[int, str]]:
             yield i, line
 
 
+def label_problem(label: str) -> Optional[str]:
+    """Why ``label`` cannot be a class name (labels.txt holds one per line), or None."""
+    bad = sorted({c for c in label if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
+    if bad:
+        return (f"the label {label!r} contains the control or line-break character(s) "
+                f"{', '.join(f'U+{ord(c):04X}' for c in bad)}")
+    return None
+
+
 def _check_row(where: str, text, label, policy: _RowPolicy, text_column: str,
                label_column: str) -> Optional[Example]:
     text = "" if text is None else str(text)
     label = "" if label is None else str(label).strip()
+    problem = label_problem(label)
+    if problem:
+        policy.bad(where, "bad_label", problem, "remove the line breaks and control "
+                   "characters from the label (a model's labels are written one per line)")
+        return None
     if not text.strip():
         policy.bad(where, "empty_text", f"the {text_column!r} value is empty",
                    "remove the row or fill in its text")
@@ -106,8 +128,10 @@ def _check_row(where: str, text, label, policy: _RowPolicy, text_column: str,
 
 
 def read_delimited(path: str, text_column: str, label_column: str, delimiter: str,
-                   on_bad_row: str = "error") -> ReadReport:
-    """Reads a CSV/TSV with a header row holding ``text_column`` and ``label_column``."""
+                   on_bad_row: str = "error", max_field_chars: int = MAX_FIELD_CHARS
+                   ) -> ReadReport:
+    """Reads a CSV/TSV with a header row holding ``text_column`` and ``label_column``; a cell
+    longer than ``max_field_chars`` characters is a bad row."""
     policy = _RowPolicy(on_bad_row)
     numbered = list(_decoded_lines(path, policy))
     if not numbered:
@@ -116,9 +140,12 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
     reader = csv.reader([line for _, line in numbered], delimiter=delimiter)
     examples = []
     header = None
+    consumed = 0
     for row in reader:
-        # csv's line_num counts physical lines consumed; map back to the file's own numbering.
-        where = f"{path}:{line_of[min(reader.line_num, len(line_of)) - 1]}"
+        # csv's line_num counts physical lines consumed; a record (quoted line breaks span
+        # several) is named by its first line, mapped back to the file's own numbering.
+        where = f"{path}:{line_of[min(consumed, len(line_of) - 1)]}"
+        consumed = reader.line_num
         if header is None:
             header = [h.strip() for h in row]
             for col, flag in ((text_column, "text_column"), (label_column, "label_column")):
@@ -133,6 +160,12 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
         if len(row) != len(header):
             policy.bad(where, "ragged_row", f"the row has {len(row)} fields but the header has "
                        f"{len(header)}", "quote fields that contain the delimiter, or fix the row")
+            continue
+        longest = max(len(cell) for cell in row)
+        if longest > max_field_chars:
+            policy.bad(where, "field_too_large", f"a cell has {longest:,} characters, more "
+                       f"than the {max_field_chars:,} allowed", "split the document or "
+                       "check for a missing closing quote that swallows the rows after it")
             continue
         ex = _check_row(where, row[ti], row[li], policy, text_column, label_column)
         if ex is not None:
@@ -178,12 +211,28 @@ def read_folder(path: str, on_bad_row: str = "error") -> ReadReport:
     """Reads ``path/<label>/*.txt``: each file is one example labelled by its folder name."""
     policy = _RowPolicy(on_bad_row)
     examples = []
-    labels = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    folders = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    ignored = [d for d in folders if _is_hidden_or_tool(d)]
+    if ignored:
+        logging.info("%s: ignored the hidden and tool folders %s (not labels)", path, ignored)
+    labels = [d for d in folders if d not in ignored]
     if not labels:
         raise DataError(f"{path}: no label sub-folders. Fix: lay the data out as "
                         f"{path}/<label>/<example>.txt.")
     for label in labels:
-        for file in sorted(glob.glob(os.path.join(path, label, "*.txt"))):
+        files = sorted(os.path.join(path, label, f) for f in os.listdir(os.path.join(path, label))
+                       if f.endswith(".txt"))
+        hidden = [f for f in files if os.path.basename(f).startswith(".")]
+        if hidden:
+            logging.info("%s: ignored %d hidden files (e.g. %s)", os.path.join(path, label),
+                         len(hidden), os.path.basename(hidden[0]))
+        problem = label_problem(label)
+        if problem:
+            for file in files:
+                policy.bad(f"{file}:1", "bad_label", f"its folder name is not a usable label: "
+                           f"{problem}", "rename the folder without control characters")
+            continue
+        for file in (f for f in files if f not in hidden and os.path.isfile(f)):
             lines = [line for _, line in _decoded_lines(file, policy)]
             text = "".join(lines).strip()
             if not text:
@@ -192,6 +241,10 @@ def read_folder(path: str, on_bad_row: str = "error") -> ReadReport:
                 continue
             examples.append(Example(text=text, label=label, source=f"{file}:1"))
     return ReadReport(examples, policy.skipped)
+
+
+def _is_hidden_or_tool(name: str) -> bool:
+    return name.startswith(".") or name in IGNORED_FOLDERS
 
 
 def read_labelled(path: str, text_column: str = "text", label_column: str = "label",

@@ -12,9 +12,11 @@ from absl import logging
 from slm_tf.data.config import DataConfig
 from slm_tf.data.readers import DataError, Example, ReadReport, read_labelled
 from slm_tf.registry import Registry
+from slm_tf.trust import pii
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
 SPLITS = ("train", "validation", "test")
+ALL = "all"  # every example of the source, whatever split it is in
 
 
 @dataclasses.dataclass
@@ -29,8 +31,14 @@ class Splits:
     citation: str = ""
     license: str = ""
     files: List[str] = dataclasses.field(default_factory=list)
+    pii_redacted: Optional[collections.Counter] = None  # replacements per type, when redacting
 
     def split(self, name: str) -> List[Example]:
+        """One split's examples; ``all`` is train, validation and test in that order."""
+        if name == ALL:
+            return self.train + self.validation + self.test
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; choose one of {SPLITS + (ALL,)}")
         return getattr(self, name)
 
     def sizes(self) -> Dict[str, int]:
@@ -176,7 +184,19 @@ def medical_abstracts(cfg: DataConfig) -> Splits:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Reads and validates the data named by ``cfg.data`` (a registered name or a path)."""
+    """Reads and validates the data named by ``cfg.data`` (a registered name or a path);
+    with ``cfg.redact_pii`` every text has its PII replaced by typed placeholders."""
+    splits = _read_splits(cfg)
+    if cfg.redact_pii:
+        splits.pii_redacted = collections.Counter()
+        for split in SPLITS:
+            for ex in splits.split(split):
+                ex.text = pii.redact(ex.text, splits.pii_redacted)
+        logging.info("redacted PII in %s: %s", splits.name, dict(splits.pii_redacted))
+    return splits
+
+
+def _read_splits(cfg: DataConfig) -> Splits:
     if cfg.data in DATASETS:
         return DATASETS.get(cfg.data)(cfg)
     if not os.path.exists(cfg.data):
@@ -188,6 +208,23 @@ def load_splits(cfg: DataConfig) -> Splits:
     name = os.path.splitext(os.path.basename(os.path.normpath(cfg.data)))[0]
     return assemble(name, read(cfg.data), read(cfg.validation_data) if cfg.validation_data
                     else None, read(cfg.test_data) if cfg.test_data else None, cfg, files=files)
+
+
+def require_splits(splits: Splits, cfg: DataConfig, names=SPLITS) -> None:
+    """A DataError naming the fix when one of ``names`` is empty (found before any training:
+    an empty validation or test split would otherwise fail only once training has ended)."""
+    for name in names:
+        if splits.split(name):
+            continue
+        if name == "train":
+            raise DataError(f"{cfg.data}: the train split is empty. Fix: check --data.")
+        fraction = getattr(cfg, f"{name}_fraction")
+        why = (f"--{name}_fraction={fraction:g} holds out nothing" if fraction <= 0 else
+               f"no class has the 3 examples needed to hold one out at --{name}_fraction="
+               f"{fraction:g}")
+        raise DataError(f"{cfg.data}: the {name} split is empty ({why} and there is no "
+                        f"--{name}_data). Fix: give --{name}_data=<file>, or a --{name}_fraction "
+                        "> 0 and enough examples per class.")
 
 
 def fingerprint(cfg: DataConfig, files: List[str]) -> str:
@@ -202,5 +239,7 @@ def fingerprint(cfg: DataConfig, files: List[str]) -> str:
                 h.update(f.read())
     opts = (cfg.data_format, cfg.text_column, cfg.label_column, cfg.validation_fraction,
             cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)
+    if cfg.redact_pii:  # appended only when on, so earlier fingerprints stay valid
+        opts += ("redact_pii",)
     h.update(repr(opts).encode())
     return h.hexdigest()[:12]

@@ -14,9 +14,10 @@ from slm_tf.cli import print_table
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
-from slm_tf.errors import UserError
+from slm_tf.errors import CorruptArtifactError, UserError
 from slm_tf.export.parity import MIN_AGREEMENT, agreement
 from slm_tf.export.run import MANIFEST, check_fresh
+from slm_tf.export.runtimes import check_opens
 from slm_tf.export.tflite import size_breakdown
 from slm_tf.io_utils import read_json, write_json, write_text
 from slm_tf.train.artifacts import MODEL_FILE, load_run
@@ -46,7 +47,14 @@ def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
     if not os.path.exists(manifest_path):
         raise UserError(f"{export_dir}: no {MANIFEST}. Fix: point --export_dir at the "
                         "--output_dir of scripts/export.py")
-    manifest = read_json(manifest_path)
+    fix = "rerun scripts/export.py for this run"
+    manifest = read_json(manifest_path, fix)
+    missing = [k for k in ("run_dir", "data", "files") if k not in manifest] \
+        if isinstance(manifest, dict) else ["everything"]
+    if missing:
+        raise CorruptArtifactError(manifest_path, f"lacks {missing}", fix)
+    for f in manifest["files"]:  # fail in a second, not after the Keras reference has run
+        check_opens(os.path.join(export_dir, f["path"]), fix)
     run = load_run(check_fresh(export_dir, manifest))
     data = prepare_data(from_dict(DataConfig, manifest["data"]))
     ids = run.tokenizer.encode(data.texts("test"), run.max_seq_len)

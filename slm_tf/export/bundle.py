@@ -9,6 +9,8 @@ import os
 import shutil
 from typing import Dict, List
 
+from slm_tf.data.readers import label_problem
+from slm_tf.errors import UserError
 from slm_tf.export.tflite import signature_io
 from slm_tf.io_utils import atomic_path, write_json, write_text
 from slm_tf.tokenizers import Tokenizer
@@ -90,6 +92,12 @@ def write_bundle(out_dir: str, tflite_path: str, fmt: str, tokenizer: Tokenizer,
                  max_seq_len: int, label_names: List[str], name: str) -> str:
     """Writes ``<out_dir>/android/`` atomically and returns its path."""
     path = os.path.join(out_dir, BUNDLE_DIR)
+    for label in label_names:  # labels.txt holds one label per line
+        problem = label_problem(label)
+        if problem:
+            raise UserError(f"{LABELS_FILE}: {problem}, so the app would read the labels "
+                            "wrongly. Fix: clean the label in the training data and retrain "
+                            "(newer versions refuse such labels when reading the data).")
     with open(tflite_path, "rb") as f:
         io = signature_io(f.read())
     spec = {"name": name, "format": fmt, "model_file": MODEL_FILE, "labels_file": LABELS_FILE,

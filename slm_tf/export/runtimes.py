@@ -11,6 +11,8 @@ from typing import Callable, Dict
 
 import numpy as np
 
+from slm_tf.errors import CorruptArtifactError, UserError
+
 INPUT_NAME = "ids"  # the exporters' input name (slm_tf.models.INPUT_NAME, without importing TF)
 _RUNTIMES: Dict[str, Callable] = {}
 
@@ -79,6 +81,22 @@ def open_runtime(path: str, threads: int = 1):
     if suffix not in _RUNTIMES:
         raise ValueError(f"{path}: no runtime for {suffix!r} files; known: {sorted(_RUNTIMES)}")
     return _RUNTIMES[suffix](path, threads)
+
+
+def check_opens(path: str, fix: str) -> None:
+    """Opens ``path`` in its runtime once; a file the runtime rejects (truncated, not a model,
+    from an incompatible version) raises a one-line :class:`CorruptArtifactError`."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: missing. Fix: {fix}.")
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise CorruptArtifactError(path, "a SavedModel folder without saved_model.pb", fix)
+        return  # loading TensorFlow here would cost seconds; the benchmark's own load reports
+    try:
+        open_runtime(path)
+    except Exception as e:  # noqa: BLE001  (whatever the runtime rejects, the file is at fault)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise CorruptArtifactError(path, f"the runtime cannot open it ({first})", fix) from e
 
 
 def latency_ms(runtime, ids: np.ndarray, warmup: int = 20) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
+from slm_tf.plotting import HTML_FONT_STACK
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
 
 MODEL_STAGES = ("teacher", "student", "distilled", "pruned", "qat")
@@ -41,6 +42,22 @@ def _export_rows(stage: str, export_dir: str, num_params: int) -> List[Dict]:
             for r in read_json(path) if r["format"] != "keras"]
 
 
+def _baseline_row(paths: Dict[str, str], final_stage: str) -> Optional[Dict]:
+    """The classical baseline as the stages measured it (the final stage's run first)."""
+    for stage in [final_stage, *MODEL_STAGES]:
+        if stage not in paths:
+            continue
+        path = os.path.join(paths[stage], METRICS_FILE)
+        base = read_json(path).get("baseline")
+        if base:
+            return {"name": "baseline (TF-IDF + linear)", "stage": "baseline",
+                    "format": "scikit-learn", "accuracy": base["accuracy"],
+                    "macro_f1": base["macro_f1"], "num_params": None, "file_bytes": None,
+                    "p50_ms_1t": None, "p95_ms_1t": None, "source": path,
+                    "description": base["name"]}
+    return None
+
+
 def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     """Rows of every stage present in ``paths`` (stage name -> directory)."""
     rows = [_keras_row(s, paths[s]) for s in MODEL_STAGES if s in paths]
@@ -48,18 +65,20 @@ def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     teacher_ref = _export_rows("teacher", paths["teacher_export"],
                                by_stage["teacher"]["num_params"])[0]
     exported = _export_rows("final", paths["export"], by_stage[final_stage]["num_params"])
-    rows = rows[:1] + [teacher_ref] + rows[1:] + exported
+    baseline = _baseline_row(paths, final_stage)
+    rows = ([baseline] if baseline else []) + rows[:1] + [teacher_ref] + rows[1:] + exported
     for r in rows:
         r["speedup_vs_teacher"] = (teacher_ref["p50_ms_1t"] / r["p50_ms_1t"]
                                    if r["p50_ms_1t"] else None)
-        r["compression_vs_teacher"] = teacher_ref["file_bytes"] / r["file_bytes"]
+        r["compression_vs_teacher"] = (teacher_ref["file_bytes"] / r["file_bytes"]
+                                       if r["file_bytes"] else None)
     ok = [r for r in exported if r["parity_ok"]] or exported
     best = max(r["accuracy"] for r in ok)
     final = min((r for r in ok if r["accuracy"] >= best - FINAL_TOLERANCE),
                 key=lambda r: r["file_bytes"])
     teacher = read_json(os.path.join(paths["teacher"], METRICS_FILE))
     return {"rows": rows, "final": final, "teacher": teacher, "teacher_row": by_stage["teacher"],
-            "teacher_ref": teacher_ref}
+            "teacher_ref": teacher_ref, "baseline": baseline}
 
 
 def pareto_front(points: List[tuple]) -> List[int]:
@@ -75,9 +94,8 @@ def pareto_front(points: List[tuple]) -> List[int]:
 
 
 def _plots(report: Dict, out: str) -> Dict[str, str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from slm_tf.plotting import pyplot
+    plt = pyplot()
     files = {}
     rows, final = report["rows"], report["final"]
 
@@ -155,7 +173,20 @@ def _verdict(report: Dict) -> str:
             f"teacher's float TFLite file), p50 {f['p50_ms_1t']:.3f} ms per query on one thread "
             f"({f['speedup_vs_teacher']:.0f}x faster). It is the smallest exported file that "
             f"passes its parity floor within {FINAL_TOLERANCE:.1%} of the best exported "
-            "accuracy.")
+            "accuracy." + _baseline_verdict(report))
+
+
+def _baseline_verdict(report: Dict) -> str:
+    b, f = report.get("baseline"), report["final"]
+    if not b:
+        return ""
+    gap = f["accuracy"] - b["accuracy"]
+    if gap >= 0:
+        return (f" It beats the classical baseline ({b['description']}: {b['accuracy']:.4f}) "
+                f"by {gap * 100:.2f} points.")
+    return (f" **Warning: it is {-gap * 100:.2f} points below the classical baseline** "
+            f"({b['description']}: {b['accuracy']:.4f}) on the same test split: prefer the "
+            "baseline, or try a larger student, a longer --max_seq_len or more epochs.")
 
 
 def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str,
@@ -176,6 +207,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
     cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
     page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
+            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
             f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
             f"<p>Command: <code>{html.escape(command)}</code></p>"
             f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
@@ -186,6 +218,8 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
     final["teacher_accuracy"] = t["accuracy"]
+    if report.get("baseline"):
+        final["baseline_accuracy"] = report["baseline"]["accuracy"]
     summary = {"rows": [public(r) for r in rows], "final": final, "stages": stages or {},
                "command": command, "plots": plots}
     write_json(os.path.join(out, "summary.json"), summary)

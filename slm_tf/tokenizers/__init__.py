@@ -1,56 +1,19 @@
-"""Tokenizers: a registry of learnable tokenizers plus loading a saved or BERT vocabulary."""
-import dataclasses
-import os
-from typing import Iterable
+"""Tokenizers. ``TokenizerConfig`` imports without TensorFlow; every other name
+(``build_tokenizer``, ``load_tokenizer``, ``Tokenizer``, ``TOKENIZERS``, ...) loads
+:mod:`slm_tf.tokenizers.registry`, and with it TensorFlow, on first use."""
+import importlib
 
-from slm_tf.config import field, positive
-from slm_tf.errors import UserError
-from slm_tf.registry import Registry
-from slm_tf.tokenizers.base import (CONFIG_FILE, PAD, SPECIAL_TOKENS, UNK, Tokenizer, load_config,
-                                    read_vocab)
-from slm_tf.tokenizers.char import CharTokenizer
-from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
+from slm_tf.tokenizers.config import TokenizerConfig
 
-TOKENIZERS: Registry[type] = Registry("tokenizer")
-TOKENIZERS.register("wordpiece")(WordPieceTokenizer)
-TOKENIZERS.register("char")(CharTokenizer)
+__all__ = ["TokenizerConfig", "TOKENIZERS", "Tokenizer", "build_tokenizer", "load_tokenizer"]
 
 
-@dataclasses.dataclass
-class TokenizerConfig:
-    tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
-                           "--vocab_file) or char (one token per character, for CJK text).",
-                           choices=("wordpiece", "char"))
-    vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
-                            "skips learning a vocabulary.")
-    vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,
-                            rule="> 0")
-    min_frequency: int = field(2, "Ignore words (wordpiece) or characters (char) seen fewer "
-                               "times in the training split when learning the vocabulary.",
-                               validate=positive, rule="> 0")
-    lowercase: bool = field(True, "Lower-case text before tokenizing.")
-    strip_accents: bool = field(True, "Drop combining accents (Unicode NFD) before tokenizing.")
-
-
-def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokenizer:
-    """Loads ``cfg.vocab_file`` or learns the configured tokenizer from ``train_texts``."""
-    cls = TOKENIZERS.get(cfg.tokenizer)
-    if cfg.vocab_file:
-        if not os.path.isfile(cfg.vocab_file):
-            raise UserError(f"{cfg.vocab_file}: no such vocabulary file. Fix: check "
-                                    "--vocab_file (one token per line, a BERT vocab.txt).")
-        return cls(read_vocab(cfg.vocab_file), cfg.lowercase, cfg.strip_accents)
-    return cls.learn(train_texts, cfg.vocab_size, lowercase=cfg.lowercase,
-                     strip_accents=cfg.strip_accents, min_frequency=cfg.min_frequency)
-
-
-def load_tokenizer(directory: str) -> Tokenizer:
-    """Rebuilds a tokenizer saved with :meth:`Tokenizer.save`."""
-    cfg = load_config(directory)
-    vocab = read_vocab(os.path.join(directory, cfg["vocab_file"]))
-    return TOKENIZERS.get(cfg["type"])(vocab, cfg["lowercase"], cfg["strip_accents"])
-
-
-__all__ = ["TOKENIZERS", "Tokenizer", "TokenizerConfig", "WordPieceTokenizer", "CharTokenizer",
-           "build_tokenizer", "load_tokenizer", "read_vocab", "SPECIAL_TOKENS", "PAD", "UNK",
-           "CONFIG_FILE"]
+def __getattr__(name):
+    """Loads the tokenizer registry (TensorFlow) on first use of any name but TokenizerConfig."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    registry = importlib.import_module("slm_tf.tokenizers.registry")
+    try:
+        return getattr(registry, name)
+    except AttributeError:
+        raise AttributeError(f"module 'slm_tf.tokenizers' has no attribute {name!r}") from None

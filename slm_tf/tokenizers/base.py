@@ -5,10 +5,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from slm_tf.errors import UserError
 import tensorflow as tf
 
-from slm_tf.io_utils import atomic_path, read_json, write_json
+from slm_tf.errors import CorruptArtifactError, UserError
+from slm_tf.io_utils import RERUN_FIX, atomic_path, read_json, write_json
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -91,16 +91,19 @@ class Tokenizer(abc.ABC):
         write_json(os.path.join(directory, CONFIG_FILE), self.config())
 
 
-def read_vocab(path: str) -> List[str]:
+def read_vocab(path: str, fix: str = "give a UTF-8 vocab.txt with one token per line") -> List[str]:
     """One token per line (a BERT ``vocab.txt``)."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise CorruptArtifactError(path, f"not UTF-8 text (byte {e.start})", fix) from e
     # Ids are line numbers, so only the trailing newline may be dropped.
     while lines and lines[-1].strip() == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
 
 
-def load_config(directory: str) -> Dict:
+def load_config(directory: str, fix: str = RERUN_FIX) -> Dict:
     """The saved ``tokenizer.json`` of a tokenizer directory."""
-    return read_json(os.path.join(directory, CONFIG_FILE))
+    return read_json(os.path.join(directory, CONFIG_FILE), fix)

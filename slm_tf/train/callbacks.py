@@ -16,15 +16,18 @@ BEST_STATE = "best.json"
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch on ``monitor`` and stops after ``patience`` epochs
-    without improvement. Its state lives on disk, so a resumed run continues the count.
+    """Keeps the weights of the best epoch on ``monitor`` (highest, or lowest with
+    ``mode="min"``) and stops after ``patience`` epochs without improvement. Its state lives on disk, so a resumed run continues the count.
 
     Epochs before ``select_from_epoch`` are neither candidates nor counted (e.g. pruning
     epochs whose masks have not reached the final sparsity yet)."""
 
     def __init__(self, directory: str, monitor: str = "val_accuracy", patience: int = 3,
-                 target: keras.Model = None, select_from_epoch: int = 0):
+                 target: keras.Model = None, select_from_epoch: int = 0, mode: str = "max"):
         super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.mode = mode
         self.target = target  # whose weights to keep (e.g. the student inside a Distiller)
         self.select_from_epoch = select_from_epoch
         self.directory = directory
@@ -40,7 +43,7 @@ class BestWeights(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or epoch < self.select_from_epoch:
             return
-        if self.state["best"] is None or value > self.state["best"]:
+        if self.state["best"] is None or self._better(value, self.state["best"]):
             # Plain arrays (not .weights.h5): they load into mirrored variables as well.
             weights = (self.target or self.model).get_weights()
             with atomic_path(os.path.join(self.directory, BEST_WEIGHTS)) as tmp:
@@ -54,6 +57,9 @@ class BestWeights(keras.callbacks.Callback):
                          "epoch %d)", self.monitor, self.patience, self.state["best"],
                          self.state["best_epoch"] + 1)
             self.model.stop_training = True
+
+    def _better(self, value: float, best: float) -> bool:
+        return value > best if self.mode == "max" else value < best
 
     def restore_best(self, model) -> None:
         path = os.path.join(self.directory, BEST_WEIGHTS)

@@ -50,6 +50,13 @@ def make_optimizer(learning_rate: float, weight_decay: float, warmup_steps: int,
     return opt
 
 
+def optimizer_for(tcfg, total_steps: int) -> keras.optimizers.Optimizer:
+    """AdamW with a run's schedule (a ``TrainConfig``: peak rate, decay, warmup share, weight
+    decay) over ``total_steps``."""
+    return make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
+                          int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay)
+
+
 def current_learning_rate(optimizer) -> float:
     """The learning rate the optimizer applies at its current step."""
     lr = optimizer.learning_rate

@@ -1,6 +1,10 @@
-"""Supervised training of a zoo model: data -> tokenizer -> model -> fit -> evaluate -> save."""
+"""The run framework: data -> tokenizer -> model -> fit -> evaluate -> save, for any task.
+
+What is task-shaped (how data is read, what a batch is, the loss, the metrics) comes from the
+run's :class:`slm_tf.tasks.Task`; this module owns what every task shares: the run directory,
+resume after a crash, strategies, best-epoch selection, TensorBoard and the artifacts.
+"""
 import dataclasses
-import math
 import os
 import shutil
 import time
@@ -10,64 +14,20 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
-from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.errors import UserError
-from slm_tf.io_utils import read_json, write_json
-from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.io_utils import read_json, require_output_dir, write_json
+from slm_tf.models import describe
+from slm_tf.train.config import ExperimentConfig, TrainConfig  # noqa: F401  (re-exported)
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
+from slm_tf.train.baseline import warn_if_below
 from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
-from slm_tf.train.metrics import classification_report, predict_logits
-from slm_tf.train.optim import make_optimizer
+from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy
-from slm_tf.train.tensorboard import write_evaluation, write_hparams
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    output_dir: str = field("", "Run directory for the model, tokenizer, config, metrics, "
-                            "TensorBoard logs and checkpoints.", validate=bool,
-                            rule="set (e.g. --output_dir=runs/x)")
-    epochs: int = field(10, "Maximum training epochs.", validate=positive, rule="> 0")
-    learning_rate: float = field(2e-3, "Peak learning rate of AdamW.", validate=positive,
-                                 rule="> 0")
-    weight_decay: float = field(0.01, "AdamW decoupled weight decay.", validate=non_negative,
-                                rule=">= 0")
-    warmup_fraction: float = field(0.1, "Share of steps spent warming the learning rate up.",
-                                   validate=fraction, rule="in [0, 1)")
-    decay: str = field("linear", "Learning-rate decay after warmup.",
-                       choices=("linear", "cosine", "constant"))
-    label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
-                                   validate=fraction, rule="in [0, 1)")
-    early_stopping_patience: int = field(3, "Stop after this many epochs without a better "
-                                         "validation accuracy (0 = never).",
-                                         validate=non_negative, rule=">= 0")
-    seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
-    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
-                                                                         "multi_worker"))
-    checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
-                                        "mid-epoch loses at most N steps (0 = each epoch only).",
-                                        validate=non_negative, rule=">= 0")
-    deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
-    overwrite: bool = field(False, "Retrain into an --output_dir that holds a complete run: its "
-                            "model, metrics, export/, eval/, logs/ and checkpoints/ are removed "
-                            "first. Without it a complete run is refused (an incomplete one "
-                            "always resumes).")
-
-
-@dataclasses.dataclass
-class ExperimentConfig:
-    """Everything one training run needs; ``config.json`` is this, serialized."""
-    data: DataConfig
-    tokenizer: TokenizerConfig
-    model: ModelConfig
-    train: TrainConfig
-
-    def to_dict(self) -> Dict:
-        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train")}
+from slm_tf.train.tensorboard import write_hparams
+from slm_tf.trust import dp as dp_sgd
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -77,35 +37,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def prepare_tokenizer(cfg: TokenizerConfig, data: PreparedData, run_dir: str,
-                      resuming: bool) -> Tokenizer:
+def prepare_tokenizer(cfg: TokenizerConfig, data, run_dir: str, resuming: bool,
+                      task: Optional[Task] = None) -> Tokenizer:
     """Reuses the run's saved tokenizer when resuming (the vocabulary must not change under a
     checkpoint), otherwise builds and saves a new one."""
     directory = os.path.join(run_dir, artifacts.TOKENIZER_DIR)
     if resuming and os.path.exists(os.path.join(directory, "tokenizer.json")):
         logging.info("reusing the tokenizer saved in %s", directory)
         return load_tokenizer(directory)
-    tokenizer = build_tokenizer(cfg, data.texts("train"))
+    tokenizer = build_tokenizer(cfg, (task or get_task(DEFAULT_TASK)).tokenizer_texts(data))
     tokenizer.save(directory)
     logging.info("%s tokenizer with %d tokens saved in %s", cfg.tokenizer, tokenizer.vocab_size,
                  directory)
     return tokenizer
-
-
-def evaluate_split(model, data: PreparedData, split: str, tokenizer: Tokenizer,
-                   data_cfg: DataConfig, label_names, log_dir: Optional[str] = None,
-                   step: int = 0, label_remap=None) -> Dict:
-    """Metrics of ``model`` on one split; optionally also written to TensorBoard."""
-    ds = make_dataset(data, split, tokenizer, data_cfg, training=False, label_remap=label_remap)
-    start = time.perf_counter()
-    logits, labels = predict_logits(model, ds)
-    seconds = time.perf_counter() - start
-    report = classification_report(labels, logits, label_names)
-    report["eval_examples_per_s"] = len(labels) / seconds if seconds else 0.0
-    if log_dir:
-        write_evaluation(log_dir, step, split, report, data.texts(split, label_remap), labels, logits,
-                         label_names)
-    return report
 
 
 def from_checkpoint(exp: ExperimentConfig) -> ExperimentConfig:
@@ -160,6 +104,7 @@ def start_run(tcfg: TrainConfig) -> RunContext:
     A complete run is refused unless ``tcfg.overwrite``; an incomplete one without a
     checkpoint to resume from has its stale checkpoint state cleared.
     """
+    require_output_dir(tcfg.output_dir)
     run_dir = os.path.abspath(tcfg.output_dir)
     check_output_dir(run_dir, tcfg.overwrite)
     os.makedirs(run_dir, exist_ok=True)
@@ -182,13 +127,15 @@ class FitResult:
 
 def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
         steps_per_epoch: int, batch_size: int, keep=None, extra_callbacks=(),
-        select_from_epoch: int = 0) -> FitResult:
-    """``model.fit`` with checkpoint/resume, best-weights + early stopping, LR and throughput
-    logging and TensorBoard; afterwards ``keep`` (default ``model``) holds the best weights
-    among the epochs from ``select_from_epoch`` on."""
+        select_from_epoch: int = 0, task: Optional[Task] = None,
+        class_weight: Optional[Dict[int, float]] = None) -> FitResult:
+    """``model.fit`` with checkpoint/resume, best-weights + early stopping on the task's
+    validation metric, LR and throughput logging and TensorBoard; afterwards ``keep`` (default
+    ``model``) holds the best weights among the epochs from ``select_from_epoch`` on."""
     keep = keep or model
-    best = BestWeights(ctx.checkpoint_dir, "val_accuracy", tcfg.early_stopping_patience,
-                       target=keep, select_from_epoch=select_from_epoch)
+    task = task or get_task(tcfg.task)
+    best = BestWeights(ctx.checkpoint_dir, task.monitor, tcfg.early_stopping_patience,
+                       target=keep, select_from_epoch=select_from_epoch, mode=task.monitor_mode)
     throughput, resume = Throughput(batch_size), ResumeTracker()
     callbacks = [
         keras.callbacks.BackupAndRestore(ctx.backup_dir,
@@ -203,36 +150,42 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
-                        callbacks=callbacks, verbose=_verbosity())
+                        callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
     seconds = time.perf_counter() - start
     best.restore_best(keep)
     return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
                      resume.start_epoch or 0, best.state["best_epoch"] + 1)
 
 
-def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data: PreparedData,
-               data_cfg: DataConfig, result: FitResult, extra: Optional[Dict] = None) -> Dict:
+def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
+               data_cfg: DataConfig, result: FitResult, extra: Optional[Dict] = None,
+               task: Optional[Task] = None) -> Dict:
     """Evaluates ``model`` on validation and test, writes every artifact, returns the metrics.
 
     ``metrics.json`` is written last: its presence marks the run complete.
     """
+    task = task or get_task(config.get("train", {}).get("task", DEFAULT_TASK))
     info = describe(model, data_cfg.max_seq_len)
-    val = evaluate_split(model, data, "validation", tokenizer, data_cfg, data.label_names)
-    test = evaluate_split(model, data, "test", tokenizer, data_cfg, data.label_names,
-                          log_dir=os.path.join(ctx.log_dir, "eval"))
+    val = task.evaluate(model, data, "validation", tokenizer, data_cfg)
+    test = task.evaluate(model, data, "test", tokenizer, data_cfg,
+                         log_dir=os.path.join(ctx.log_dir, "eval"))
+    head = task.run_metrics(test, val)
+    baseline = task.baseline(data) if config.get("train", {}).get("baseline", True) else None
+    if baseline is not None:
+        baseline["warning"] = warn_if_below(
+            f"{os.path.basename(ctx.run_dir)} ({config.get('model', {}).get('model', 'model')})",
+            head[task.headline], baseline, task.higher_is_better, task.headline)
     metrics = {
-        **{k: test[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
-                                "num_examples", "eval_examples_per_s")},
+        "task": task.name,
+        **head,
+        **({"baseline": baseline} if baseline is not None else {}),
         **info,
         "train_examples_per_s": result.examples_per_s,
         "train_seconds": result.train_seconds,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "resumed_at_epoch": result.resumed_at_epoch,
-        "validation": {k: val[k] for k in ("accuracy", "macro_f1")},
         **(extra or {}),
-        "per_class": test["per_class"],
-        "confusion_matrix": test["confusion_matrix"],
         "data": data.summary(),
         "tokenizer": {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
     }
@@ -240,9 +193,9 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data:
                   {f"{section}.{k}": v for section, d in config.items() if isinstance(d, dict)
                    for k, v in d.items()
                    if section != "data" or k in ("data", "max_seq_len", "batch_size")},
-                  {"test/accuracy": metrics["accuracy"], "test/macro_f1": metrics["macro_f1"]})
+                  {f"test/{k}": metrics[k] for k in task.summary_metrics})
     artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len)
-    artifacts.save_labels(ctx.run_dir, data.label_names)
+    task.save_artifacts(ctx.run_dir, data)
     write_json(os.path.join(ctx.run_dir, artifacts.CONFIG_FILE), config)
     write_json(os.path.join(ctx.run_dir, artifacts.METRICS_FILE), metrics)
     return metrics
@@ -254,59 +207,34 @@ def train(exp: ExperimentConfig) -> Dict:
     Rerunning the same command after a crash resumes from the last checkpoint.
     """
     tcfg, dcfg = exp.train, exp.data
+    task = get_task(tcfg.task)
     ctx = start_run(tcfg)
-    data = prepare_data(dcfg)
+    data = task.prepare_data(dcfg)
     if exp.model.init_checkpoint:
         exp = from_checkpoint(exp)
-    tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
-    steps_per_epoch = math.ceil(len(data.splits.train) / dcfg.batch_size)
+    tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
+    steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
 
     with make_strategy(tcfg.strategy).scope():
-        model = build_model(exp.model, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len)
+        model = task.build_model(exp.model, tokenizer, data, dcfg)
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        compile_supervised(model, tcfg, total_steps)
-    logging.info("%s: %s", exp.model.model, describe(model, dcfg.max_seq_len))
+        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        task.compile(trainer, tcfg, total_steps)
+    logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
-    train_ds, val_ds = supervised_datasets(data, tokenizer, dcfg, tcfg)
-    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size)
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result)
-
-
-def supervised_datasets(data: PreparedData, tokenizer: Tokenizer, dcfg: DataConfig,
-                        tcfg: TrainConfig):
-    """``(train, validation)`` batches of ids and labels (one-hot with label smoothing)."""
-    train_ds = make_dataset(data, "train", tokenizer, dcfg, training=True, seed=tcfg.seed)
-    val_ds = make_dataset(data, "validation", tokenizer, dcfg, training=False)
-    if tcfg.label_smoothing:
-        one_hot = lambda x, y: (x, tf.one_hot(y, data.num_classes))
-        train_ds, val_ds = train_ds.map(one_hot), val_ds.map(one_hot)
-    return train_ds, val_ds
-
-
-def compile_supervised(model: keras.Model, tcfg: TrainConfig, total_steps: int) -> None:
-    """Compiles ``model`` for hard-label training with the run's optimizer and loss."""
-    model.compile(optimizer=optimizer_for(tcfg, total_steps),
-                  loss=_loss(tcfg.label_smoothing), metrics=["accuracy"])
-
-
-def optimizer_for(tcfg: TrainConfig, total_steps: int):
-    """AdamW with the run's schedule over ``total_steps``."""
-    return make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
-                          int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay)
+    train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
+    result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+    extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra, task=task)
 
 
 def _has_files(directory: str) -> bool:
     return os.path.isdir(directory) and any(files for _, _, files in os.walk(directory))
-
-
-def _loss(label_smoothing: float):
-    if label_smoothing:
-        return keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                    label_smoothing=label_smoothing)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _verbosity() -> int:

@@ -1,0 +1,146 @@
+"""The automatic recipe: flag values chosen from a profile of the training split, each with its
+reason, so ``train.py --data=my.csv`` works on data unlike banking77 without hand tuning.
+
+Two kinds of choices: *data-dependent* ones (tokenizer, vocabulary size, sequence length) that a
+shipped recipe cannot know for the user's data and therefore take from the profile unless the
+user sets them on the command line, and *model and training* ones that a recipe (flagfile) or
+the command line may fix. Whatever the user gives wins; everything chosen is written to
+``data_profile.json`` with its reason.
+"""
+import dataclasses
+import math
+from typing import Any, Dict, Iterable
+
+from slm_tf.data.profile import PIECES_PER_WORD, SPECIAL_TOKENS_PER_TEXT, DataProfile
+
+PROFILE_FILE = "data_profile.json"
+DATA_DEPENDENT = ("tokenizer", "vocab_size", "max_seq_len", "class_weights")
+CJK_TOKENIZER_SHARE = 0.3  # from this share of CJK ideographs on, tokenize by character
+MAX_SEQ_LEN_CAP = 384  # longer texts are truncated: compute grows linearly with length
+SMALL_DATA = 5000  # fewer training examples: a narrower model, smaller batches, more epochs
+# Weight the loss by inverse class frequency from this largest/smallest class ratio on
+# (banking77's 5.4x trains best unweighted).
+IMBALANCE_RATIO = 10.0
+
+
+@dataclasses.dataclass
+class Choice:
+    value: Any
+    reason: str
+
+
+def _round_up(x: float, step: int) -> int:
+    return int(math.ceil(x / step) * step)
+
+
+def choose(p: DataProfile) -> Dict[str, Choice]:
+    """Every automatic choice for a classification run on data with profile ``p``."""
+    out: Dict[str, Choice] = {}
+    cjk = p.cjk_share >= CJK_TOKENIZER_SHARE
+    if cjk:
+        out["tokenizer"] = Choice("char", f"{p.cjk_share:.0%} of the characters are CJK "
+                                  "ideographs (text without spaces): one token per character")
+        out["vocab_size"] = Choice(min(8000, p.distinct_chars + 10),
+                                   f"{p.distinct_chars} characters occur at least twice")
+        p99 = p.chars_p99 + SPECIAL_TOKENS_PER_TEXT
+        unit = "characters"
+    else:
+        out["tokenizer"] = Choice("wordpiece", f"{p.cjk_share:.0%} CJK characters: word pieces")
+        out["vocab_size"] = Choice(min(16000, max(4000, _round_up(p.distinct_words + 1000,
+                                                                  1000))),
+                                   f"{p.distinct_words} distinct words occur at least twice")
+        p99 = p.words_p99 * PIECES_PER_WORD + SPECIAL_TOKENS_PER_TEXT
+        unit = "word pieces (estimated)"
+    length = min(MAX_SEQ_LEN_CAP, max(16, _round_up(p99, 8)))
+    reason = f"covers the 99th percentile of text length, {p99:.0f} {unit}"
+    if length == MAX_SEQ_LEN_CAP:
+        reason = (f"the 99th percentile of text length is {p99:.0f} {unit}; capped at "
+                  f"{MAX_SEQ_LEN_CAP} (longer texts are truncated)")
+    out["max_seq_len"] = Choice(length, reason)
+
+    small = p.num_examples < SMALL_DATA
+    size = f"{p.num_examples} training examples"
+    out["model"] = Choice("cnn", "Kim CNN: the zoo model that trains fastest to the best "
+                          "accuracy on 2 CPU cores (DESIGN.md) and exports to builtin TFLite ops")
+    out["embedding_dim"] = Choice(128 if small else 256, size)
+    out["num_filters"] = Choice(128 if small else 200, size)
+    out["kernel_sizes"] = Choice(["2", "3", "4", "5"], "n-grams of 2 to 5 tokens")
+    out["hidden_dim"] = Choice(0, "max-pooled n-gram features feed the classifier directly")
+    out["dropout"] = Choice(0.5, "heavy dropout: text classifiers overfit small data quickly")
+    out["label_smoothing"] = Choice(0.1, "label smoothing regularizes and calibrates")
+    out["batch_size"] = Choice(32 if p.num_examples < 4000 else 64, size)
+    epochs = int(min(40, max(10, round(150_000 / p.num_examples))))
+    out["epochs"] = Choice(epochs, f"about 150k examples seen for {size} (10 to 40 epochs); "
+                           "early stopping picks the best")
+    out["early_stopping_patience"] = Choice(5 if small else 4, "stop when validation accuracy "
+                                            "stalls")
+    out["learning_rate"] = Choice(3e-3, "the CNN recipe's peak rate (AdamW, warmup and decay)")
+    if p.imbalance_ratio > IMBALANCE_RATIO:
+        out["class_weights"] = Choice("balanced", f"the largest class is {p.imbalance_ratio:.1f}x "
+                                      "the smallest: weight classes by inverse frequency")
+    else:
+        out["class_weights"] = Choice("none", f"classes are balanced enough (largest/smallest "
+                                      f"{p.imbalance_ratio:.1f})")
+    return out
+
+
+def resolve(choices: Dict[str, Choice], set_anywhere: Iterable[str],
+            set_on_command_line: Iterable[str]) -> Dict[str, Choice]:
+    """The choices that apply. Data-dependent ones apply unless given on the command line: a
+    shipped recipe applied to other data cannot know that data - but a recipe used on the data
+    it names itself (``data`` set in the flagfile, not on the command line) was tuned for it and
+    keeps its own values. The model and its training hyper-parameters apply only when the user
+    named no model (they belong to the automatic CNN; a user who picks a model owns its
+    recipe), and then each unless given anywhere (command line or flagfile)."""
+    anywhere, cli = set(set_anywhere), set(set_on_command_line)
+    recipe_on_its_own_data = "data" in anywhere and "data" not in cli
+    out = {}
+    for name, c in choices.items():
+        if name in DATA_DEPENDENT:
+            if name not in (anywhere if recipe_on_its_own_data else cli):
+                out[name] = c
+        elif "model" not in anywhere and name not in anywhere:
+            out[name] = c
+    return out
+
+
+def apply(configs: Iterable[Any], chosen: Dict[str, Choice]) -> None:
+    """Sets every chosen value on whichever config dataclass has a field of that name."""
+    configs = list(configs)
+    for name, choice in chosen.items():
+        owners = [c for c in configs if name in {f.name for f in dataclasses.fields(c)}]
+        if not owners:
+            raise KeyError(f"no config has a field {name!r}")
+        for cfg in owners:
+            setattr(cfg, name, choice.value)
+
+
+def record(profile: DataProfile, choices: Dict[str, Choice], applied: Dict[str, Choice]) -> Dict:
+    """What ``data_profile.json`` holds: the profile, every choice with its reason, and which
+    were applied (the rest were overridden by the user)."""
+    return {"profile": profile.to_dict(),
+            "choices": {k: {"value": c.value, "reason": c.reason, "applied": k in applied}
+                        for k, c in choices.items()}}
+
+
+def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],
+              set_on_command_line: Iterable[str]) -> Dict:
+    """Profiles the training split of ``data_cfg``, applies the choices that apply to
+    ``configs`` (dataclasses, changed in place) and logs them; returns what
+    ``data_profile.json`` holds."""
+    from absl import logging
+
+    from slm_tf.data.profile import profile_examples
+    from slm_tf.data.sources import load_splits
+    train = load_splits(data_cfg).train
+    profile = profile_examples([e.text for e in train], [e.label for e in train])
+    choices = choose(profile)
+    applied = resolve(choices, set_anywhere, set_on_command_line)
+    apply(configs, applied)
+    logging.info("data profile: %d examples, %d classes, %.0f/%.0f words (p50/p99), %.0f%% CJK",
+                 profile.num_examples, profile.num_classes, profile.words_p50,
+                 profile.words_p99, 100 * profile.cjk_share)
+    for name, c in choices.items():
+        logging.info("auto recipe: --%s=%s (%s)%s", name, c.value, c.reason,
+                     "" if name in applied else " [not applied: set by you]")
+    return record(profile, choices, applied)

@@ -1,0 +1,101 @@
+"""The automatic recipe: a profile of synthetic data with known properties picks the documented
+choices, and whatever the user sets wins."""
+import json
+import os
+
+import pytest
+from absl import flags
+
+from conftest import run_script, write_csv
+from slm_tf.autorecipe import DATA_DEPENDENT, choose, resolve
+from slm_tf.cli import command_line_flag_names
+from slm_tf.data.profile import profile_examples
+
+
+def _english(n_words, count, label):
+    return [(" ".join(["word"] * n_words), label)] * count
+
+
+def test_profile_counts_lengths_script_imbalance_and_duplicates():
+    rows = (_english(10, 100, "a") + _english(30, 20, "b") +
+            [("银行卡丢了怎么办", "c")] * 4 + [("hi", "c")])
+    p = profile_examples([t for t, _ in rows], [l for _, l in rows])
+    assert p.num_examples == 125 and p.num_classes == 3
+    assert p.class_counts == {"a": 100, "b": 20, "c": 5}
+    assert p.imbalance_ratio == 20.0
+    assert p.words_p50 == 10 and p.words_max == 30
+    # 8 CJK ideographs x 4 rows among all non-space characters (4 per "word", 2 for "hi").
+    visible = 100 * 10 * 4 + 20 * 30 * 4 + 4 * 8 + 2
+    assert p.cjk_share == pytest.approx(32 / visible)
+    assert p.duplicate_texts == 99 + 19 + 3  # every repeat after a text's first row
+    assert p.near_empty_texts == 1  # "hi" (the Chinese rows are 8 one-character words)
+
+
+def test_choices_follow_the_profile():
+    english = profile_examples(*zip(*(_english(200, 30, "a") + _english(5, 30, "b"))))
+    c = choose(english)
+    assert c["tokenizer"].value == "wordpiece"
+    # 99th percentile 200 words -> 200 * 1.2 + 2 = 242 pieces -> 248 (a multiple of 8).
+    assert c["max_seq_len"].value == 248
+    assert c["embedding_dim"].value == 128 and c["batch_size"].value == 32  # small data
+    assert c["epochs"].value == 40 and c["class_weights"].value == "none"
+    chinese = profile_examples(["我的银行卡丢了"] * 50 + ["转账失败了吗"] * 2,
+                               ["lost"] * 50 + ["transfer"] * 2)
+    c = choose(chinese)
+    assert c["tokenizer"].value == "char" and "CJK" in c["tokenizer"].reason
+    assert c["max_seq_len"].value == 16  # 7 characters + 2 specials, at least 16
+    assert c["class_weights"].value == "balanced"  # 25x imbalance
+    very_long = profile_examples(["word " * 2000] * 10 + ["word"] * 10, ["a"] * 10 + ["b"] * 10)
+    assert choose(very_long)["max_seq_len"].value == 384  # the cap
+
+
+def test_user_settings_win():
+    choices = choose(profile_examples(*zip(*(_english(12, 40, "a") + _english(3, 40, "b")))))
+    # Nothing set: everything applies.
+    assert set(resolve(choices, set(), set())) == set(choices)
+    # A recipe (flagfile) naming a model, applied to other data (--data on the command line),
+    # keeps its model and training choices, but the data-dependent ones come from the profile...
+    applied = resolve(choices, {"data", "model", "max_seq_len", "dropout"}, {"data"})
+    assert set(applied) == set(DATA_DEPENDENT)
+    # ...unless given on the command line...
+    applied = resolve(choices, {"data", "model", "max_seq_len"}, {"data", "max_seq_len"})
+    assert "max_seq_len" not in applied and "tokenizer" in applied
+    # ...and a recipe on the data it names itself keeps its tuned values.
+    applied = resolve(choices, {"data", "model", "max_seq_len"}, set())
+    assert "max_seq_len" not in applied and "tokenizer" in applied
+    # No model named: each training choice applies unless set anywhere.
+    applied = resolve(choices, {"epochs"}, set())
+    assert "epochs" not in applied and "dropout" in applied and "model" in applied
+
+
+def test_command_line_flag_names_sees_only_literal_flags():
+    fv = flags.FlagValues()
+    flags.DEFINE_integer("max_seq_len", 64, "", flag_values=fv)
+    flags.DEFINE_bool("deterministic", True, "", flag_values=fv)
+    flags.DEFINE_string("data", "", "", flag_values=fv)
+    argv = ["train.py", "--flagfile=recipe.flags", "--max_seq_len=32", "--nodeterministic",
+            "--data", "x.csv", "--unknown=1"]
+    assert command_line_flag_names(argv, fv) == {"max_seq_len", "deterministic", "data"}
+
+
+@pytest.mark.integration
+def test_train_script_applies_the_profile_under_a_recipe(tmp_path, data_dir):
+    rows = [(" ".join(["card"] * 40 + [f"w{i % 7}"]), "card") for i in range(60)] + \
+           [(" ".join(["loan"] * 40 + [f"w{i % 7}"]), "loan") for i in range(60)]
+    data = write_csv(tmp_path / "long.csv", rows)
+    recipe = tmp_path / "recipe.flags"
+    recipe.write_text("--model=bow\n--embedding_dim=8\n--hidden_dim=8\n--max_seq_len=16\n"
+                      "--epochs=1\n--dropout=0.2\n", encoding="utf-8")
+    out = tmp_path / "run"
+    run_script("train", f"--flagfile={recipe}", f"--data={data}", f"--data_dir={data_dir}",
+               f"--output_dir={out}", "--vocab_size=100")
+    cfg = json.load(open(out / "config.json"))
+    # 41 words -> 41 * 1.2 + 2 = 51.2 -> 56: the recipe's 16 would cut every text.
+    assert cfg["data"]["max_seq_len"] == 56
+    assert cfg["tokenizer"]["vocab_size"] == 100  # command line wins
+    assert cfg["model"]["model"] == "bow" and cfg["model"]["dropout"] == 0.2  # recipe kept
+    profile = json.load(open(os.path.join(out, "data_profile.json")))
+    assert profile["choices"]["max_seq_len"]["applied"] is True
+    assert profile["choices"]["vocab_size"]["applied"] is False
+    assert profile["choices"]["model"]["applied"] is False
+    assert 80 < profile["profile"]["num_examples"] < 120  # the training split only
