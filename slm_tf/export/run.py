@@ -16,7 +16,7 @@ from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import UserError
 from slm_tf.export.bundle import write_bundle
-from slm_tf.export.config import TFLITE_FORMATS, ExportConfig
+from slm_tf.export.config import EXPORT_FORMATS, TFLITE_FORMATS, ExportConfig
 from slm_tf.export.onnx import to_onnx
 from slm_tf.export.tflite import is_quantization_aware, to_tflite
 from slm_tf.io_utils import atomic_path, file_digest, require_output_dir, write_json
@@ -25,7 +25,7 @@ from slm_tf.train.artifacts import (EXPORT_DIR, MODEL_FILE, Run, load_run, requi
                                     save_saved_model)
 
 MANIFEST = "export.json"
-FORMATS: Registry[Callable] = Registry("export format")
+FORMATS: Registry[Callable] = Registry("export format", EXPORT_FORMATS)
 
 
 @dataclasses.dataclass
@@ -55,8 +55,8 @@ def _tflite(quantization: str):
     return write
 
 
-for _q in ("int8", "dynamic", "fp16", "float"):
-    FORMATS.register(f"tflite_{_q}")(_tflite(_q))
+for _fmt in TFLITE_FORMATS:
+    FORMATS.register(_fmt)(_tflite(_fmt[len("tflite_"):]))
 
 
 @FORMATS.register("onnx")
@@ -71,6 +71,9 @@ def _onnx(ctx: _Context, path: str) -> Dict:
 def _saved_model(ctx: _Context, path: str) -> Dict:
     save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len)
     return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
+
+
+FORMATS.check_complete()
 
 
 def file_name(fmt: str) -> str:

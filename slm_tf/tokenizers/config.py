@@ -4,12 +4,16 @@ import dataclasses
 
 from slm_tf.config import field, positive
 
+# The registered tokenizers (slm_tf.tokenizers.registry.TOKENIZERS), listed here because the
+# registry loads TensorFlow; the registry refuses a name missing here and checks all are there.
+TOKENIZER_NAMES = ("wordpiece", "char")
+
 
 @dataclasses.dataclass
 class TokenizerConfig:
     tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
                            "--vocab_file) or char (one token per character, for CJK text).",
-                           choices=("wordpiece", "char"))
+                           choices=TOKENIZER_NAMES)
     vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
                             "skips learning a vocabulary.")
     vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,

@@ -12,6 +12,9 @@ from slm_tf.trust.config import DPConfig
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
 TASK_NAMES = ("classification", "ner")
+# The tf.distribute strategies (slm_tf.train.strategies.STRATEGIES), listed here for the same
+# reason; the registry refuses a name missing here and checks all are registered.
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -34,8 +37,7 @@ class TrainConfig:
                                          "validation accuracy (0 = never).",
                                          validate=non_negative, rule=">= 0")
     seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
-    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
-                                                                         "multi_worker"))
+    strategy: str = field("default", "tf.distribute strategy.", choices=STRATEGY_NAMES)
     checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
