@@ -101,3 +101,24 @@ def test_rerun_refused_overwrite_retrains_stale_export_refused_copy_benchmarks(t
     assert proc.returncode == 2
     assert "is older than" in proc.stderr and "re-export" in proc.stderr, proc.stderr[-2000:]
     assert not os.path.exists(os.path.join(elsewhere, "benchmark.json"))
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "multi_worker"])
+def test_distill_and_compress_reject_a_strategy_they_would_ignore(tmp_path, strategy):
+    from slm_tf.compress.config import CompressConfig
+    from slm_tf.compress.run import CompressExperiment, compress
+    from slm_tf.data.config import DataConfig
+    from slm_tf.distill.config import AugmentConfig, DistillConfig
+    from slm_tf.distill.run import DistillExperiment, distill
+    from slm_tf.models.config import ModelConfig
+    from slm_tf.tokenizers.config import TokenizerConfig
+    out = str(tmp_path / "out")
+    tcfg = TrainConfig(output_dir=out, strategy=strategy)
+    with pytest.raises(UserError, match=f"--strategy={strategy} is not supported by distill.py"):
+        distill(DistillExperiment(DataConfig(data="banking77"), TokenizerConfig(), ModelConfig(),
+                                  tcfg, DistillConfig(teacher_dir=str(tmp_path / "t")),
+                                  AugmentConfig()))
+    with pytest.raises(UserError, match=f"--strategy={strategy} is not supported by compress"):
+        compress(CompressExperiment(CompressConfig(run_dir=str(tmp_path / "r"), prune=0.5),
+                                    tcfg))
+    assert not os.path.exists(out)  # refused before anything was written

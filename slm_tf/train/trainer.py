@@ -98,6 +98,16 @@ def check_output_dir(run_dir: str, overwrite: bool) -> None:
     artifacts.clear_derived(run_dir)
 
 
+def require_default_strategy(tcfg: TrainConfig, script: str) -> None:
+    """Rejects ``--strategy`` other than default for a script that does not build its models
+    inside a strategy scope (it would silently train on one device)."""
+    if tcfg.strategy != "default":
+        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: its "
+                        "models (the Distiller, tfmot wrappers) are built outside a "
+                        "tf.distribute scope, so it would silently train on one device. Fix: "
+                        "drop --strategy (train.py honours mirrored and multi_worker).")
+
+
 def start_run(tcfg: TrainConfig) -> RunContext:
     """Creates the run directory, seeds everything, and detects a resumable checkpoint.
 
