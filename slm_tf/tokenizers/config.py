@@ -6,13 +6,15 @@ from slm_tf.config import field, positive
 
 # The registered tokenizers (slm_tf.tokenizers.registry.TOKENIZERS), listed here because the
 # registry loads TensorFlow; the registry refuses a name missing here and checks all are there.
-TOKENIZER_NAMES = ("wordpiece", "char")
+TOKENIZER_NAMES = ("wordpiece", "char", "char_exact", "sentencepiece")
 
 
 @dataclasses.dataclass
 class TokenizerConfig:
     tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
-                           "--vocab_file) or char (one token per character, for CJK text).",
+                           "--vocab_file), char (one token per character, for CJK text), or "
+                           "the reversible ones language models need: char_exact (every "
+                           "character, case and whitespace kept) and sentencepiece (subwords).",
                            choices=TOKENIZER_NAMES)
     vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
                             "skips learning a vocabulary.")
