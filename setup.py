@@ -19,9 +19,15 @@ RUNTIME = [
     # Export and the device-side runtimes (LiteRT for TFLite, onnxruntime for ONNX).
     "ai-edge-litert==2.*",
     "tf2onnx==1.17.*",
-    "onnx>=1.16",
+    "onnx>=1.16",  # not imported by us: a version floor for tf2onnx's own onnx dependency
     "onnxruntime>=1.20",
-    "tqdm>=4.66",
+    # Noto Sans CJK (SIL OFL 1.1, 15 MB wheel): plots and reports render Chinese/Japanese/Korean
+    # labels; the machine images we target ship no CJK font.
+    "noto-cjk-sans-otc==0.0.1",
+    # Trust: Luhn/IBAN/resident-ID checksums for PII redaction (pure Python, also in serving),
+    # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
+    "python-stdnum>=2.0",
+    "dp-accounting==0.6.0",
 ]
 EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT
@@ -39,8 +45,11 @@ setup(
         "README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["slm_tf", "slm_tf.*"]),
-    package_data={"slm_tf.data": ["embedded/*/*"]},
+    # The recipes live in the top-level configs/ (the source of truth) and install as
+    # slm_tf/configs, where slm_tf.recipes finds them in a non-editable install.
+    packages=find_packages(include=["slm_tf", "slm_tf.*"]) + ["slm_tf.configs"],
+    package_dir={"slm_tf.configs": "configs"},
+    package_data={"slm_tf.data": ["embedded/*/*"], "slm_tf.configs": ["*.flags"]},
     include_package_data=True,
     install_requires=RUNTIME,
     extras_require=EXTRAS,

@@ -19,9 +19,9 @@ import os
 
 import numpy as np
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.compress.report import gzip_size, tflite_blob
 from slm_tf.compress.run import compress_recipe, sample_ids
 from slm_tf.config import from_dict
@@ -157,4 +157,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

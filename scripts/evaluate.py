@@ -10,9 +10,9 @@ Writes ``<run_dir>/eval/<data>_<split>.json`` and TensorBoard summaries under
 ``<run_dir>/logs/eval_<data>_<split>``.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.evaluation import AUTO, EVAL_SPLITS, evaluate_run
@@ -42,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -86,15 +86,18 @@ def choose(p: DataProfile) -> Dict[str, Choice]:
 
 def resolve(choices: Dict[str, Choice], set_anywhere: Iterable[str],
             set_on_command_line: Iterable[str]) -> Dict[str, Choice]:
-    """The choices that apply. Data-dependent ones apply unless given on the command line (a
-    shipped recipe cannot know the user's data). The model and its training hyper-parameters
-    apply only when the user named no model (they belong to the automatic CNN; a user who picks
-    a model owns its recipe), and then each unless given anywhere (command line or flagfile)."""
+    """The choices that apply. Data-dependent ones apply unless given on the command line: a
+    shipped recipe applied to other data cannot know that data - but a recipe used on the data
+    it names itself (``data`` set in the flagfile, not on the command line) was tuned for it and
+    keeps its own values. The model and its training hyper-parameters apply only when the user
+    named no model (they belong to the automatic CNN; a user who picks a model owns its
+    recipe), and then each unless given anywhere (command line or flagfile)."""
     anywhere, cli = set(set_anywhere), set(set_on_command_line)
+    recipe_on_its_own_data = "data" in anywhere and "data" not in cli
     out = {}
     for name, c in choices.items():
         if name in DATA_DEPENDENT:
-            if name not in cli:
+            if name not in (anywhere if recipe_on_its_own_data else cli):
                 out[name] = c
         elif "model" not in anywhere and name not in anywhere:
             out[name] = c

@@ -53,12 +53,15 @@ def test_user_settings_win():
     choices = choose(profile_examples(*zip(*(_english(12, 40, "a") + _english(3, 40, "b")))))
     # Nothing set: everything applies.
     assert set(resolve(choices, set(), set())) == set(choices)
-    # A recipe (flagfile) naming a model keeps its model and training choices, but the
-    # data-dependent ones still come from the profile...
-    applied = resolve(choices, {"model", "max_seq_len", "dropout"}, set())
+    # A recipe (flagfile) naming a model, applied to other data (--data on the command line),
+    # keeps its model and training choices, but the data-dependent ones come from the profile...
+    applied = resolve(choices, {"data", "model", "max_seq_len", "dropout"}, {"data"})
     assert set(applied) == set(DATA_DEPENDENT)
-    # ...unless given on the command line.
-    applied = resolve(choices, {"model", "max_seq_len"}, {"max_seq_len"})
+    # ...unless given on the command line...
+    applied = resolve(choices, {"data", "model", "max_seq_len"}, {"data", "max_seq_len"})
+    assert "max_seq_len" not in applied and "tokenizer" in applied
+    # ...and a recipe on the data it names itself keeps its tuned values.
+    applied = resolve(choices, {"data", "model", "max_seq_len"}, set())
     assert "max_seq_len" not in applied and "tokenizer" in applied
     # No model named: each training choice applies unless set anywhere.
     applied = resolve(choices, {"epochs"}, set())

@@ -292,5 +292,5 @@ def test_compress_script_reports_bad_input_in_one_line(tmp_path):
     from conftest import run_script
     proc = run_script("compress", f"--run_dir={tmp_path / 'missing'}", "--prune=0.5",
                       f"--output_dir={tmp_path / 'out'}", check=False)
-    assert proc.returncode == 2 and "not a complete run" in proc.stderr
+    assert proc.returncode == 2 and "missing: no such run folder" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -12,6 +12,7 @@ from absl import logging
 from slm_tf.data.config import DataConfig
 from slm_tf.data.readers import DataError, Example, ReadReport, read_labelled
 from slm_tf.registry import Registry
+from slm_tf.trust import pii
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
 SPLITS = ("train", "validation", "test")
@@ -30,6 +31,7 @@ class Splits:
     citation: str = ""
     license: str = ""
     files: List[str] = dataclasses.field(default_factory=list)
+    pii_redacted: Optional[collections.Counter] = None  # replacements per type, when redacting
 
     def split(self, name: str) -> List[Example]:
         """One split's examples; ``all`` is train, validation and test in that order."""
@@ -182,7 +184,19 @@ def medical_abstracts(cfg: DataConfig) -> Splits:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Reads and validates the data named by ``cfg.data`` (a registered name or a path)."""
+    """Reads and validates the data named by ``cfg.data`` (a registered name or a path);
+    with ``cfg.redact_pii`` every text has its PII replaced by typed placeholders."""
+    splits = _read_splits(cfg)
+    if cfg.redact_pii:
+        splits.pii_redacted = collections.Counter()
+        for split in SPLITS:
+            for ex in splits.split(split):
+                ex.text = pii.redact(ex.text, splits.pii_redacted)
+        logging.info("redacted PII in %s: %s", splits.name, dict(splits.pii_redacted))
+    return splits
+
+
+def _read_splits(cfg: DataConfig) -> Splits:
     if cfg.data in DATASETS:
         return DATASETS.get(cfg.data)(cfg)
     if not os.path.exists(cfg.data):
@@ -225,5 +239,7 @@ def fingerprint(cfg: DataConfig, files: List[str]) -> str:
                 h.update(f.read())
     opts = (cfg.data_format, cfg.text_column, cfg.label_column, cfg.validation_fraction,
             cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)
+    if cfg.redact_pii:  # appended only when on, so earlier fingerprints stay valid
+        opts += ("redact_pii",)
     h.update(repr(opts).encode())
     return h.hexdigest()[:12]

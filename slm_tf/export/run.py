@@ -11,11 +11,12 @@ from typing import Callable, Dict, List
 import numpy as np
 from absl import logging
 
-from slm_tf.config import field, from_dict, positive
+from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import UserError
 from slm_tf.export.bundle import write_bundle
+from slm_tf.export.config import TFLITE_FORMATS, ExportConfig
 from slm_tf.export.onnx import to_onnx
 from slm_tf.export.tflite import is_quantization_aware, to_tflite
 from slm_tf.io_utils import atomic_path, require_output_dir, write_json
@@ -24,24 +25,6 @@ from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_m
 
 MANIFEST = "export.json"
 FORMATS: Registry[Callable] = Registry("export format")
-TFLITE_FORMATS = ("tflite_int8", "tflite_dynamic", "tflite_fp16", "tflite_float")
-
-
-@dataclasses.dataclass
-class ExportConfig:
-    run_dir: str = field("", "The --output_dir of a finished train/distill/compress run.")
-    formats: list = field(["tflite_int8", "tflite_fp16", "tflite_dynamic", "tflite_float",
-                           "onnx", "saved_model"], "Formats to write: tflite_int8, tflite_fp16, "
-                          "tflite_dynamic, tflite_float, onnx, saved_model.")
-    output_dir: str = field("", "Where exported files go (default <run_dir>/export).")
-    allow_flex: bool = field(False, "Allow TensorFlow (Flex) ops in TFLite files; the app must "
-                             "then link the Flex delegate.")
-    calibration_examples: int = field(200, "Training texts that calibrate int8 activation "
-                                      "ranges (ignored for a QAT model).", validate=positive,
-                                      rule="> 0")
-    bundle_format: str = field("auto", "Which TFLite file goes into the Android bundle; auto = "
-                               "the first exported of int8, dynamic, fp16, float.",
-                               choices=("auto",) + TFLITE_FORMATS)
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
+from slm_tf.plotting import HTML_FONT_STACK
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
 
 MODEL_STAGES = ("teacher", "student", "distilled", "pruned", "qat")
@@ -93,9 +94,8 @@ def pareto_front(points: List[tuple]) -> List[int]:
 
 
 def _plots(report: Dict, out: str) -> Dict[str, str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from slm_tf.plotting import pyplot
+    plt = pyplot()
     files = {}
     rows, final = report["rows"], report["final"]
 
@@ -207,6 +207,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
     cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
     page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
+            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
             f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
             f"<p>Command: <code>{html.escape(command)}</code></p>"
             f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
