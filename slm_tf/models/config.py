@@ -9,8 +9,10 @@ POOLINGS = ("mean", "max", "cls", "mean_max")
 
 @dataclasses.dataclass
 class ModelConfig:
-    model: str = field("cnn", "Architecture from the model zoo.",
-                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert"))
+    model: str = field("cnn", "Architecture from the model zoo (gpt, lstm_lm and gru_lm are "
+                       "causal language models).",
+                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
+                                "lstm_lm", "gru_lm"))
     embedding_dim: int = field(128, "Token embedding width (cnn, bilstm, bigru, bow).",
                                validate=positive, rule="> 0")
     hidden_dim: int = field(128, "Transformer width / recurrent units per direction / bow and "

@@ -8,10 +8,11 @@ from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.trust.config import DPConfig
+from slm_tf.trust.targets import valid_target
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification", "ner")
+TASK_NAMES = ("classification", "ner", "lm")
 
 
 @dataclasses.dataclass
@@ -52,6 +53,18 @@ class TrainConfig:
                            "it in metrics.json and warn when the model scores below it.")
     task: str = field(TASK_NAMES[0], "What the model learns: classification (one label per "
                       "text), or another registered task.", choices=TASK_NAMES)
+    calibrate: bool = field(True, "Fit temperature scaling on the validation split; "
+                            "metrics.json reports ECE before/after and exported models output "
+                            "the calibrated probabilities.")
+    abstain_method: str = field("auto", "Out-of-scope score whose threshold exported models "
+                                "apply (an 'abstain' output); auto = oos_class when the labels "
+                                "have 'oos', else max_prob; none = no rule. Needs out-of-scope "
+                                "validation examples.", choices=("auto", "none", "max_prob",
+                                                                 "energy", "oos_class"))
+    abstain_target: str = field("oos_recall:0.8", "What the abstention threshold must reach on "
+                                "validation: oos_recall:<r> or in_scope_precision:<p>.",
+                                validate=valid_target,
+                                rule="oos_recall:<r> or in_scope_precision:<p>, value in (0, 1]")
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
+from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import describe
@@ -27,6 +28,7 @@ from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
+from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -154,6 +156,7 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
     test = task.evaluate(model, data, "test", tokenizer, data_cfg,
                          log_dir=os.path.join(ctx.log_dir, "eval"))
     head = task.run_metrics(test, val)
+    trust = task.trust(val, test, from_dict(TrainConfig, config.get("train", {})), ctx.run_dir)
     baseline = task.baseline(data) if config.get("train", {}).get("baseline", True) else None
     if baseline is not None:
         baseline["warning"] = warn_if_below(
@@ -170,6 +173,7 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
         "best_epoch": result.best_epoch,
         "resumed_at_epoch": result.resumed_at_epoch,
         **(extra or {}),
+        **({TRUST_KEY: trust} if trust else {}),
         "data": data.summary(),
         "tokenizer": {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
     }
@@ -178,7 +182,9 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
                    for k, v in d.items()
                    if section != "data" or k in ("data", "max_seq_len", "batch_size")},
                   {f"test/{k}": metrics[k] for k in task.summary_metrics})
-    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len)
+    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len,
+                         ServingHead(trust["temperature"], trust["rule"]) if trust
+                         else ServingHead())
     task.save_artifacts(ctx.run_dir, data)
     write_json(os.path.join(ctx.run_dir, artifacts.CONFIG_FILE), config)
     write_json(os.path.join(ctx.run_dir, artifacts.METRICS_FILE), metrics)
