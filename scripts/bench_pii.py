@@ -12,9 +12,9 @@ import csv
 import os
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.data.sources import EMBEDDED_DIR
 from slm_tf.io_utils import write_json
 from slm_tf.trust.pii_bench import score
@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

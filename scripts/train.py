@@ -30,6 +30,7 @@ def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.autorecipe import PROFILE_FILE, configure
     from slm_tf.io_utils import write_json
+    from slm_tf.tasks import get_task
     from slm_tf.train.trainer import train
 
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
@@ -46,11 +47,16 @@ def main(argv):
     if profile is not None:
         write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
     print()
-    print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
-                  f"{m['macro_f1']:.4f}", f"{m['num_params']:,}",
+    if m["task"] == "lm":
+        from slm_tf.tasks.lm import print_lm_summary
+        print_lm_summary(m, exp)
+        return
+    task = get_task(exp.train.task)  # columns from the task's own summary metrics
+    print_table([[m["data"]["name"], exp.model.model,
+                  *[f"{m[k]:.4f}" for k in task.summary_metrics], f"{m['num_params']:,}",
                   f"{m['train_examples_per_s']:.0f}", m["data"]["skipped_rows_total"]]],
-                ["data", "model", "test accuracy", "test macro-F1", "params", "train ex/s",
-                 "skipped rows"])
+                ["data", "model", *[f"test {k}" for k in task.summary_metrics], "params",
+                 "train ex/s", "skipped rows"])
     print(f"\nartifacts: {exp.train.output_dir} (model.keras, saved_model/, tokenizer/, "
           f"metrics.json); TensorBoard: tensorboard --logdir {exp.train.output_dir}/logs")
 

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from slm_tf.config import flag_groups, from_flags
 from slm_tf.data.config import DataConfig, check_paths
 from slm_tf.errors import UserError
+from slm_tf.io_utils import require_output_dir
 from slm_tf.recipes import RECIPES_DIR, expand_flagfiles
 
 HELP_ARGS = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort", "--help=true",
@@ -88,44 +89,59 @@ def run(main) -> None:
     app.run(main, flags_parser=parse_flags)
 
 
-# TensorFlow's C++ start-up notices: written by absl's C++ logger straight to file descriptor 2
-# before any log threshold applies (TF_CPP_MIN_LOG_LEVEL does not reach them on TF 2.21).
+# TensorFlow's C++ notices (start-up and the odd one mid-run, e.g. oneDNN's DT_INT64 fallback):
+# absl's C++ logger writes them straight to file descriptor 2 before any threshold applies
+# (TF_CPP_MIN_LOG_LEVEL does not reach them on TF 2.21), so they are filtered at the descriptor.
 _TF_NOISE = ("absl::InitializeLog", "cuda", "cuInit", "oneDNN", "TF_ENABLE_ONEDNN_OPTS",
              "TensorRT", "TF-TRT", "rebuild TensorFlow with the appropriate compiler flags",
              "computation placer", "Unable to register")
+# Runs in a child process so that whatever the script prints last (a crash, faulthandler) still
+# reaches the terminal: the child drains the pipe until every writer has exited.
+_FILTER = ("import os, signal, sys\n"
+           "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+           "noise = [n.encode() for n in sys.argv[1:]]\n"
+           "for line in sys.stdin.buffer:\n"
+           "    if not any(n in line for n in noise):\n"
+           "        os.write(2, line)\n")
+_filtering = False
 
 
-def load_tensorflow_quietly() -> None:
-    """Imports TensorFlow (and what the runs use with it) and probes its devices while file
-    descriptor 2 goes to a temporary file, then replays every captured line that is not a known
-    start-up notice: the user sees our logs and real errors, not CUDA probing or oneDNN."""
-    if "tensorflow" in sys.modules:
+def filter_tensorflow_notices() -> None:
+    """Routes file descriptor 2 through a child process that drops TensorFlow's C++ notices
+    (CUDA probing, oneDNN, absl::InitializeLog) and passes every other line, our absl log
+    lines and real errors included, to the real stderr. Call before TensorFlow loads."""
+    global _filtering
+    if _filtering or os.environ.get("SLM_TF_RAW_STDERR"):
         return
-    import tempfile
+    import atexit
+    import subprocess
+    read_end, write_end = os.pipe()
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
+    child = subprocess.Popen([sys.executable, "-S", "-c", _FILTER, *_TF_NOISE],
+                             stdin=read_end, start_new_session=True)  # Ctrl-C: the script's
+    os.close(read_end)
+    real_stderr = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    _filtering = True
+
+    @atexit.register
+    def _drain():  # the last lines reach the terminal before the shell prompt does
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)
         try:
-            import tensorflow as tf
-            import tensorflow_text  # noqa: F401  (its kernels log at load as well)
-            import tf_keras  # noqa: F401
-            tf.config.list_physical_devices()
-            tf.constant(0) + 1  # the first op initialises the CPU/GPU platforms (cuInit)
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        for line in capture.read().decode("utf-8", "replace").splitlines():
-            if line.strip() and not any(n in line for n in _TF_NOISE):
-                print(line, file=sys.stderr)
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _check_before_tensorflow(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Checks what needs no TensorFlow (data paths) so a typo fails in well under a second."""
+    """Checks what needs no TensorFlow (data paths, the output folder) so a typo fails in well
+    under a second."""
     if all(f.name in flag_values for f in dataclasses.fields(DataConfig)):
         check_paths(from_flags(DataConfig, flag_values))
+    if "output_dir" in flag_values and flag_values["output_dir"].value:
+        require_output_dir(flag_values["output_dir"].value)
 
 
 def friendly_errors(main):
@@ -138,7 +154,7 @@ def friendly_errors(main):
             if len(argv) > 1:
                 raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
             _check_before_tensorflow()
-            load_tensorflow_quietly()
+            filter_tensorflow_notices()
             return main(argv)
         except UserError as e:
             logging.debug("full traceback", exc_info=True)

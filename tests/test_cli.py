@@ -52,7 +52,7 @@ def _shown(value):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_help_lists_own_flags_grouped_by_config(name):
     for flag in ("--help", "--helpshort"):
-        proc = run_script(name, flag, timeout=60, check=False)
+        proc = run_script(name, flag, timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr
         out = proc.stdout
         for noise in ("--tpu", "--tfds", "--xla", "--only_check_args", "--test_srcdir"):

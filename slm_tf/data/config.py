@@ -5,6 +5,11 @@ import os
 from slm_tf.config import field, fraction, positive
 from slm_tf.data.readers import BAD_ROW_POLICIES, FORMATS, DataError
 
+SPLITS = ("train", "validation", "test")
+ALL = "all"  # every example of the source, whatever split it is in
+# evaluate.py's --split choices (TensorFlow-free, so its flags parse before TF loads).
+AUTO = "auto"  # the run's test split when --data is its training data, else the whole file
+EVAL_SPLITS = (AUTO, ALL) + SPLITS
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "slm_tf", "tfds")
 
 

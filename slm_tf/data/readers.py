@@ -120,7 +120,7 @@ def _check_row(where: str, text, label, policy: _RowPolicy, text_column: str,
         policy.bad(where, "empty_text", f"the {text_column!r} value is empty",
                    "remove the row or fill in its text")
         return None
-    if not label:
+    if not label and label_column:
         policy.bad(where, "empty_label", f"the {label_column!r} value is empty",
                    "remove the row or give it a label")
         return None
@@ -130,8 +130,8 @@ def _check_row(where: str, text, label, policy: _RowPolicy, text_column: str,
 def read_delimited(path: str, text_column: str, label_column: str, delimiter: str,
                    on_bad_row: str = "error", max_field_chars: int = MAX_FIELD_CHARS
                    ) -> ReadReport:
-    """Reads a CSV/TSV with a header row holding ``text_column`` and ``label_column``; a cell
-    longer than ``max_field_chars`` characters is a bad row."""
+    """Reads a CSV/TSV with a header row holding ``text_column`` and ``label_column`` (empty:
+    unlabelled text); a cell longer than ``max_field_chars`` characters is a bad row."""
     policy = _RowPolicy(on_bad_row)
     numbered = list(_decoded_lines(path, policy))
     if not numbered:
@@ -149,11 +149,12 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
         if header is None:
             header = [h.strip() for h in row]
             for col, flag in ((text_column, "text_column"), (label_column, "label_column")):
-                if col not in header:
+                if col and col not in header:
                     raise DataError(
                         f"{where}: the header has no column {col!r} (columns: {header}). Fix: pass "
                         f"--{flag}=<one of those columns>, or add a header row to the file.")
-            ti, li = header.index(text_column), header.index(label_column)
+            ti = header.index(text_column)
+            li = header.index(label_column) if label_column else None
             continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line between records
@@ -167,7 +168,8 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
                        f"than the {max_field_chars:,} allowed", "split the document or "
                        "check for a missing closing quote that swallows the rows after it")
             continue
-        ex = _check_row(where, row[ti], row[li], policy, text_column, label_column)
+        ex = _check_row(where, row[ti], row[li] if li is not None else "", policy, text_column,
+                        label_column)
         if ex is not None:
             examples.append(ex)
     if header is None:
@@ -177,7 +179,8 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
 
 def read_jsonl(path: str, text_column: str, label_column: str,
                on_bad_row: str = "error") -> ReadReport:
-    """Reads one JSON object per line with ``text_column`` and ``label_column`` keys."""
+    """Reads one JSON object per line with ``text_column`` and ``label_column`` keys (an empty
+    ``label_column`` reads unlabelled text)."""
     policy = _RowPolicy(on_bad_row)
     examples = []
     for i, line in _decoded_lines(path, policy):
@@ -194,13 +197,13 @@ def read_jsonl(path: str, text_column: str, label_column: str,
             policy.bad(where, "bad_json", "the line is not a JSON object",
                        "write one object per line, e.g. {\"text\": ..., \"label\": ...}")
             continue
-        missing = [c for c in (text_column, label_column) if c not in obj]
+        missing = [c for c in (text_column, label_column) if c and c not in obj]
         if missing:
             flag = "text_column" if missing[0] == text_column else "label_column"
             policy.bad(where, "missing_field", f"the object has no key {missing[0]!r} "
                        f"(keys: {sorted(obj)})", f"add the key or pass --{flag}=<key>")
             continue
-        ex = _check_row(where, obj[text_column], obj[label_column], policy, text_column,
+        ex = _check_row(where, obj[text_column], obj.get(label_column, ""), policy, text_column,
                         label_column)
         if ex is not None:
             examples.append(ex)
@@ -274,12 +277,13 @@ def read_labelled(path: str, text_column: str = "text", label_column: str = "lab
 
 
 def read_corpus(path: str, unit: str = "line", on_bad_row: str = "error") -> ReadReport:
-    """Reads raw text (.txt files, or a folder of them): one document per line or paragraph.
+    """Reads raw text (.txt files, or a folder of them): one document per line, paragraph or
+    whole file (``unit="file"`` keeps the text verbatim, as a language model needs it).
 
     Documents carry the empty label; they feed language-model and unlabeled-transfer work.
     """
-    if unit not in ("line", "paragraph"):
-        raise ValueError(f"unit must be 'line' or 'paragraph', got {unit!r}")
+    if unit not in ("line", "paragraph", "file"):
+        raise ValueError(f"unit must be 'line', 'paragraph' or 'file', got {unit!r}")
     policy = _RowPolicy(on_bad_row)
     files = sorted(glob.glob(os.path.join(path, "**", "*.txt"), recursive=True)) \
         if os.path.isdir(path) else [path]
@@ -289,6 +293,14 @@ def read_corpus(path: str, unit: str = "line", on_bad_row: str = "error") -> Rea
     docs = []
     for file in files:
         buf, start = [], None
+        if unit == "file":
+            text = "".join(line for _, line in _decoded_lines(file, policy))
+            if text.strip():
+                docs.append(Example(text, "", f"{file}:1"))
+            else:
+                policy.bad(f"{file}:1", "empty_text", "the file is empty or undecodable",
+                           "remove the file or fill in its text")
+            continue
         for i, line in _decoded_lines(file, policy):
             if unit == "line":
                 if line.strip():

@@ -9,14 +9,12 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from absl import logging
 
-from slm_tf.data.config import DataConfig
+from slm_tf.data.config import ALL, SPLITS, DataConfig  # noqa: F401  (ALL, SPLITS re-exported)
 from slm_tf.data.readers import DataError, Example, ReadReport, read_labelled
 from slm_tf.registry import Registry
 from slm_tf.trust import pii
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
-SPLITS = ("train", "validation", "test")
-ALL = "all"  # every example of the source, whatever split it is in
 
 
 @dataclasses.dataclass

@@ -34,3 +34,17 @@ def distillation_loss(labels, teacher_logits, student_logits, temperature: float
     ce = tf.reduce_sum(ce) / n_known
     kd = tf.reduce_mean(kd_loss(teacher_logits, student_logits, temperature))
     return alpha * ce + (1.0 - alpha) * kd, ce, kd
+
+
+def lm_distillation_loss(targets, weights, teacher_logits, student_logits, temperature: float,
+                         alpha: float):
+    """Token-level KD for language models: ``alpha * CE(next token) + (1 - alpha) * T^2 * KL``
+    per token over ``[B, L, V]`` logits, both averaged over tokens with ``weights`` (0 =
+    padding); also returns both terms."""
+    w = tf.cast(weights, tf.float32)
+    n = tf.maximum(tf.reduce_sum(w), 1.0)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(targets, tf.int32), logits=tf.cast(student_logits, tf.float32))
+    ce = tf.reduce_sum(ce * w) / n
+    kd = tf.reduce_sum(kd_loss(teacher_logits, student_logits, temperature) * w) / n
+    return alpha * ce + (1.0 - alpha) * kd, ce, kd

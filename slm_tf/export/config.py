@@ -22,3 +22,6 @@ class ExportConfig:
     bundle_format: str = field("auto", "Which TFLite file goes into the Android bundle; auto = "
                                "the first exported of int8, dynamic, fp16, float.",
                                choices=("auto",) + TFLITE_FORMATS)
+    dynamic_batch: bool = field(False, "Also write each TFLite file with a dynamic batch "
+                                "dimension (model_<q>_batch.tflite): scripts/serve.py resizes "
+                                "it to run a whole batch at once. Phone files keep batch 1.")

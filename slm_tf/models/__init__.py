@@ -19,4 +19,6 @@ def __getattr__(name):
 
 __all__ = ["MODELS", "ModelConfig", "POOLINGS", "TextClassifier", "build_model", "describe",
            "INPUT_NAME", "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding"]
+           "PositionEmbedding", "TokenClassifier", "build_tagger", "CausalLM",
+           "GPTLanguageModel", "LSTMLanguageModel", "GRULanguageModel", "TiedEmbedding",
+           "is_language_model"]

@@ -43,6 +43,12 @@ class TextClassifier(keras.Model):
         raise NotImplementedError
 
     @staticmethod
+    def encode_tokens(ids, vocab_size, max_seq_len, cfg: ModelConfig):
+        """``(states [B, L, H], mask [B, L])``: the encoder's per-token states before pooling
+        (token classification builds on them); None for an architecture without them."""
+        return None
+
+    @staticmethod
     def classifier_head(pooled, num_classes: int, dropout: float):
         x = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
         return keras.layers.Dense(num_classes, name=OUTPUT_NAME)(x)

@@ -9,8 +9,10 @@ POOLINGS = ("mean", "max", "cls", "mean_max")
 
 @dataclasses.dataclass
 class ModelConfig:
-    model: str = field("cnn", "Architecture from the model zoo.",
-                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert"))
+    model: str = field("cnn", "Architecture from the model zoo (gpt, lstm_lm and gru_lm are "
+                       "causal language models).",
+                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
+                                "lstm_lm", "gru_lm"))
     embedding_dim: int = field(128, "Token embedding width (cnn, bilstm, bigru, bow).",
                                validate=positive, rule="> 0")
     hidden_dim: int = field(128, "Transformer width / recurrent units per direction / bow and "
@@ -30,5 +32,7 @@ class ModelConfig:
     layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
                                   "checkpoint's config.json overrides it).", validate=positive,
                                   rule="> 0")
+    crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
+                      "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
                                  "model.safetensors, vocab.txt) to start from (model=bert).")

@@ -75,7 +75,8 @@ def param_counts(model: keras.Model) -> Dict[str, int]:
     total = int(sum(w.shape.num_elements() for w in model.weights))
     emb = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Embedding) or type(layer).__name__ == "PositionEmbedding":
+        if isinstance(layer, keras.layers.Embedding) or type(layer).__name__ in (
+                "PositionEmbedding", "TiedEmbedding"):
             emb += int(sum(w.shape.num_elements() for w in layer.weights))
     return {"num_params": total, "num_embedding_params": emb,
             "num_non_embedding_params": total - emb}

@@ -77,6 +77,19 @@ class PositionEmbedding(keras.layers.Layer, _NothingToPrune):
         return {**super().get_config(), "max_length": self.max_length}
 
 
+def rotate_positions(x, positions):
+    """Rotary position encoding (RoFormer) of ``[B, H, L, D]`` heads at integer
+    ``positions[L]``: pairs of features turn by position-dependent angles, so query-key dot
+    products depend only on relative distance (left padding and a key/value cache shift
+    nothing)."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / (10000.0 ** (tf.range(half, dtype=tf.float32) / half))
+    angles = tf.cast(positions, tf.float32)[:, tf.newaxis] * inv_freq[tf.newaxis, :]
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    x1, x2 = x[..., :half], x[..., half:]
+    return tf.concat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
 @serializable
 class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer,
                              tfmot.clustering.keras.ClusterableLayer):
@@ -84,21 +97,30 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
 
     Called as ``layer([x, mask])`` with ``mask`` the ``[B, L]`` float padding mask. The
     projections are the attributes named in ``PROJECTIONS``; compression addresses their
-    kernels by the paths ``"<projection>.kernel"``.
+    kernels by the paths ``"<projection>.kernel"``. ``causal`` lets a query see only keys at
+    or before its position (language models); ``rotary`` encodes positions by rotating queries
+    and keys (:func:`rotate_positions`). :meth:`attend` also serves incremental decoding with
+    a key/value cache.
     """
 
     PROJECTIONS = ("query", "key", "value", "output_dense")
 
-    def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs):
+    def __init__(self, num_heads: int, dropout: float = 0.0, causal: bool = False,
+                 rotary: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dropout = dropout
+        self.causal = causal
+        self.rotary = rotary
 
     def build(self, input_shape):
         width = int(input_shape[0][-1])
         if width % self.num_heads:
             raise UserError(f"width {width} is not divisible by num_heads {self.num_heads}")
         self.head_dim = width // self.num_heads
+        if self.rotary and self.head_dim % 2:
+            raise UserError(f"rotary positions need an even head width; width {width} / "
+                            f"num_heads {self.num_heads} = {self.head_dim}")
         self.query = keras.layers.Dense(width, name="query")
         self.key = keras.layers.Dense(width, name="key")
         self.value = keras.layers.Dense(width, name="value")
@@ -114,16 +136,39 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
 
     def call(self, inputs, training=None):
         x, mask = inputs
-        batch = tf.shape(x)[0]
+        return self.attend(x, mask, training=training)[0]
+
+    def attend(self, x, key_mask, cache=None, training=None):
+        """``(output, (keys, values))`` for queries ``x[B, n, D]``.
+
+        ``cache`` holds the ``[B, H, T, D/H]`` keys and values of the ``T`` earlier positions
+        (or None); ``key_mask[B, T + n]`` marks real tokens among all keys.
+        """
+        batch, n = tf.shape(x)[0], tf.shape(x)[1]
         q = self._heads(self.query(x), batch) * (1.0 / math.sqrt(self.head_dim))
         k = self._heads(self.key(x), batch)
         v = self._heads(self.value(x), batch)
+        past = 0 if cache is None else tf.shape(cache[0])[2]
+        if self.rotary:
+            positions = past + tf.range(n)
+            q, k = rotate_positions(q, positions), rotate_positions(k, positions)
+        if cache is not None:
+            k = tf.concat([cache[0], k], axis=2)
+            v = tf.concat([cache[1], v], axis=2)
         scores = tf.matmul(q, k, transpose_b=True)
-        weights = masked_softmax(scores, mask[:, tf.newaxis, tf.newaxis, :])
+        mask = key_mask[:, tf.newaxis, tf.newaxis, :]
+        if self.causal:
+            query_pos = past + tf.range(n)
+            key_pos = tf.range(past + n)
+            earlier = tf.cast(key_pos[tf.newaxis, :] <= query_pos[:, tf.newaxis], mask.dtype)
+            # A query always sees itself, so a padding query's row is never all-masked.
+            itself = tf.cast(key_pos[tf.newaxis, :] == query_pos[:, tf.newaxis], mask.dtype)
+            mask = tf.maximum(mask * earlier, itself)
+        weights = masked_softmax(scores, mask)
         weights = self.attention_dropout(weights, training=training)
         context = tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3])
         context = tf.reshape(context, [batch, -1, self.num_heads * self.head_dim])
-        return self.output_dense(context)
+        return self.output_dense(context), (k, v)
 
     def get_prunable_weights(self):
         return [getattr(self, p).kernel for p in self.PROJECTIONS]
@@ -132,7 +177,8 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
         return [(f"{p}.kernel", getattr(self, p).kernel) for p in self.PROJECTIONS]
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
+        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout,
+                "causal": self.causal, "rotary": self.rotary}
 
 
 

@@ -11,11 +11,14 @@ from slm_tf.models.flops import flops_per_example, param_counts
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
 from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
 from slm_tf.models.transformer import TransformerClassifier
+from slm_tf.models.tagger import TokenClassifier, build_tagger
+from slm_tf.models.lm import (LANGUAGE_MODELS, CausalLM, GPTLanguageModel, GRULanguageModel,
+                              LSTMLanguageModel, TiedEmbedding, is_language_model)
 from slm_tf.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
 for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
-             BagOfWordsClassifier, BertClassifier):
+             BagOfWordsClassifier, BertClassifier) + LANGUAGE_MODELS:
     MODELS.register(_cls.arch)(_cls)
 
 
@@ -32,4 +35,6 @@ def describe(model: TextClassifier, seq_len: int) -> Dict[str, int]:
 
 __all__ = ["MODELS", "ModelConfig", "TextClassifier", "build_model", "describe", "INPUT_NAME",
            "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding"]
+           "PositionEmbedding", "TokenClassifier", "build_tagger", "CausalLM",
+           "GPTLanguageModel", "LSTMLanguageModel", "GRULanguageModel", "TiedEmbedding",
+           "is_language_model"]

@@ -55,6 +55,15 @@ class Tokenizer(abc.ABC):
     def tf_token_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """In-graph ragged ``[batch, tokens]`` int32 ids (no special tokens)."""
 
+    def ids(self, text: str) -> List[int]:
+        """Pure-Python ids of one text (no special tokens)."""
+        return [self.token_to_id.get(t, self.unk_id) for t in self.tokenize(text)]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` (reversible tokenizers only)."""
+        raise UserError(f"the {self.kind} tokenizer normalizes text and cannot give it back; "
+                        "use --tokenizer=char_exact or sentencepiece for language models")
+
     def encode(self, texts: Sequence[str], max_seq_len: int) -> np.ndarray:
         """Pure-Python ``[len(texts), max_seq_len]`` int32 ids."""
         out = np.zeros((len(texts), max_seq_len), np.int32)

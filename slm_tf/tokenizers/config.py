@@ -8,8 +8,10 @@ from slm_tf.config import field, positive
 @dataclasses.dataclass
 class TokenizerConfig:
     tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
-                           "--vocab_file) or char (one token per character, for CJK text).",
-                           choices=("wordpiece", "char"))
+                           "--vocab_file), char (one token per character, for CJK text), or "
+                           "the reversible ones language models need: char_exact (every "
+                           "character, case and whitespace kept) and sentencepiece (subwords).",
+                           choices=("wordpiece", "char", "char_exact", "sentencepiece"))
     vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
                             "skips learning a vocabulary.")
     vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,

@@ -10,11 +10,14 @@ from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.tokenizers.base import (CONFIG_FILE, PAD, SPECIAL_TOKENS, UNK, Tokenizer, load_config,
                                     read_vocab)
 from slm_tf.tokenizers.char import CharTokenizer
+from slm_tf.tokenizers.reversible import EOD, ExactCharTokenizer, SentencePieceTokenizer
 from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
 
 TOKENIZERS: Registry[type] = Registry("tokenizer")
 TOKENIZERS.register("wordpiece")(WordPieceTokenizer)
 TOKENIZERS.register("char")(CharTokenizer)
+TOKENIZERS.register("char_exact")(ExactCharTokenizer)
+TOKENIZERS.register("sentencepiece")(SentencePieceTokenizer)
 
 
 def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokenizer:
@@ -41,6 +44,8 @@ def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
         raise CorruptArtifactError(config_path, f"lacks the setting {e}", fix) from e
     if kind not in TOKENIZERS:
         raise CorruptArtifactError(config_path, f"unknown tokenizer type {kind!r}", fix)
+    if hasattr(TOKENIZERS.get(kind), "load_directory"):  # a model file, not a vocabulary
+        return TOKENIZERS.get(kind).load_directory(directory, fix)
     vocab_path = os.path.join(directory, str(vocab_file))
     if not os.path.isfile(vocab_path):
         raise UserError(f"{vocab_path}: missing (named by {config_path}). Fix: {fix}.")
@@ -56,5 +61,6 @@ def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
 
 
 __all__ = ["TOKENIZERS", "Tokenizer", "TokenizerConfig", "WordPieceTokenizer", "CharTokenizer",
+           "ExactCharTokenizer", "SentencePieceTokenizer", "EOD",
            "build_tokenizer", "load_tokenizer", "read_vocab", "SPECIAL_TOKENS", "PAD", "UNK",
            "CONFIG_FILE"]

@@ -12,7 +12,7 @@ from slm_tf.trust.targets import valid_target
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification",)
+TASK_NAMES = ("classification", "ner", "lm")
 
 
 @dataclasses.dataclass

@@ -1,0 +1,60 @@
+"""train_lm.py / evaluate.py / generate.py end to end on a toy corpus, and resume after
+SIGKILL."""
+import json
+import math
+import os
+
+import pytest
+
+from conftest import run_script, run_script_killed_at
+
+pytestmark = pytest.mark.integration  # runs the real scripts end to end
+
+TINY = ["--hidden_dim=32", "--num_layers=2", "--num_heads=2", "--ff_dim=64",
+        "--max_seq_len=32", "--batch_size=16", "--learning_rate=5e-3"]
+VERSES = ["the cat sat on the mat and the dog sat on the log.\n",
+          "a bird in the hand is worth two in the bush.\n",
+          "all that glitters is not gold; all that wanders is not lost.\n",
+          "猫坐在垫子上，狗坐在木头上。\n"]
+
+
+def _corpus(folder, n_docs=12):
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n_docs):
+        with open(os.path.join(folder, f"doc{i:02d}.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(VERSES[(i + j) % len(VERSES)] for j in range(40)))
+    return str(folder)
+
+
+def test_train_evaluate_generate_sentencepiece_gpt(tmp_path):
+    data = _corpus(tmp_path / "corpus")
+    out = str(tmp_path / "run")
+    run_script("train_lm", f"--data={data}", f"--output_dir={out}", "--epochs=2",
+               "--tokenizer=sentencepiece", "--vocab_size=400",
+               "--test_data=doc00.txt,doc01.txt", "--validation_data=doc02.txt", *TINY)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["task"] == "lm" and m["epochs_run"] == 2
+    # Far below a uniform guess over the vocabulary (the text repeats four lines).
+    uniform = math.log2(400) * m["tokens"] / m["characters"]
+    assert m["bits_per_character"] < 0.5 * uniform
+    ev = run_script("evaluate", f"--run_dir={out}", f"--data={data}/doc03.txt")
+    assert "bits/char" in ev.stdout
+    report = json.load(open(os.path.join(out, "eval", "doc03.txt_all.json")))
+    assert report["bits_per_character"] < 0.5 * uniform
+    args = [f"--run_dir={out}", "--prompt=the cat", "--max_new_tokens=20", "--seed=3",
+            "--temperature=1.0"]
+    first, again = run_script("generate", *args), run_script("generate", *args)
+    assert first.stdout.startswith("the cat") and len(first.stdout) > len("the cat\n")
+    assert first.stdout == again.stdout
+
+
+def test_lm_training_resumes_after_sigkill(tmp_path):
+    data = _corpus(tmp_path / "corpus")
+    out = str(tmp_path / "run")
+    args = [f"--data={data}", f"--output_dir={out}", "--epochs=3",
+            "--test_data=doc00.txt", "--validation_data=doc01.txt", *TINY]
+    run_script_killed_at("train_lm", "slm_tf.train.trainer", 1, 3, *args)
+    assert not os.path.exists(os.path.join(out, "metrics.json"))
+    run_script("train_lm", *args)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["resumed_at_epoch"] == 1 and m["epochs_run"] == 3 - 1
