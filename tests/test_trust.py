@@ -107,6 +107,7 @@ def test_abstention_metrics_match_sklearn_and_brute_force():
     assert m["in_scope_accuracy"] == pytest.approx((ok & ~abstain[~is_oos]).mean())
 
 
+@pytest.mark.integration  # three real conversions (TFLite + ONNX): tens of seconds
 @pytest.mark.parametrize("method", ["max_prob", "energy", "oos_class"])
 def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(method, tmp_path):
     from slm_tf.export.runtimes import open_runtime
@@ -140,6 +141,7 @@ def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(met
     np.testing.assert_array_equal(onnx_abstain[~near], flags[~near])
 
 
+@pytest.mark.integration  # int8 calibration + conversion: tens of seconds
 @pytest.mark.parametrize("method", ["max_prob", "energy"])
 def test_int8_tflite_keeps_the_abstain_output_with_builtin_ops(method):
     from ai_edge_litert.interpreter import Interpreter
