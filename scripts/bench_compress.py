@@ -19,19 +19,13 @@ import os
 
 import numpy as np
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors, print_table
-from slm_tf.compress.report import gzip_size, tflite_blob
-from slm_tf.compress.run import compress_recipe, sample_ids
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
-from slm_tf.data.pipeline import make_dataset, prepare_data
-from slm_tf.export.runtimes import LiteRTRuntime
-from slm_tf.export.tflite import to_tflite
 from slm_tf.io_utils import atomic_path, write_json
 from slm_tf.pipeline.config import CONFIGS
-from slm_tf.train.artifacts import load_run
 
 flags.DEFINE_string("run_dir", "runs/bench_distill/kd_seed1", "The dense (distilled) run.")
 flags.DEFINE_string("teacher_dir", "runs/teacher", "Teacher that keeps teaching while the "
@@ -48,6 +42,7 @@ FLAGS = flags.FLAGS
 
 
 def _compress(name: str, source: str = "", overrides=(), qat_stage: bool = False):
+    from slm_tf.compress.run import compress_recipe  # TensorFlow
     logging.info("compressing: %s", name)
     return compress_recipe(FLAGS.recipe, source or FLAGS.run_dir,
                            os.path.join(FLAGS.output_dir, name),
@@ -55,6 +50,7 @@ def _compress(name: str, source: str = "", overrides=(), qat_stage: bool = False
 
 
 def _test_split(run):
+    from slm_tf.data.pipeline import make_dataset, prepare_data  # TensorFlow
     dcfg = from_dict(DataConfig, run.config["data"])
     data = prepare_data(dcfg)
     ids, labels = [], []
@@ -66,6 +62,8 @@ def _test_split(run):
 
 def _litert_accuracy(tflite: bytes, name: str, ids: np.ndarray, labels: np.ndarray):
     """Writes the file (kept as an artifact) and scores it in LiteRT, one row at a time."""
+    from slm_tf.compress.report import gzip_size
+    from slm_tf.export.runtimes import LiteRTRuntime
     path = os.path.join(FLAGS.output_dir, f"{name}.tflite")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -76,6 +74,11 @@ def _litert_accuracy(tflite: bytes, name: str, ids: np.ndarray, labels: np.ndarr
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.compress.report import tflite_blob
+    from slm_tf.compress.run import sample_ids
+    from slm_tf.export.tflite import to_tflite
+    from slm_tf.train.artifacts import load_run
     del argv
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     dense = load_run(FLAGS.run_dir)
@@ -157,4 +160,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -12,19 +12,17 @@ import os
 
 import numpy as np
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import parse_flagfile
 from slm_tf.data.config import DataConfig
-from slm_tf.distill.augment import AugmentConfig
-from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+from slm_tf.distill.config import AugmentConfig, DistillConfig
 from slm_tf.io_utils import read_json, write_json
 from slm_tf.models import ModelConfig
 from slm_tf.pipeline.config import CONFIGS
 from slm_tf.tokenizers import TokenizerConfig
-from slm_tf.train.artifacts import METRICS_FILE, is_complete
-from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+from slm_tf.train.config import ExperimentConfig, TrainConfig
 
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
 flags.DEFINE_string("output_dir", "runs/bench_distill", "Where runs and bench_distill.json go.")
@@ -48,6 +46,8 @@ def _student(run_dir: str, seed: str, extra=()):
 
 
 def _distill(run_dir, seed, cache, augment_copies, extra=()):
+    from slm_tf.distill.run import DistillExperiment, distill
+
     data, tok, model, tcfg = _student(run_dir, seed, extra)
     kd = DistillConfig(teacher_dir=FLAGS.teacher_dir, temperature=FLAGS.temperature,
                        alpha=FLAGS.alpha, cache_teacher=cache)
@@ -57,6 +57,10 @@ def _distill(run_dir, seed, cache, augment_copies, extra=()):
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.train.artifacts import METRICS_FILE, is_complete
+    from slm_tf.train.trainer import train
+
     del argv
     out = FLAGS.output_dir
     if not is_complete(FLAGS.teacher_dir):
@@ -105,4 +109,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

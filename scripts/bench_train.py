@@ -10,17 +10,17 @@ import os
 import platform
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import parse_flagfile
 from slm_tf.data.config import DataConfig
 from slm_tf.io_utils import write_json
+from slm_tf.recipes import recipe_path
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
-from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+from slm_tf.train.config import ExperimentConfig, TrainConfig
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 flags.DEFINE_string("output_dir", "runs/bench_train", "Where runs and bench_train.json go.")
 flags.DEFINE_list("models", ["cnn", "transformer", "bilstm", "bow"], "Architectures to train.")
 flags.DEFINE_string("data_dir", DataConfig.data_dir, "tensorflow-datasets data dir.")
@@ -31,11 +31,13 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    from slm_tf.train.trainer import train  # TensorFlow loads here, after the flags
+
     del argv
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "models": {}}
     for name in FLAGS.models:
-        recipe = os.path.join(CONFIG_DIR, f"banking77_{name}.flags")
+        recipe = recipe_path(f"banking77_{name}")
         overrides = [f"--output_dir={os.path.join(FLAGS.output_dir, name)}",
                      f"--data_dir={FLAGS.data_dir}"] + [f"--{o}" for o in FLAGS.overrides]
         exp = ExperimentConfig(*parse_flagfile(
@@ -59,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -10,11 +10,9 @@ exits with status 1 when a format misses its parity floor.
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
-from slm_tf.export.benchmark import benchmark_export
-from slm_tf.export.parity import parity_failures
+from slm_tf.cli import friendly_errors, run
 
 flags.DEFINE_string("export_dir", None, "The --output_dir of scripts/export.py.")
 flags.DEFINE_integer("latency_queries", 300, "Batch-1 queries timed per format and thread count.")
@@ -24,6 +22,10 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.export.benchmark import benchmark_export
+    from slm_tf.export.parity import parity_failures
+
     records = benchmark_export(FLAGS.export_dir, FLAGS.latency_queries)
     failures = parity_failures(records)
     for line in failures:
@@ -32,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

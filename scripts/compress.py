@@ -12,13 +12,12 @@ accuracy and size (raw and gzip) before and after. A --qat model exports to int8
 without calibration data; load it with slm_tf.train.artifacts.load_run.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.compress.config import FINETUNE_DEFAULTS, CompressConfig
-from slm_tf.compress.run import REPORT_FILE, CompressExperiment, compress
 from slm_tf.config import define_flags, from_flags
-from slm_tf.train.trainer import TrainConfig
+from slm_tf.train.config import TrainConfig
 
 define_flags(CompressConfig)
 define_flags(TrainConfig)
@@ -37,6 +36,9 @@ def _size(report, when):
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.compress.run import REPORT_FILE, CompressExperiment, compress
+
     exp = CompressExperiment(from_flags(CompressConfig), from_flags(TrainConfig))
     r = compress(exp)
     print()
@@ -50,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -9,16 +9,15 @@ online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer se
 directory is a normal run: evaluate.py and export work on the student unchanged.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
-from slm_tf.distill.augment import AugmentConfig
-from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
-from slm_tf.models import ModelConfig
-from slm_tf.tokenizers import TokenizerConfig
-from slm_tf.train.trainer import TrainConfig
+from slm_tf.distill.config import AugmentConfig, DistillConfig
+from slm_tf.models.config import ModelConfig
+from slm_tf.tokenizers.config import TokenizerConfig
+from slm_tf.train.config import TrainConfig
 
 CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DistillConfig, AugmentConfig)
 for _cfg in CONFIGS:
@@ -29,6 +28,9 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.distill.run import DistillExperiment, distill
+
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
     m = distill(exp)
     print()
@@ -43,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -10,12 +10,11 @@ Writes ``<run_dir>/eval/<data>_<split>.json`` and TensorBoard summaries under
 ``<run_dir>/logs/eval_<data>_<split>``.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
-from slm_tf.data.config import DataConfig
-from slm_tf.evaluation import AUTO, EVAL_SPLITS, evaluate_run
+from slm_tf.data.config import AUTO, EVAL_SPLITS, DataConfig
 
 define_flags(DataConfig)
 flags.DEFINE_string("run_dir", None, "The --output_dir of a finished train.py run.")
@@ -28,7 +27,15 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    from slm_tf.evaluation import evaluate_run  # TensorFlow loads here, after the flags
     r = evaluate_run(FLAGS.run_dir, from_flags(DataConfig), FLAGS.split)
+    if "entity_f1" in r:  # token classification (--task=ner runs)
+        print_table([[r["data"]["name"], r["split"], r["num_examples"], f"{r['entity_f1']:.4f}",
+                      f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+                      f"{r['token_accuracy']:.4f}", r["data"]["skipped_rows_total"]]],
+                    ["data", "split", "sentences", "entity F1", "precision", "recall",
+                     "token accuracy", "skipped rows"])
+        return
     if "bits_per_character" in r:  # a language model
         print_table([[r["data"]["name"], r["split"], r["tokens"],
                       f"{r['bits_per_character']:.4f}", f"{r['perplexity']:.2f}",
@@ -41,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -9,11 +9,11 @@ Any TFLite format also writes ``android/``: the model plus vocabulary, labels an
 tokenizer's rules (see BUILD.md). ``export.json`` lists every file for scripts/benchmark.py.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors, print_table
+from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
-from slm_tf.export.run import ExportConfig, export_run
+from slm_tf.export.config import ExportConfig
 
 define_flags(ExportConfig)
 flags.mark_flag_as_required("run_dir")
@@ -22,6 +22,9 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.export.run import export_run
+
     manifest = export_run(from_flags(ExportConfig))
     print_table([[f["format"], f["path"], f"{f['file_bytes']:,}", f"{f['seconds']:.1f}"]
                  for f in manifest["files"]], ["format", "file", "bytes", "seconds"])
@@ -30,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

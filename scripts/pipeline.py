@@ -14,14 +14,12 @@ import shlex
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.pipeline.config import PipelineConfig
-from slm_tf.pipeline.report import write_report
-from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
 
 define_flags(PipelineConfig)
 define_flags(DataConfig)
@@ -41,6 +39,10 @@ def _data_overrides():
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.pipeline.report import write_report
+    from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
+
     ctx = Context(from_flags(PipelineConfig), _data_overrides())
     status = run_stages(ctx)
     paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
@@ -58,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

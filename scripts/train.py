@@ -10,27 +10,31 @@ import os
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.autorecipe import PROFILE_FILE, configure
-from slm_tf.cli import command_line_flag_names, friendly_errors, print_table
+from slm_tf.cli import command_line_flag_names, friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
-from slm_tf.io_utils import write_json
 from slm_tf.data.config import DataConfig
-from slm_tf.models import ModelConfig
-from slm_tf.tasks.lm import print_lm_summary
-from slm_tf.tokenizers import TokenizerConfig
-from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
+from slm_tf.models.config import ModelConfig
+from slm_tf.tokenizers.config import TokenizerConfig
+from slm_tf.train.config import ExperimentConfig, TrainConfig
+from slm_tf.trust.config import DPConfig
 
-for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
+for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
 
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.autorecipe import PROFILE_FILE, configure
+    from slm_tf.io_utils import write_json
+    from slm_tf.tasks import get_task
+    from slm_tf.train.trainer import train
+
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
-                           from_flags(ModelConfig), from_flags(TrainConfig))
+                           from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig))
     profile = None
     if exp.train.auto_recipe and exp.train.task == "classification":
         given = {name for name in FLAGS if FLAGS[name].present}
@@ -44,16 +48,18 @@ def main(argv):
         write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
     print()
     if m["task"] == "lm":
+        from slm_tf.tasks.lm import print_lm_summary
         print_lm_summary(m, exp)
         return
-    print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
-                  f"{m['macro_f1']:.4f}", f"{m['num_params']:,}",
+    task = get_task(exp.train.task)  # columns from the task's own summary metrics
+    print_table([[m["data"]["name"], exp.model.model,
+                  *[f"{m[k]:.4f}" for k in task.summary_metrics], f"{m['num_params']:,}",
                   f"{m['train_examples_per_s']:.0f}", m["data"]["skipped_rows_total"]]],
-                ["data", "model", "test accuracy", "test macro-F1", "params", "train ex/s",
-                 "skipped rows"])
+                ["data", "model", *[f"test {k}" for k in task.summary_metrics], "params",
+                 "train ex/s", "skipped rows"])
     print(f"\nartifacts: {exp.train.output_dir} (model.keras, saved_model/, tokenizer/, "
           f"metrics.json); TensorBoard: tensorboard --logdir {exp.train.output_dir}/logs")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -6,11 +6,12 @@ validator). :func:`define_flags` turns a dataclass into absl flags of the same n
 build the same config object.
 """
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
 from absl import flags
 
 from slm_tf.errors import UserError
+from slm_tf.recipes import expand_flagfiles
 
 C = TypeVar("C")
 
@@ -48,11 +49,26 @@ def _flag_type(f: dataclasses.Field) -> type:
     return str
 
 
+# Config class name of each flag that define_flags made, per FlagValues, in definition order:
+# absl attributes those flags to this module, so --help groups them by config with this instead.
+_GROUPS: Dict[int, Dict[str, str]] = {}
+
+
+def flag_groups(flag_values: flags.FlagValues = flags.FLAGS) -> Dict[str, List[str]]:
+    """Config class name -> names of the flags :func:`define_flags` defined for it."""
+    out: Dict[str, List[str]] = {}
+    for name, group in _GROUPS.get(id(flag_values), {}).items():
+        out.setdefault(group, []).append(name)
+    return out
+
+
 def define_flags(cls: Type[C], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one absl flag per field of ``cls`` (skips flags that already exist)."""
+    groups = _GROUPS.setdefault(id(flag_values), {})
     for f in dataclasses.fields(cls):
         if f.name in flag_values:
             continue
+        groups[f.name] = cls.__name__
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kind = _flag_type(f)
@@ -117,11 +133,12 @@ def parse_flagfile(classes: Sequence[type], flagfile: str, overrides: Sequence[s
     """Builds one config per class from a recipe flagfile plus ``--name=value`` overrides
     (``defaults`` come before the flagfile, as a script's own defaults would).
 
+    Paths inside the recipe resolve relative to it (:func:`slm_tf.recipes.expand_flagfiles`).
     Uses a private FlagValues, so benchmarks and the pipeline can read several recipes in one
     process exactly as the command line would.
     """
     fv = flags.FlagValues()
     for cls in classes:
         define_flags(cls, fv)
-    fv(["recipe", *defaults, f"--flagfile={flagfile}", *overrides])
+    fv(expand_flagfiles(["recipe", *defaults, f"--flagfile={flagfile}", *overrides]))
     return tuple(from_flags(cls, fv) for cls in classes)

@@ -6,15 +6,13 @@ from typing import Dict
 
 from absl import logging
 
-from slm_tf.data.config import DataConfig
+from slm_tf.data.config import AUTO, EVAL_SPLITS, DataConfig  # noqa: F401  (re-exported)
 from slm_tf.data.readers import DataError
-from slm_tf.data.sources import ALL, DATASETS, SPLITS
+from slm_tf.data.sources import ALL, DATASETS
 from slm_tf.io_utils import write_json
 from slm_tf.tasks import get_task
 from slm_tf.train.artifacts import load_run, require_complete
 
-AUTO = "auto"  # the run's test split when --data is its training data, else the whole file
-EVAL_SPLITS = (AUTO, ALL) + SPLITS
 # Options that decide which rows land in which split: taken from the run when the data is the
 # run's own, so "test" means the run's held-out test rows and never rows it trained on.
 _SPLIT_OPTIONS = ("validation_data", "test_data", "validation_fraction", "test_fraction",

@@ -3,7 +3,6 @@ that is a file, an empty validation/test split, a missing teacher, tool folders 
 dataset, labels with line breaks or control characters. All are found before any training."""
 import json
 import logging
-import os
 import re
 
 import pytest
@@ -49,6 +48,7 @@ def test_output_dir_that_is_a_file_is_refused_up_front(tmp_path):
     require_output_dir(str(tmp_path / "new" / "run"))  # creatable: fine
 
 
+@pytest.mark.integration
 def test_train_and_export_refuse_an_output_dir_that_is_a_file(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     existing = tmp_path / "results"
@@ -84,6 +84,7 @@ def test_too_few_examples_per_class_to_hold_out_is_refused(tmp_path):
         prepare_data(DataConfig(data=data, data_dir=str(tmp_path / "tfds")))
 
 
+@pytest.mark.integration
 def test_train_with_test_fraction_zero_stops_before_the_first_step(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     out = tmp_path / "run"
@@ -94,6 +95,7 @@ def test_train_with_test_fraction_zero_stops_before_the_first_step(tmp_path):
     assert not (out / "logs").exists() and not (out / "checkpoints").exists()  # never trained
 
 
+@pytest.mark.integration
 def test_distill_checks_the_teacher_before_creating_the_student_run(tmp_path):
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     out = tmp_path / "student"
@@ -101,6 +103,24 @@ def test_distill_checks_the_teacher_before_creating_the_student_run(tmp_path):
                       f"--output_dir={out}", check=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "no_teacher: no such run folder" in proc.stderr and "--teacher_dir" in proc.stderr
+    assert not out.exists()
+
+
+def test_distill_refuses_a_missing_teacher_before_any_work(tmp_path):
+    from slm_tf.distill.augment import AugmentConfig
+    from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+    from slm_tf.models import ModelConfig
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.trainer import TrainConfig
+    out = tmp_path / "student"
+    exp = DistillExperiment(DataConfig(data=write_csv(tmp_path / "d.csv", labelled_rows(30))),
+                            TokenizerConfig(), ModelConfig(), TrainConfig(output_dir=str(out)),
+                            DistillConfig(teacher_dir=str(tmp_path / "half")), AugmentConfig())
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")  # a run that never finished
+    with pytest.raises(UserError, match=r"half: not a complete run \(missing model\.keras, "
+                                        r"saved_model.*--teacher_dir"):
+        distill(exp)
     assert not out.exists()
 
 
@@ -112,7 +132,7 @@ def test_hidden_and_tool_folders_are_not_classes(tmp_path, caplog):
         (root / label / "a.txt").write_text(f"some text about {label}")
     (root / "billing" / ".~lock.b.txt").write_text("an editor's lock file")
     (root / "billing" / "b.txt").write_text("my invoice is wrong")
-    with caplog.at_level(logging.INFO, logger="absl"):
+    with caplog.at_level(logging.INFO, logger="absl"):  # absl may have set its own level
         rep = read_labelled(str(root))
     assert sorted({e.label for e in rep.examples}) == ["billing", "shipping"]
     assert sorted(e.text for e in rep.examples) == ["my invoice is wrong", "some text about "
@@ -136,5 +156,5 @@ def test_a_label_with_a_line_break_or_control_character_is_refused(tmp_path, lab
     assert rep.skipped == {"bad_label": 1}
     jsonl = tmp_path / "l.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
-    with pytest.raises(DataError, match=rf"l\.jsonl:2: the label"):
+    with pytest.raises(DataError, match=r"l\.jsonl:2: the label"):
         read_labelled(str(jsonl))

@@ -46,6 +46,7 @@ def _one_line(e, path):
     return text
 
 
+@pytest.mark.integration
 def test_a_truncated_model_gives_one_line_in_evaluate(clean_run, tmp_path):
     run_dir = _copy(clean_run, tmp_path)
     model = os.path.join(run_dir, "model.keras")

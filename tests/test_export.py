@@ -188,3 +188,22 @@ def test_latency_percentiles_measure_wall_time():
     assert len(t) == 100 and runtime.calls == 100
     assert 2.0 <= np.percentile(t, 50) < 15.0
     assert np.percentile(t, 95) >= 25.0
+
+
+def test_exported_files_carry_the_fitted_temperature(exported):
+    from slm_tf.train.artifacts import load_run
+    run_dir, out, _ = exported
+    t = json.load(open(os.path.join(run_dir, "metrics.json")))["trust"]["temperature"]
+    assert t != 1.0
+    spec = json.load(open(os.path.join(out, "android", "bundle.json")))
+    assert spec["temperature"] == pytest.approx(t) and spec["abstain"] is None  # no OOS data
+    run = load_run(run_dir)
+    ids = _ids(8, seed=3)
+    ids = np.pad(ids, ((0, 0), (0, run.max_seq_len - SEQ)))
+    z = run.model(ids, training=False).numpy().astype(np.float64) / t
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    from ai_edge_litert.interpreter import Interpreter
+    runner = Interpreter(model_path=os.path.join(out, "model_float.tflite")).get_signature_runner()
+    got = np.concatenate([runner(ids=row[None])["probabilities"] for row in ids])
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -53,6 +53,7 @@ def _zip_with_lambda(path, marker):
     _lambda_model(marker).save(path)  # a real Keras v3 archive whose config names a Lambda
 
 
+@pytest.mark.integration
 def test_an_hdf5_model_with_a_lambda_is_refused_by_evaluate_and_export(clean_run, tmp_path):
     run_dir, marker = _run_with_model(clean_run, tmp_path, _hdf5)
     with open(os.path.join(run_dir, MODEL_FILE), "rb") as f:
@@ -69,6 +70,13 @@ def test_an_hdf5_model_with_a_lambda_is_refused_by_evaluate_and_export(clean_run
         assert "Traceback" not in proc.stderr
         assert not os.path.exists(marker), f"{script} ran the Lambda stored in the file"
     assert not os.path.exists(f"{tmp_path}/exp/export.json")
+
+
+def test_an_hdf5_model_with_a_lambda_is_refused_by_load_run(clean_run, tmp_path):
+    run_dir, marker = _run_with_model(clean_run, tmp_path, _hdf5)
+    with pytest.raises(UserError, match=r"model\.keras: refused: an HDF5 \(legacy Keras\) file"):
+        load_run(run_dir)
+    assert not os.path.exists(marker)
 
 
 def test_a_keras_archive_naming_a_lambda_is_refused(clean_run, tmp_path):

@@ -34,6 +34,12 @@ def test_clinc150_and_medical_abstracts(shared_data):
     c = load_splits(DataConfig(data="clinc150", data_root=shared_data))
     assert len(c.label_names) == 150 and c.sizes() == {"train": 15000, "validation": 3000,
                                                        "test": 4500}
+    # clinc150_oos adds the paper's 100/100/1000 out-of-scope queries as the label "oos".
+    o = load_splits(DataConfig(data="clinc150_oos", data_root=shared_data))
+    assert len(o.label_names) == 151 and o.sizes() == {"train": 15100, "validation": 3100,
+                                                       "test": 5500}
+    assert [sum(e.label == "oos" for e in o.split(s)) for s in ("train", "validation", "test")
+            ] == [100, 100, 1000]
     m = load_splits(DataConfig(data="medical_abstracts", data_root=shared_data))
     assert len(m.label_names) == 5 and sum(m.sizes().values()) == 2888
     assert min(m.sizes().values()) > 250

@@ -1,7 +1,7 @@
 """``CompressConfig``: what to compress and how, mirrored 1:1 by the flags of compress.py.
 
 Fine-tuning itself (epochs, learning rate, seed, output directory) is a
-:class:`slm_tf.train.trainer.TrainConfig` with :data:`FINETUNE_DEFAULTS`, so every flag of
+:class:`slm_tf.train.config.TrainConfig` with :data:`FINETUNE_DEFAULTS`, so every flag of
 train.py that makes sense for fine-tuning means the same thing here.
 """
 import dataclasses

@@ -3,8 +3,13 @@ import dataclasses
 import os
 
 from slm_tf.config import field, fraction, positive
-from slm_tf.data.readers import BAD_ROW_POLICIES, FORMATS
+from slm_tf.data.readers import BAD_ROW_POLICIES, FORMATS, DataError
 
+SPLITS = ("train", "validation", "test")
+ALL = "all"  # every example of the source, whatever split it is in
+# evaluate.py's --split choices (TensorFlow-free, so its flags parse before TF loads).
+AUTO = "auto"  # the run's test split when --data is its training data, else the whole file
+EVAL_SPLITS = (AUTO, ALL) + SPLITS
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "slm_tf", "tfds")
 
 
@@ -29,6 +34,10 @@ class DataConfig:
     split_seed: int = field(1234, "Seed of the deterministic stratified split.")
     on_bad_row: str = field("error", "What to do with a bad row: stop with an error naming the "
                             "file and line, or skip it and count it.", choices=BAD_ROW_POLICIES)
+    redact_pii: bool = field(False, "Replace e-mail addresses, phone numbers, card numbers, "
+                             "IBANs, Chinese resident IDs, US SSNs, IP addresses and URLs by "
+                             "typed placeholders ([EMAIL] ...) when the texts are read; counts "
+                             "per type go to metrics.json (slm_tf.trust.pii).")
     max_seq_len: int = field(64, "Token ids per example (padded/truncated).", validate=positive,
                              rule="> 0")
     batch_size: int = field(64, "Examples per training batch.", validate=positive, rule="> 0")
@@ -39,3 +48,16 @@ class DataConfig:
                                  validate=fraction, rule="in [0, 1)")
     shuffle_buffer: int = field(20000, "Shuffle buffer size (examples).", validate=positive,
                                 rule="> 0")
+
+
+def check_paths(cfg: DataConfig) -> None:
+    """Fails fast (before TensorFlow loads) on a data path that does not exist: ``--data`` when it
+    is spelled as a path (a folder separator or a file extension; registered names have
+    neither) and ``--validation_data`` / ``--test_data`` when set."""
+    looks_like_path = os.sep in cfg.data or os.path.splitext(cfg.data)[1] != ""
+    for flag, path in (("data", cfg.data if looks_like_path else ""),
+                       ("validation_data", cfg.validation_data), ("test_data", cfg.test_data)):
+        if path and not os.path.exists(path):
+            raise DataError(f"{path}: no such file or folder. Fix: check --{flag} (a path "
+                            f"relative to {os.getcwd()}, or a registered name such as "
+                            "banking77).")

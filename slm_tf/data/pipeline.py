@@ -46,6 +46,9 @@ class PreparedData:
                 "num_classes": self.num_classes, "sizes": self.splits.sizes(),
                 "skipped_rows": dict(self.splits.skipped),
                 "skipped_rows_total": sum(self.splits.skipped.values()),
+                **({"pii_redacted": dict(self.splits.pii_redacted),
+                    "pii_redacted_total": sum(self.splits.pii_redacted.values())}
+                   if self.splits.pii_redacted is not None else {}),
                 "license": self.splits.license, "citation": self.splits.citation,
                 "tfds_dir": tfds_builders.data_dir_of(self.builder)}
 

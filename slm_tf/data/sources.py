@@ -9,13 +9,12 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from absl import logging
 
-from slm_tf.data.config import DataConfig
+from slm_tf.data.config import ALL, SPLITS, DataConfig  # noqa: F401  (ALL, SPLITS re-exported)
 from slm_tf.data.readers import DataError, Example, ReadReport, read_labelled
 from slm_tf.registry import Registry
+from slm_tf.trust import pii
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
-SPLITS = ("train", "validation", "test")
-ALL = "all"  # every example of the source, whatever split it is in
 
 
 @dataclasses.dataclass
@@ -30,6 +29,7 @@ class Splits:
     citation: str = ""
     license: str = ""
     files: List[str] = dataclasses.field(default_factory=list)
+    pii_redacted: Optional[collections.Counter] = None  # replacements per type, when redacting
 
     def split(self, name: str) -> List[Example]:
         """One split's examples; ``all`` is train, validation and test in that order."""
@@ -145,20 +145,34 @@ def _root(cfg: DataConfig, name: str) -> str:
     return root
 
 
-@DATASETS.register("clinc150")
-def clinc150(cfg: DataConfig) -> Splits:
-    """CLINC150 in-scope intents (CC BY 3.0, Larson et al. 2019) from ``data_full.json``."""
+OOS_LABEL = "oos"  # clinc150's out-of-scope label (abstention treats it as "none of mine")
+
+
+def _clinc150(cfg: DataConfig, name: str, with_oos: bool) -> Splits:
     path = os.path.join(_root(cfg, "clinc150"), "data_full.json")
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     def report(key):
-        return ReadReport([Example(t, l, f"{path}:{key}[{i}]")
-                           for i, (t, l) in enumerate(data[key])])
+        keys = (key, f"oos_{key}") if with_oos else (key,)
+        return ReadReport([Example(t, l, f"{path}:{k}[{i}]")
+                           for k in keys for i, (t, l) in enumerate(data[k])])
     train = report("train")
-    return assemble("clinc150", train, report("val"), report("test"), cfg,
+    return assemble(name, train, report("val"), report("test"), cfg,
                     sorted({e.label for e in train.examples}),
                     citation="Larson et al., An Evaluation Dataset for Intent Classification and "
                     "Out-of-Scope Prediction, EMNLP 2019", license="CC BY 3.0", files=[path])
+
+
+@DATASETS.register("clinc150")
+def clinc150(cfg: DataConfig) -> Splits:
+    """CLINC150 in-scope intents (CC BY 3.0, Larson et al. 2019) from ``data_full.json``."""
+    return _clinc150(cfg, "clinc150", with_oos=False)
+
+
+@DATASETS.register("clinc150_oos")
+def clinc150_oos(cfg: DataConfig) -> Splits:
+    """CLINC150 plus its out-of-scope splits (``oos_train/val/test``) as a 151st label ``oos``."""
+    return _clinc150(cfg, "clinc150_oos", with_oos=True)
 
 
 @DATASETS.register("medical_abstracts")
@@ -182,7 +196,19 @@ def medical_abstracts(cfg: DataConfig) -> Splits:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Reads and validates the data named by ``cfg.data`` (a registered name or a path)."""
+    """Reads and validates the data named by ``cfg.data`` (a registered name or a path);
+    with ``cfg.redact_pii`` every text has its PII replaced by typed placeholders."""
+    splits = _read_splits(cfg)
+    if cfg.redact_pii:
+        splits.pii_redacted = collections.Counter()
+        for split in SPLITS:
+            for ex in splits.split(split):
+                ex.text = pii.redact(ex.text, splits.pii_redacted)
+        logging.info("redacted PII in %s: %s", splits.name, dict(splits.pii_redacted))
+    return splits
+
+
+def _read_splits(cfg: DataConfig) -> Splits:
     if cfg.data in DATASETS:
         return DATASETS.get(cfg.data)(cfg)
     if not os.path.exists(cfg.data):
@@ -225,5 +251,7 @@ def fingerprint(cfg: DataConfig, files: List[str]) -> str:
                 h.update(f.read())
     opts = (cfg.data_format, cfg.text_column, cfg.label_column, cfg.validation_fraction,
             cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)
+    if cfg.redact_pii:  # appended only when on, so earlier fingerprints stay valid
+        opts += ("redact_pii",)
     h.update(repr(opts).encode())
     return h.hexdigest()[:12]

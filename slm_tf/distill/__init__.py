@@ -1,7 +1,15 @@
-"""Knowledge distillation: losses, the Distiller model, teacher-output caching."""
-from slm_tf.distill.distiller import (STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
-                                      TEACHER_LOGITS, Distiller, with_features)
-from slm_tf.distill.losses import distillation_loss, kd_loss, masked_cross_entropy
+"""Knowledge distillation: losses, the Distiller model, teacher-output caching. The configs
+(:mod:`slm_tf.distill.config`) import without TensorFlow; the names below load
+:mod:`slm_tf.distill.kd` (TensorFlow) on first use."""
+import importlib
 
-__all__ = ["Distiller", "kd_loss", "distillation_loss", "masked_cross_entropy", "STUDENT_IDS",
-           "TEACHER_IDS", "TEACHER_LOGITS", "TEACHER_FEATURES", "with_features"]
+
+def __getattr__(name):
+    """Loads the losses and the Distiller (TensorFlow) on first use."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    kd = importlib.import_module("slm_tf.distill.kd")
+    try:
+        return getattr(kd, name)
+    except AttributeError:
+        raise AttributeError(f"module 'slm_tf.distill' has no attribute {name!r}") from None

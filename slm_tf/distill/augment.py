@@ -5,30 +5,13 @@ Neighbours come from the teacher's own word-embedding space instead of a POS tag
 word becomes U+FFFD, which every vocabulary here maps to ``[UNK]`` - the teacher sees an
 unknown word, as with BERT's ``[MASK]``.
 """
-import dataclasses
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-from slm_tf.config import field, fraction, non_negative
+from slm_tf.distill.config import AugmentConfig  # noqa: F401  (re-exported: its old home)
 
 MASK_WORD = "\ufffd"
-
-
-@dataclasses.dataclass
-class AugmentConfig:
-    augment_copies: int = field(0, "Augmented copies of each training text added to the "
-                                "transfer set (labelled softly by the teacher; 0 = none).",
-                                validate=non_negative, rule=">= 0")
-    p_mask: float = field(0.1, "Per-word probability of masking (augmentation).",
-                          validate=fraction, rule="in [0, 1)")
-    p_neighbour: float = field(0.1, "Per-word probability of replacing the word by a "
-                               "nearest neighbour in the teacher's embedding space.",
-                               validate=fraction, rule="in [0, 1)")
-    p_ngram: float = field(0.25, "Per-copy probability of keeping only a random n-gram "
-                           "(n in 1..5) of the augmented text.", validate=fraction,
-                           rule="in [0, 1)")
-    augment_seed: int = field(0, "Seed of the augmentation draws.")
 
 
 def embedding_neighbours(vocab: Sequence[str], embeddings: np.ndarray, words: Sequence[str],

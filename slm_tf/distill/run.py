@@ -9,12 +9,13 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.config import field, non_negative, positive, to_dict
+from slm_tf.config import to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError, read_corpus
 from slm_tf.distill import cache
 from slm_tf.distill.augment import AugmentConfig, augment_texts, embedding_neighbours
+from slm_tf.distill.config import DistillConfig
 from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
                                       TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
@@ -26,31 +27,6 @@ from slm_tf.train.artifacts import Run, load_run, require_complete
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
 from slm_tf.train.trainer import TrainConfig, finish_run, fit, prepare_tokenizer, start_run
-
-
-@dataclasses.dataclass
-class DistillConfig:
-    teacher_dir: str = field("", "Run directory of the fine-tuned teacher (train.py output).",
-                             validate=bool, rule="set (e.g. --teacher_dir=runs/teacher)")
-    temperature: float = field(4.0, "Softmax temperature T of the soft targets.",
-                               validate=positive, rule="> 0")
-    alpha: float = field(0.5, "Weight of the hard-label cross-entropy; 1 - alpha weighs the "
-                         "T^2-scaled KL term.", validate=lambda a: 0.0 <= a <= 1.0,
-                         rule="in [0, 1]")
-    temperature_schedule: str = field("constant", "constant, or linear: anneal T to 1 over "
-                                      "the epochs.", choices=("constant", "linear"))
-    cache_teacher: bool = field(True, "Compute the teacher's outputs once and cache them as "
-                                "TFRecords under --data_dir (else run the teacher online).")
-    unlabeled_data: str = field("", "Unlabeled domain text (.txt file or folder) added to the "
-                                "transfer set; the teacher labels it softly.")
-    unlabeled_unit: str = field("line", "One unlabeled document per line or per paragraph.",
-                                choices=("line", "paragraph"))
-    feature_weight: float = field(0.0, "Weight of the intermediate term: MSE between the "
-                                  "teacher's pooled sentence vector and a learned projection "
-                                  "of the student's (0 = off).", validate=lambda x: x >= 0,
-                                  rule=">= 0")
-    max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",
-                               validate=non_negative, rule=">= 0")
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ from slm_tf.export.tflite import signature_io
 from slm_tf.io_utils import atomic_path, write_json, write_text
 from slm_tf.tokenizers import Tokenizer
 from slm_tf.tokenizers.normalize import CJK_RANGES
+from slm_tf.trust.serving import ServingHead, abstain_spec
 
 BUNDLE_DIR = "android"
 MODEL_FILE = "model.tflite"
@@ -89,7 +90,8 @@ def _readme(spec: Dict) -> str:
 
 
 def write_bundle(out_dir: str, tflite_path: str, fmt: str, tokenizer: Tokenizer,
-                 max_seq_len: int, label_names: List[str], name: str) -> str:
+                 max_seq_len: int, label_names: List[str], name: str,
+                 head: ServingHead = ServingHead()) -> str:
     """Writes ``<out_dir>/android/`` atomically and returns its path."""
     path = os.path.join(out_dir, BUNDLE_DIR)
     for label in label_names:  # labels.txt holds one label per line
@@ -102,7 +104,8 @@ def write_bundle(out_dir: str, tflite_path: str, fmt: str, tokenizer: Tokenizer,
         io = signature_io(f.read())
     spec = {"name": name, "format": fmt, "model_file": MODEL_FILE, "labels_file": LABELS_FILE,
             "num_labels": len(label_names), "io": io,
-            "tokenizer": tokenizer_spec(tokenizer, max_seq_len)}
+            "tokenizer": tokenizer_spec(tokenizer, max_seq_len),
+            "temperature": head.temperature, "abstain": abstain_spec(head)}
     with atomic_path(path, is_dir=True) as tmp:
         shutil.copyfile(tflite_path, os.path.join(tmp, MODEL_FILE))
         tokenizer.save(tmp)  # vocab.txt (+ tokenizer.json for slm_tf itself)

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from slm_tf.models import INPUT_NAME
+from slm_tf.trust.serving import ServingHead
 
 OUTPUTS = ("logits", "probabilities")
 _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
@@ -53,16 +54,17 @@ def deployment_model(model, seq_len: int, batch: int = 1):
     return clone
 
 
-def serving_function(model, seq_len: int, batch=1):
+def serving_function(model, seq_len: int, batch=1, head: ServingHead = ServingHead()):
     """A ``tf.function`` ``ids[batch, seq_len] int32 -> {logits, probabilities}`` with its
     input signature, and the Keras model it calls.
 
-    ``batch=None`` keeps the batch dynamic (ONNX, SavedModel); TFLite uses 1.
+    ``batch=None`` keeps the batch dynamic (ONNX, SavedModel); TFLite uses 1. ``head`` folds
+    the fitted temperature into the logits and adds ``oos_score``/``abstain`` when a run chose
+    an abstention rule.
     """
     net = deployment_model(model, seq_len, batch) if batch else model
 
     @tf.function(input_signature=[tf.TensorSpec([batch, seq_len], tf.int32, name=INPUT_NAME)])
     def serve(ids):
-        logits = net(ids, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        return head.outputs(net(ids, training=False))
     return serve, net

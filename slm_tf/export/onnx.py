@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from slm_tf.errors import UserError
 from slm_tf.export.graph import serving_function
+from slm_tf.trust.serving import ServingHead
 from slm_tf.models import INPUT_NAME
 
 OPSET = 17
@@ -22,11 +23,11 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
 CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
-def to_onnx(model, seq_len: int) -> bytes:
+def to_onnx(model, seq_len: int, head: ServingHead = ServingHead()) -> bytes:
     """Serialized ONNX model (opset 17) of ``model`` with the explicit input signature
     tf2onnx needs."""
     import tf2onnx
-    fn, _ = serving_function(model, seq_len, batch=None)
+    fn, _ = serving_function(model, seq_len, batch=None, head=head)
     spec = [tf.TensorSpec([None, seq_len], tf.int32, name=INPUT_NAME)]
     try:
         proto, _ = tf2onnx.convert.from_function(

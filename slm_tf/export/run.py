@@ -6,48 +6,35 @@ format is exported) and ``export.json``, a manifest the benchmark reads.
 import dataclasses
 import os
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
-from slm_tf.config import field, from_dict, positive
+from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import UserError
 from slm_tf.export.bundle import write_bundle
+from slm_tf.export.config import TFLITE_FORMATS, ExportConfig
 from slm_tf.export.onnx import to_onnx
 from slm_tf.export.tflite import is_quantization_aware, to_tflite
 from slm_tf.io_utils import atomic_path, require_output_dir, write_json
 from slm_tf.registry import Registry
+from slm_tf.serving.drift import REFERENCE_FILE, histograms
 from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_model
+from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
 FORMATS: Registry[Callable] = Registry("export format")
-TFLITE_FORMATS = ("tflite_int8", "tflite_dynamic", "tflite_fp16", "tflite_float")
-
-
-@dataclasses.dataclass
-class ExportConfig:
-    run_dir: str = field("", "The --output_dir of a finished train/distill/compress run.")
-    formats: list = field(["tflite_int8", "tflite_fp16", "tflite_dynamic", "tflite_float",
-                           "onnx", "saved_model"], "Formats to write: tflite_int8, tflite_fp16, "
-                          "tflite_dynamic, tflite_float, onnx, saved_model.")
-    output_dir: str = field("", "Where exported files go (default <run_dir>/export).")
-    allow_flex: bool = field(False, "Allow TensorFlow (Flex) ops in TFLite files; the app must "
-                             "then link the Flex delegate.")
-    calibration_examples: int = field(200, "Training texts that calibrate int8 activation "
-                                      "ranges (ignored for a QAT model).", validate=positive,
-                                      rule="> 0")
-    bundle_format: str = field("auto", "Which TFLite file goes into the Android bundle; auto = "
-                               "the first exported of int8, dynamic, fp16, float.",
-                               choices=("auto",) + TFLITE_FORMATS)
 
 
 @dataclasses.dataclass
 class _Context:
     run: Run
     cfg: ExportConfig
+    head: ServingHead = ServingHead()
 
     def calibration_ids(self) -> np.ndarray:
         """Token ids of an evenly spaced sample of the run's own training split."""
@@ -63,11 +50,21 @@ def _tflite(quantization: str):
         qat = is_quantization_aware(ctx.run.model)
         calibrate = quantization == "int8" and not qat
         data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
-                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex)
+                         ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex,
+                         ctx.head)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
-        return {"quantization": quantization, "calibrated": calibrate,
+        info = {"quantization": quantization, "calibrated": calibrate,
                 "quantization_aware": qat}
+        if ctx.cfg.dynamic_batch:
+            data = to_tflite(ctx.run.model, quantization, ctx.run.max_seq_len,
+                             ctx.calibration_ids() if calibrate else None, ctx.cfg.allow_flex,
+                             ctx.head, batch=None)
+            info["dynamic_batch_path"] = dynamic_batch_name(os.path.basename(path))
+            with atomic_path(os.path.join(os.path.dirname(path), info["dynamic_batch_path"])) \
+                    as tmp, open(tmp, "wb") as f:
+                f.write(data)
+        return info
     return write
 
 
@@ -77,7 +74,7 @@ for _q in ("int8", "dynamic", "fp16", "float"):
 
 @FORMATS.register("onnx")
 def _onnx(ctx: _Context, path: str) -> Dict:
-    data = to_onnx(ctx.run.model, ctx.run.max_seq_len)
+    data = to_onnx(ctx.run.model, ctx.run.max_seq_len, ctx.head)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return {}
@@ -85,7 +82,7 @@ def _onnx(ctx: _Context, path: str) -> Dict:
 
 @FORMATS.register("saved_model")
 def _saved_model(ctx: _Context, path: str) -> Dict:
-    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len)
+    save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len, ctx.head)
     return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
 
 
@@ -96,10 +93,37 @@ def file_name(fmt: str) -> str:
     return {"onnx": "model.onnx", "saved_model": "saved_model"}[fmt]
 
 
+def dynamic_batch_name(tflite_file: str) -> str:
+    """``model_int8.tflite`` -> ``model_int8_batch.tflite`` (the dynamic-batch variant)."""
+    return tflite_file[:-len(".tflite")] + "_batch.tflite"
+
+
 def _size(path: str) -> int:
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     return os.path.getsize(path)
+
+
+def write_reference(ctx: _Context, out: str) -> Optional[str]:
+    """Writes ``reference.json``: histograms of the model's predicted labels and confidences
+    on the run's test split, the baseline the server's drift monitor compares traffic with
+    (None, and a log line, when the run has no test split)."""
+    try:
+        texts = prepare_data(from_dict(DataConfig, ctx.run.config["data"]),
+                             required_splits=()).texts("test")
+    except UserError as e:  # the training data is not on this machine: export the rest
+        logging.warning("no %s: %s", REFERENCE_FILE, str(e).splitlines()[0])
+        return None
+    if not texts:
+        logging.info("no test split: no %s (the server's drift gauge stays off)",
+                     REFERENCE_FILE)
+        return None
+    ids = ctx.run.tokenizer.encode(texts, ctx.run.max_seq_len)
+    probs = tf.nn.softmax(ctx.run.model.predict(ids, batch_size=256, verbose=0), axis=-1).numpy()
+    path = os.path.join(out, REFERENCE_FILE)
+    write_json(path, {"split": "test", **histograms(probs.argmax(-1), probs.max(-1),
+                                                    ctx.run.label_names)})
+    return path
 
 
 def export_run(cfg: ExportConfig) -> Dict:
@@ -111,7 +135,7 @@ def export_run(cfg: ExportConfig) -> Dict:
     require_output_dir(out)
     run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
-    ctx = _Context(run, cfg)
+    ctx = _Context(run, cfg, load_head(cfg.run_dir))
     files: List[Dict] = []
     for fmt in cfg.formats:
         start = time.time()
@@ -123,7 +147,12 @@ def export_run(cfg: ExportConfig) -> Dict:
                      files[-1]["seconds"])
     manifest = {"run_dir": os.path.abspath(cfg.run_dir), "name": run.model.name,
                 "max_seq_len": run.max_seq_len, "label_names": run.label_names,
-                "data": run.config["data"], "files": files, "android": None}
+                "data": run.config["data"], "task": run.task, "files": files, "android": None,
+                "temperature": ctx.head.temperature, "abstain_rule": ctx.head.rule,
+                "reference": None}
+    if run.task == "classification":
+        reference = write_reference(ctx, out)
+        manifest["reference"] = reference and os.path.basename(reference)
     tflite = [f["format"] for f in files if f["format"] in TFLITE_FORMATS]
     if cfg.bundle_format != "auto" and cfg.bundle_format not in tflite:
         raise UserError(f"--bundle_format={cfg.bundle_format} was not exported; add it to "
@@ -132,7 +161,7 @@ def export_run(cfg: ExportConfig) -> Dict:
         chosen = cfg.bundle_format if cfg.bundle_format != "auto" else min(
             tflite, key=TFLITE_FORMATS.index)
         bundle = write_bundle(out, os.path.join(out, file_name(chosen)), chosen, run.tokenizer,
-                              run.max_seq_len, run.label_names, run.model.name)
+                              run.max_seq_len, run.label_names, run.model.name, ctx.head)
         manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
     write_json(os.path.join(out, MANIFEST), manifest)
     return manifest

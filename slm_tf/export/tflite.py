@@ -15,6 +15,7 @@ from slm_tf.errors import UserError
 from slm_tf.export.graph import serving_function
 from slm_tf.models import INPUT_NAME
 from slm_tf.registry import Registry
+from slm_tf.trust.serving import ServingHead
 
 QUANTIZATIONS: Registry[Callable] = Registry("TFLite quantization")
 REPRESENTATIVE_EXAMPLES = 200
@@ -62,15 +63,17 @@ def _flex_ops(message: str):
 
 def to_tflite(model, quantization: str, seq_len: int,
               representative_ids: Optional[Iterable[np.ndarray]] = None,
-              allow_flex: bool = False) -> bytes:
+              allow_flex: bool = False, head: ServingHead = ServingHead(),
+              batch: Optional[int] = 1) -> bytes:
     """Converts ``model`` to a TFLite flatbuffer with the signature ``ids -> logits,
-    probabilities`` on a ``[1, seq_len]`` int32 input.
+    probabilities`` on a ``[batch, seq_len]`` int32 input (``batch=None``: any batch, which a
+    server resizes to each batch; phones use the static batch of 1).
 
     ``quantization`` is one of ``QUANTIZATIONS.names()``; ``int8`` calibrates on
     ``representative_ids`` (rows of token ids) unless the model is quantization-aware.
     """
     configure = QUANTIZATIONS.get(quantization)
-    fn, net = serving_function(model, seq_len, batch=1)
+    fn, net = serving_function(model, seq_len, batch=batch, head=head)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()],
                                                                net)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -1,37 +1,24 @@
-"""The model zoo: a registry of named architectures built from a :class:`ModelConfig`."""
-import dataclasses
-from typing import Dict
+"""The model zoo. ``ModelConfig`` imports without TensorFlow; every other name (``MODELS``,
+``build_model``, the layers, ...) loads :mod:`slm_tf.models.zoo`, and with it TensorFlow and
+every architecture's Keras registration, on first use."""
+import importlib
 
-from slm_tf.models.bert import BertClassifier
-from slm_tf.models.base import INPUT_NAME, OUTPUT_NAME, ModelConfig, TextClassifier
-from slm_tf.models.bow import BagOfWordsClassifier
-from slm_tf.models.cnn import CNNClassifier
-from slm_tf.models.flops import flops_per_example, param_counts
-from slm_tf.models.lm import (LANGUAGE_MODELS, CausalLM, GPTLanguageModel, GRULanguageModel,
-                              LSTMLanguageModel, TiedEmbedding, is_language_model)
-from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
-from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
-from slm_tf.models.transformer import TransformerClassifier
-from slm_tf.registry import Registry
-
-MODELS: Registry[type] = Registry("model")
-for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
-             BagOfWordsClassifier, BertClassifier) + LANGUAGE_MODELS:
-    MODELS.register(_cls.arch)(_cls)
+from slm_tf.models.config import POOLINGS, ModelConfig
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int,
-                max_seq_len: int) -> TextClassifier:
-    """Instantiates the architecture ``cfg.model``."""
-    return MODELS.get(cfg.model)(vocab_size, num_classes, max_seq_len, dataclasses.asdict(cfg))
+def __getattr__(name):
+    """Loads the zoo (TensorFlow) on first use of any name other than ModelConfig."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    zoo = importlib.import_module("slm_tf.models.zoo")
+    try:
+        return getattr(zoo, name)
+    except AttributeError:
+        raise AttributeError(f"module 'slm_tf.models' has no attribute {name!r}") from None
 
 
-def describe(model: TextClassifier, seq_len: int) -> Dict[str, int]:
-    """Parameter counts and FLOPs per example of ``seq_len`` tokens."""
-    return {**param_counts(model), "flops_per_example": flops_per_example(model, seq_len)}
-
-
-__all__ = ["MODELS", "ModelConfig", "TextClassifier", "build_model", "describe", "INPUT_NAME",
-           "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
-           "PositionEmbedding", "CausalLM", "GPTLanguageModel", "LSTMLanguageModel",
-           "GRULanguageModel", "TiedEmbedding", "is_language_model"]
+__all__ = ["MODELS", "ModelConfig", "POOLINGS", "TextClassifier", "build_model", "describe",
+           "INPUT_NAME", "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
+           "PositionEmbedding", "TokenClassifier", "build_tagger", "CausalLM",
+           "GPTLanguageModel", "LSTMLanguageModel", "GRULanguageModel", "TiedEmbedding",
+           "is_language_model"]

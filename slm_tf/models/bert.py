@@ -32,6 +32,12 @@ class BertClassifier(TextClassifier):
 
     @staticmethod
     def build_graph(ids, vocab_size, num_classes, max_seq_len, cfg):
+        x, mask = BertClassifier.encode_tokens(ids, vocab_size, max_seq_len, cfg)
+        pooled = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
+        return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)
+
+    @staticmethod
+    def encode_tokens(ids, vocab_size, max_seq_len, cfg):
         layers, eps = keras.layers, cfg.layer_norm_eps
         mask = PaddingMask(name="padding_mask")(ids)
         tokens = layers.Embedding(vocab_size, cfg.hidden_dim, name="word_embeddings")(ids)
@@ -50,8 +56,7 @@ class BertClassifier(TextClassifier):
             h = layers.Dropout(cfg.dropout, name=f"layer{i}_output_dropout")(h)
             x = layers.Add(name=f"layer{i}_output_residual")([x, h])
             x = layers.LayerNormalization(epsilon=eps, name=f"layer{i}_output_norm")(x)
-        pooled = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
-        return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)
+        return x, mask
 
 
 def resolve_checkpoint(path: str) -> str:

@@ -14,6 +14,7 @@ import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
 from slm_tf.errors import UserError
+from slm_tf.models.config import POOLINGS
 
 serializable = keras.saving.register_keras_serializable(package="slm_tf")
 
@@ -180,7 +181,6 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
                 "causal": self.causal, "rotary": self.rotary}
 
 
-POOLINGS = ("mean", "max", "cls", "mean_max")
 
 
 @serializable

@@ -15,6 +15,12 @@ class TransformerClassifier(TextClassifier):
 
     @staticmethod
     def build_graph(ids, vocab_size, num_classes, max_seq_len, cfg):
+        x, mask = TransformerClassifier.encode_tokens(ids, vocab_size, max_seq_len, cfg)
+        pooled = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
+        return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)
+
+    @staticmethod
+    def encode_tokens(ids, vocab_size, max_seq_len, cfg):
         layers = keras.layers
         mask = PaddingMask(name="padding_mask")(ids)
         tokens = layers.Embedding(vocab_size, cfg.hidden_dim, name="token_embedding")(ids)
@@ -33,5 +39,4 @@ class TransformerClassifier(TextClassifier):
             h = layers.Dropout(cfg.dropout, name=f"block{i}_ffn_dropout")(h)
             x = layers.Add(name=f"block{i}_ffn_residual")([x, h])
         x = layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")(x)
-        pooled = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
-        return TextClassifier.classifier_head(pooled, num_classes, cfg.dropout)
+        return x, mask

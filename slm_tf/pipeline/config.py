@@ -4,9 +4,7 @@ import dataclasses
 import os
 
 from slm_tf.config import field, fraction, non_negative, positive
-
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs")
+from slm_tf.recipes import RECIPES_DIR as CONFIGS
 
 
 @dataclasses.dataclass

@@ -11,7 +11,10 @@ import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
+from slm_tf.plotting import HTML_FONT_STACK
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
+from slm_tf.trust.evaluate import summary_lines
+from slm_tf.trust.serving import TRUST_KEY
 
 MODEL_STAGES = ("teacher", "student", "distilled", "pruned", "qat")
 FINAL_TOLERANCE = 0.005  # the final model may give up this much accuracy for a smaller file
@@ -93,9 +96,8 @@ def pareto_front(points: List[tuple]) -> List[int]:
 
 
 def _plots(report: Dict, out: str) -> Dict[str, str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from slm_tf.plotting import pyplot
+    plt = pyplot()
     files = {}
     rows, final = report["rows"], report["final"]
 
@@ -204,15 +206,19 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
           "float TFLite file; latency is batch 1 through LiteRT/onnxruntime.", "", *table, "",
           "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), ""]
     md += [f"![{k}]({v})" for k, v in plots.items()]
+    trust = trust_section(paths, out)
+    md += ["", *trust]
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
     cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
     page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
+            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
             f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
             f"<p>Command: <code>{html.escape(command)}</code></p>"
             f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
             "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
             "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
-            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()))
+            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) +
+            f"<pre>{html.escape(chr(10).join(trust))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
@@ -225,6 +231,21 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     write_text(os.path.join(out, "model_card.md"), model_card(report, paths, final_stage,
                                                              command))
     return summary
+
+
+def trust_section(paths: Dict[str, str], out: str) -> List[str]:
+    """Markdown: each stage's temperature, ECE before/after, abstention costs and plots."""
+    lines = ["## Calibration and abstention (per stage)"]
+    for stage in MODEL_STAGES:
+        if stage not in paths:
+            continue
+        m = read_json(os.path.join(paths[stage], METRICS_FILE))
+        if TRUST_KEY not in m:
+            continue
+        lines += ["", f"### {stage}", "", *summary_lines(m[TRUST_KEY])]
+        lines += [f"![{stage} {k}]({os.path.relpath(os.path.join(paths[stage], v), out)})"
+                  for k, v in m[TRUST_KEY].get("plots", {}).items()]
+    return lines
 
 
 def model_card(report: Dict, paths: Dict[str, str], final_stage: str, command: str) -> str:

@@ -87,6 +87,11 @@ class Task(abc.ABC):
     def run_metrics(self, test: Dict, validation: Dict) -> Dict:
         """The head of ``metrics.json`` from the test and validation reports."""
 
+    def trust(self, validation: Dict, test: Dict, tcfg, run_dir: str) -> Optional[Dict]:
+        """Calibration/abstention from the two reports (``slm_tf.trust``), or None when the
+        task has no class probabilities to calibrate."""
+        return None
+
     def class_weight(self, data, scheme: str) -> Optional[Dict[int, float]]:
         """Per-class loss weights for ``scheme`` ("none" or "balanced"), or None."""
         return None

@@ -17,10 +17,14 @@ from slm_tf.train.baseline import tfidf_linear_baseline
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
 from slm_tf.train.tensorboard import write_evaluation
+from slm_tf.trust.evaluate import run_trust
 
 # The test metrics copied to the head of metrics.json (the rest stays per class below them).
 HEAD_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece",
                 "num_examples", "eval_examples_per_s")
+
+
+PREDICTIONS = "_predictions"
 
 
 def supervised_datasets(data: PreparedData, tokenizer, dcfg, tcfg):
@@ -56,6 +60,8 @@ def evaluate_split(model, data: PreparedData, split: str, tokenizer, data_cfg, l
     seconds = time.perf_counter() - start
     report = classification_report(labels, logits, label_names)
     report["eval_examples_per_s"] = len(labels) / seconds if seconds else 0.0
+    # For calibration and abstention (Task.trust); run_metrics never copies it to metrics.json.
+    report[PREDICTIONS] = (logits, labels, list(label_names))
     if log_dir:
         write_evaluation(log_dir, step, split, report, data.texts(split, label_remap), labels,
                          logits, label_names)
@@ -110,6 +116,12 @@ class ClassificationTask(Task):
         return {**{k: test[k] for k in HEAD_METRICS},
                 "validation": {k: validation[k] for k in ("accuracy", "macro_f1")},
                 "per_class": test["per_class"], "confusion_matrix": test["confusion_matrix"]}
+
+    def trust(self, validation: Dict, test: Dict, tcfg, run_dir: str) -> Dict:
+        (val_logits, val_labels, names), (test_logits, test_labels, _) = (
+            validation[PREDICTIONS], test[PREDICTIONS])
+        return run_trust(val_logits, val_labels, test_logits, test_labels, names, tcfg,
+                         run_dir)
 
     def class_weight(self, data, scheme: str):
         """"balanced": n / (classes x count of the class), as scikit-learn's

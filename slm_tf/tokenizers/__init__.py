@@ -1,84 +1,19 @@
-"""Tokenizers: a registry of learnable tokenizers plus loading a saved or BERT vocabulary."""
-import dataclasses
-import os
-from typing import Iterable
+"""Tokenizers. ``TokenizerConfig`` imports without TensorFlow; every other name
+(``build_tokenizer``, ``load_tokenizer``, ``Tokenizer``, ``TOKENIZERS``, ...) loads
+:mod:`slm_tf.tokenizers.registry`, and with it TensorFlow, on first use."""
+import importlib
 
-from slm_tf.config import field, positive
-from slm_tf.errors import CorruptArtifactError, UserError
-from slm_tf.io_utils import RERUN_FIX
-from slm_tf.registry import Registry
-from slm_tf.tokenizers.base import (CONFIG_FILE, PAD, SPECIAL_TOKENS, UNK, Tokenizer, load_config,
-                                    read_vocab)
-from slm_tf.tokenizers.char import CharTokenizer
-from slm_tf.tokenizers.reversible import EOD, ExactCharTokenizer, SentencePieceTokenizer
-from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
+from slm_tf.tokenizers.config import TokenizerConfig
 
-TOKENIZERS: Registry[type] = Registry("tokenizer")
-TOKENIZERS.register("wordpiece")(WordPieceTokenizer)
-TOKENIZERS.register("char")(CharTokenizer)
-TOKENIZERS.register("char_exact")(ExactCharTokenizer)
-TOKENIZERS.register("sentencepiece")(SentencePieceTokenizer)
+__all__ = ["TokenizerConfig", "TOKENIZERS", "Tokenizer", "build_tokenizer", "load_tokenizer"]
 
 
-@dataclasses.dataclass
-class TokenizerConfig:
-    tokenizer: str = field("wordpiece", "wordpiece (learned from the training split, or from "
-                           "--vocab_file), char (one token per character, for CJK text), or "
-                           "the reversible ones language models need: char_exact (every "
-                           "character, case and whitespace kept) and sentencepiece (subwords).",
-                           choices=("wordpiece", "char", "char_exact", "sentencepiece"))
-    vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
-                            "skips learning a vocabulary.")
-    vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,
-                            rule="> 0")
-    min_frequency: int = field(2, "Ignore words (wordpiece) or characters (char) seen fewer "
-                               "times in the training split when learning the vocabulary.",
-                               validate=positive, rule="> 0")
-    lowercase: bool = field(True, "Lower-case text before tokenizing.")
-    strip_accents: bool = field(True, "Drop combining accents (Unicode NFD) before tokenizing.")
-
-
-def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokenizer:
-    """Loads ``cfg.vocab_file`` or learns the configured tokenizer from ``train_texts``."""
-    cls = TOKENIZERS.get(cfg.tokenizer)
-    if cfg.vocab_file:
-        if not os.path.isfile(cfg.vocab_file):
-            raise UserError(f"{cfg.vocab_file}: no such vocabulary file. Fix: check "
-                                    "--vocab_file (one token per line, a BERT vocab.txt).")
-        return cls(read_vocab(cfg.vocab_file), cfg.lowercase, cfg.strip_accents)
-    return cls.learn(train_texts, cfg.vocab_size, lowercase=cfg.lowercase,
-                     strip_accents=cfg.strip_accents, min_frequency=cfg.min_frequency)
-
-
-def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
-    """Rebuilds a tokenizer saved with :meth:`Tokenizer.save`; a damaged one raises a one-line
-    :class:`CorruptArtifactError` naming the file and ``fix``."""
-    config_path = os.path.join(directory, CONFIG_FILE)
-    cfg = load_config(directory, fix)
+def __getattr__(name):
+    """Loads the tokenizer registry (TensorFlow) on first use of any name but TokenizerConfig."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    registry = importlib.import_module("slm_tf.tokenizers.registry")
     try:
-        kind, vocab_file = cfg["type"], cfg["vocab_file"]
-        lowercase, strip_accents = cfg["lowercase"], cfg["strip_accents"]
-    except (KeyError, TypeError) as e:
-        raise CorruptArtifactError(config_path, f"lacks the setting {e}", fix) from e
-    if kind not in TOKENIZERS:
-        raise CorruptArtifactError(config_path, f"unknown tokenizer type {kind!r}", fix)
-    if hasattr(TOKENIZERS.get(kind), "load_directory"):  # a model file, not a vocabulary
-        return TOKENIZERS.get(kind).load_directory(directory, fix)
-    vocab_path = os.path.join(directory, str(vocab_file))
-    if not os.path.isfile(vocab_path):
-        raise UserError(f"{vocab_path}: missing (named by {config_path}). Fix: {fix}.")
-    vocab = read_vocab(vocab_path, fix)
-    # A truncated vocab.txt still loads, but every lost token silently becomes [UNK].
-    if "vocab_size" in cfg and len(vocab) != cfg["vocab_size"]:
-        raise CorruptArtifactError(vocab_path, f"has {len(vocab)} tokens but {config_path} "
-                                   f"says {cfg['vocab_size']}", fix)
-    try:
-        return TOKENIZERS.get(kind)(vocab, lowercase, strip_accents)
-    except UserError as e:
-        raise CorruptArtifactError(vocab_path, str(e), fix) from e
-
-
-__all__ = ["TOKENIZERS", "Tokenizer", "TokenizerConfig", "WordPieceTokenizer", "CharTokenizer",
-           "ExactCharTokenizer", "SentencePieceTokenizer", "EOD",
-           "build_tokenizer", "load_tokenizer", "read_vocab", "SPECIAL_TOKENS", "PAD", "UNK",
-           "CONFIG_FILE"]
+        return getattr(registry, name)
+    except AttributeError:
+        raise AttributeError(f"module 'slm_tf.tokenizers' has no attribute {name!r}") from None

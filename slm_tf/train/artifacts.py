@@ -19,6 +19,7 @@ from slm_tf.errors import CorruptArtifactError, UserError
 from slm_tf.io_utils import atomic_path, read_json, write_json
 from slm_tf.models import INPUT_NAME
 from slm_tf.tokenizers import Tokenizer, load_tokenizer
+from slm_tf.trust.serving import ServingHead
 
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -53,9 +54,10 @@ class Run:
 class _Serving(tf.Module):
     """SavedModel wrapper: logits and probabilities from ids, or from raw text."""
 
-    def __init__(self, model, tokenizer: Tokenizer, max_seq_len: int):
+    def __init__(self, model, tokenizer: Tokenizer, max_seq_len: int, head: ServingHead):
         super().__init__()
         self.model = model
+        self.head = head
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         tokenizer.tf_encode(tf.constant(["warm up"]), max_seq_len)  # build lookup tables
@@ -64,8 +66,7 @@ class _Serving(tf.Module):
                                     if isinstance(v, (tf.Module, tf.lookup.StaticHashTable))]
 
     def _outputs(self, ids):
-        logits = self.model(ids, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        return self.head.outputs(self.model(ids, training=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)])
     def serve_ids(self, ids):
@@ -76,19 +77,23 @@ class _Serving(tf.Module):
         return self._outputs(self.tokenizer.tf_encode(text, self.max_seq_len))
 
 
-def save_saved_model(path: str, model, tokenizer: Tokenizer, max_seq_len: int) -> None:
-    """SavedModel with ``serving_default`` (ids) and ``serve_text`` (raw strings) signatures."""
-    module = _Serving(model, tokenizer, max_seq_len)
+def save_saved_model(path: str, model, tokenizer: Tokenizer, max_seq_len: int,
+                     head: ServingHead = ServingHead()) -> None:
+    """SavedModel with ``serving_default`` (ids) and ``serve_text`` (raw strings) signatures;
+    ``head`` applies the run's temperature (and abstention rule) in the graph."""
+    module = _Serving(model, tokenizer, max_seq_len, head)
     with atomic_path(path, is_dir=True) as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve_ids,
                                                      "serve_text": module.serve_text})
 
 
-def save_model(run_dir: str, model, tokenizer: Tokenizer, max_seq_len: int) -> None:
-    """Writes ``model.keras`` and ``saved_model/`` atomically."""
+def save_model(run_dir: str, model, tokenizer: Tokenizer, max_seq_len: int,
+               head: ServingHead = ServingHead()) -> None:
+    """Writes ``model.keras`` (raw logits) and ``saved_model/`` (through ``head``) atomically."""
     with atomic_path(os.path.join(run_dir, MODEL_FILE)) as tmp:
         model.save(tmp)
-    save_saved_model(os.path.join(run_dir, SAVED_MODEL_DIR), model, tokenizer, max_seq_len)
+    save_saved_model(os.path.join(run_dir, SAVED_MODEL_DIR), model, tokenizer, max_seq_len,
+                     head)
 
 
 def save_labels(run_dir: str, label_names: List[str]) -> None:

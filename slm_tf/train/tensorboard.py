@@ -18,9 +18,8 @@ def _figure_png(fig) -> bytes:
 
 def confusion_figure_png(cm: np.ndarray, label_names: Sequence[str], title: str) -> bytes:
     """A row-normalized confusion-matrix heat map as PNG bytes."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from slm_tf.plotting import pyplot
+    plt = pyplot()
     cm = np.asarray(cm, float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(label_names)

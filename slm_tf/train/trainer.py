@@ -14,70 +14,21 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.config import field, fraction, non_negative, positive, to_dict
+from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.io_utils import read_json, require_output_dir, write_json
-from slm_tf.models import ModelConfig, describe
+from slm_tf.models import describe
+from slm_tf.train.config import ExperimentConfig, TrainConfig  # noqa: F401  (re-exported)
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
 from slm_tf.train.baseline import warn_if_below
 from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
-from slm_tf.tasks import DEFAULT_TASK, TASKS, Task, get_task
+from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.tensorboard import write_hparams
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    output_dir: str = field("", "Run directory for the model, tokenizer, config, metrics, "
-                            "TensorBoard logs and checkpoints.", validate=bool,
-                            rule="set (e.g. --output_dir=runs/x)")
-    epochs: int = field(10, "Maximum training epochs.", validate=positive, rule="> 0")
-    learning_rate: float = field(2e-3, "Peak learning rate of AdamW.", validate=positive,
-                                 rule="> 0")
-    weight_decay: float = field(0.01, "AdamW decoupled weight decay.", validate=non_negative,
-                                rule=">= 0")
-    warmup_fraction: float = field(0.1, "Share of steps spent warming the learning rate up.",
-                                   validate=fraction, rule="in [0, 1)")
-    decay: str = field("linear", "Learning-rate decay after warmup.",
-                       choices=("linear", "cosine", "constant"))
-    label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
-                                   validate=fraction, rule="in [0, 1)")
-    early_stopping_patience: int = field(3, "Stop after this many epochs without a better "
-                                         "validation accuracy (0 = never).",
-                                         validate=non_negative, rule=">= 0")
-    seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
-    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
-                                                                         "multi_worker"))
-    checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
-                                        "mid-epoch loses at most N steps (0 = each epoch only).",
-                                        validate=non_negative, rule=">= 0")
-    deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
-    auto_recipe: bool = field(True, "Profile the training split and choose what the user did "
-                              "not set: tokenizer, vocabulary size, sequence length and class "
-                              "weights always (unless given on the command line); the model "
-                              "and its training hyper-parameters when no --model is given. "
-                              "Choices and reasons go to data_profile.json (train.py).")
-    class_weights: str = field("none", "Weight the loss by inverse class frequency (balanced) "
-                               "for imbalanced data.", choices=("none", "balanced"))
-    baseline: bool = field(True, "Also fit the task's classical baseline (classification: "
-                           "TF-IDF + linear SVM, scikit-learn, seconds) on the same splits, store "
-                           "it in metrics.json and warn when the model scores below it.")
-    task: str = field(DEFAULT_TASK, "What the model learns: classification (one label per "
-                      "text), or another registered task.", choices=tuple(TASKS.names()))
-
-
-@dataclasses.dataclass
-class ExperimentConfig:
-    """Everything one training run needs; ``config.json`` is this, serialized."""
-    data: DataConfig
-    tokenizer: TokenizerConfig
-    model: ModelConfig
-    train: TrainConfig
-
-    def to_dict(self) -> Dict:
-        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train")}
+from slm_tf.trust import dp as dp_sgd
+from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -205,6 +156,7 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
     test = task.evaluate(model, data, "test", tokenizer, data_cfg,
                          log_dir=os.path.join(ctx.log_dir, "eval"))
     head = task.run_metrics(test, val)
+    trust = task.trust(val, test, from_dict(TrainConfig, config.get("train", {})), ctx.run_dir)
     baseline = task.baseline(data) if config.get("train", {}).get("baseline", True) else None
     if baseline is not None:
         baseline["warning"] = warn_if_below(
@@ -221,6 +173,7 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
         "best_epoch": result.best_epoch,
         "resumed_at_epoch": result.resumed_at_epoch,
         **(extra or {}),
+        **({TRUST_KEY: trust} if trust else {}),
         "data": data.summary(),
         "tokenizer": {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
     }
@@ -229,7 +182,9 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
                    for k, v in d.items()
                    if section != "data" or k in ("data", "max_seq_len", "batch_size")},
                   {f"test/{k}": metrics[k] for k in task.summary_metrics})
-    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len)
+    artifacts.save_model(ctx.run_dir, model, tokenizer, data_cfg.max_seq_len,
+                         ServingHead(trust["temperature"], trust["rule"]) if trust
+                         else ServingHead())
     task.save_artifacts(ctx.run_dir, data)
     write_json(os.path.join(ctx.run_dir, artifacts.CONFIG_FILE), config)
     write_json(os.path.join(ctx.run_dir, artifacts.METRICS_FILE), metrics)
@@ -256,13 +211,16 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        task.compile(model, tcfg, total_steps)
+        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
     train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
-    result = fit(model, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 task=task, class_weight=task.class_weight(data, tcfg.class_weights))
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, task=task)
+    result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+    extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra, task=task)
 
 
 def _has_files(directory: str) -> bool:

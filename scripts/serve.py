@@ -1,0 +1,42 @@
+"""Serve exports over TensorFlow Serving's REST API (plus /healthz, /readyz, /metrics).
+
+  python scripts/serve.py --model=banking77=runs/quickstart/export --port=8501
+  curl -d '{"instances": ["I lost my card"]}' localhost:8501/v1/models/banking77:predict
+
+Each --model dir is one export (served as version 1) or holds version folders <dir>/<n>/;
+a new folder moved in while serving is loaded and becomes the default within --poll_s.
+SIGTERM stops accepting connections, answers every accepted request, then exits.
+"""
+import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
+from absl import app, flags, logging
+
+from slm_tf.cli import friendly_errors
+from slm_tf.config import define_flags, from_flags
+from slm_tf.serving.config import ServeConfig
+
+# --model repeats (one flag per model), so it is declared here before define_flags.
+flags.DEFINE_multi_string("model", [], ServeConfig.__dataclass_fields__["model"].metadata["help"])
+define_flags(ServeConfig)
+FLAGS = flags.FLAGS
+
+
+@friendly_errors
+def main(argv):
+    import uvicorn
+
+    from slm_tf.serving.app import create_app
+    from slm_tf.serving.metrics import Metrics
+    from slm_tf.serving.repository import Repository
+
+    cfg = from_flags(ServeConfig)
+    metrics = Metrics()
+    repo = Repository(cfg, metrics)  # load before listening: bad exports fail here, clearly
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(cfg, repo, metrics), host=cfg.host, port=cfg.port, access_log=False,
+        log_level="warning", timeout_graceful_shutdown=cfg.drain_s, lifespan="on"))
+    logging.info("serving %s on http://%s:%d", ", ".join(repo.models), cfg.host, cfg.port)
+    server.run()  # on SIGTERM/SIGINT: drains, then re-raises the signal (exit status 143/130)
+
+
+if __name__ == "__main__":
+    app.run(main)

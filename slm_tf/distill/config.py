@@ -1,0 +1,47 @@
+"""``DistillConfig`` and ``AugmentConfig``: how a student learns from its teacher and how the
+transfer set is augmented. TensorFlow-free, so scripts define and check their flags before
+TensorFlow loads."""
+import dataclasses
+
+from slm_tf.config import field, fraction, non_negative, positive
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    teacher_dir: str = field("", "Run directory of the fine-tuned teacher (train.py output).",
+                             validate=bool, rule="set (e.g. --teacher_dir=runs/teacher)")
+    temperature: float = field(4.0, "Softmax temperature T of the soft targets.",
+                               validate=positive, rule="> 0")
+    alpha: float = field(0.5, "Weight of the hard-label cross-entropy; 1 - alpha weighs the "
+                         "T^2-scaled KL term.", validate=lambda a: 0.0 <= a <= 1.0,
+                         rule="in [0, 1]")
+    temperature_schedule: str = field("constant", "constant, or linear: anneal T to 1 over "
+                                      "the epochs.", choices=("constant", "linear"))
+    cache_teacher: bool = field(True, "Compute the teacher's outputs once and cache them as "
+                                "TFRecords under --data_dir (else run the teacher online).")
+    unlabeled_data: str = field("", "Unlabeled domain text (.txt file or folder) added to the "
+                                "transfer set; the teacher labels it softly.")
+    unlabeled_unit: str = field("line", "One unlabeled document per line or per paragraph.",
+                                choices=("line", "paragraph"))
+    feature_weight: float = field(0.0, "Weight of the intermediate term: MSE between the "
+                                  "teacher's pooled sentence vector and a learned projection "
+                                  "of the student's (0 = off).", validate=lambda x: x >= 0,
+                                  rule=">= 0")
+    max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",
+                               validate=non_negative, rule=">= 0")
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    augment_copies: int = field(0, "Augmented copies of each training text added to the "
+                                "transfer set (labelled softly by the teacher; 0 = none).",
+                                validate=non_negative, rule=">= 0")
+    p_mask: float = field(0.1, "Per-word probability of masking (augmentation).",
+                          validate=fraction, rule="in [0, 1)")
+    p_neighbour: float = field(0.1, "Per-word probability of replacing the word by a "
+                               "nearest neighbour in the teacher's embedding space.",
+                               validate=fraction, rule="in [0, 1)")
+    p_ngram: float = field(0.25, "Per-copy probability of keeping only a random n-gram "
+                           "(n in 1..5) of the augmented text.", validate=fraction,
+                           rule="in [0, 1)")
+    augment_seed: int = field(0, "Seed of the augmentation draws.")

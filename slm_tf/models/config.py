@@ -1,0 +1,38 @@
+"""``ModelConfig``: which zoo architecture and its sizes. TensorFlow-free, so scripts define
+and check their flags before TensorFlow loads."""
+import dataclasses
+
+from slm_tf.config import field, non_negative, positive
+
+POOLINGS = ("mean", "max", "cls", "mean_max")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    model: str = field("cnn", "Architecture from the model zoo (gpt, lstm_lm and gru_lm are "
+                       "causal language models).",
+                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
+                                "lstm_lm", "gru_lm"))
+    embedding_dim: int = field(128, "Token embedding width (cnn, bilstm, bigru, bow).",
+                               validate=positive, rule="> 0")
+    hidden_dim: int = field(128, "Transformer width / recurrent units per direction / bow and "
+                            "cnn hidden layer (0 = none for cnn).", validate=non_negative,
+                            rule=">= 0")
+    num_layers: int = field(2, "Transformer blocks or stacked recurrent layers.",
+                            validate=positive, rule="> 0")
+    num_heads: int = field(4, "Attention heads (transformer).", validate=positive, rule="> 0")
+    ff_dim: int = field(256, "Feed-forward width (transformer).", validate=positive, rule="> 0")
+    pooling: str = field("auto", "How token states become one vector; auto picks the "
+                         "architecture's usual choice.", choices=("auto",) + POOLINGS)
+    dropout: float = field(0.1, "Dropout rate.", validate=lambda x: 0.0 <= x < 1.0,
+                           rule="in [0, 1)")
+    kernel_sizes: list = field(["3", "4", "5"], "Convolution widths (cnn).")
+    num_filters: int = field(128, "Filters per convolution width (cnn).", validate=positive,
+                             rule="> 0")
+    layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
+                                  "checkpoint's config.json overrides it).", validate=positive,
+                                  rule="> 0")
+    crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
+                      "(transition scores, Viterbi decoding).")
+    init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
+                                 "model.safetensors, vocab.txt) to start from (model=bert).")

@@ -1,0 +1,47 @@
+"""Losses, metrics and prediction for token classifiers; targets < 0 mark untagged positions
+([CLS], [SEP], later word pieces, padding — see :mod:`slm_tf.ner.offsets`)."""
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from slm_tf.models.crf import CRFLoss, viterbi_decode_np
+
+
+class TokenCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy averaged over the tagged positions of each sequence."""
+
+    def __init__(self, name: str = "token_cross_entropy"):
+        super().__init__(name=name, reduction=keras.losses.Reduction.NONE)
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, tf.int32)
+        mask = tf.cast(y_true >= 0, y_pred.dtype)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(y_true, 0), y_pred)
+        return tf.reduce_sum(ce * mask, -1) / tf.maximum(tf.reduce_sum(mask, -1), 1.0)
+
+
+def token_accuracy(y_true, y_pred):
+    """Keras metric: per-position argmax accuracy over the tagged positions."""
+    y_true = tf.cast(y_true, tf.int32)
+    mask = tf.cast(y_true >= 0, tf.float32)
+    hit = tf.cast(tf.equal(tf.argmax(y_pred, -1, output_type=tf.int32), y_true), tf.float32)
+    return tf.reduce_sum(hit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def tagger_loss(model) -> keras.losses.Loss:
+    """The CRF's negative log-likelihood when the model has a CRF, else token cross-entropy."""
+    crf = getattr(model, "crf", None)
+    return CRFLoss(crf) if crf is not None else TokenCrossEntropy()
+
+
+def decode(model, logits: np.ndarray, tagged: Optional[np.ndarray] = None) -> np.ndarray:
+    """Tag ids ``[B, L]`` from per-token logits: Viterbi over the ``tagged`` positions when the
+    model has a CRF, else the per-position argmax."""
+    crf = getattr(model, "crf", None)
+    if crf is None:
+        return np.asarray(logits).argmax(-1)
+    if tagged is None:
+        tagged = np.ones(np.asarray(logits).shape[:2], bool)
+    return viterbi_decode_np(logits, tagged, *crf.params())

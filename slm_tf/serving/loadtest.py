@@ -1,0 +1,147 @@
+"""A bounded load generator for the server: N client threads, each with one keep-alive
+connection, sending predict requests until a time or request budget runs out."""
+import dataclasses
+import http.client
+import ipaddress
+import json
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from slm_tf.config import field, positive
+from slm_tf.errors import UserError
+
+
+@dataclasses.dataclass
+class LoadTestConfig:
+    url: str = field("http://127.0.0.1:8501", "The server (loopback addresses only).")
+    model: str = field("", "Name of the served model to call (required).")
+    concurrency: int = field(32, "Client threads, one keep-alive connection each.",
+                             validate=positive, rule="> 0")
+    duration_s: float = field(30.0, "How long to send requests (at most 600).",
+                              validate=lambda x: x is not None and 0 < x <= 600,
+                              rule="in (0, 600]")
+    max_requests: int = field(1_000_000, "Stop after this many requests in total.",
+                              validate=positive, rule="> 0")
+    texts_per_request: int = field(1, "Texts in each request.", validate=positive, rule="> 0")
+    texts: list = field(["I lost my card yesterday", "what is the exchange rate for euros",
+                         "my top up did not go through", "how do I get a refund"],
+                        "Texts sent in turn.")
+    api_key: str = field("", "Sent as 'Authorization: Bearer <key>' when given.")
+    output: str = field("", "Also write the JSON report here.")
+
+
+def require_loopback(url: str) -> urllib.parse.SplitResult:
+    """Parses ``url`` and refuses any host that is not a loopback address."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise UserError(f"--url={url}: give http://127.0.0.1:<port>")
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(parts.hostname, parts.port or 80)}
+    except socket.gaierror:
+        raise UserError(f"--url={url}: cannot resolve {parts.hostname}") from None
+    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
+        raise UserError(f"--url={url}: the load test only targets loopback hosts "
+                        "(127.0.0.1, ::1, localhost), never a shared server")
+    return parts
+
+
+def _scrape(parts, headers) -> Dict[str, float]:
+    """Sums and counts of the server's latency histograms (for the time breakdown)."""
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/metrics", headers=headers)
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for name in ("slm_request_seconds", "slm_batch_seconds", "slm_batch_size",
+                 "slm_predict_wait_seconds"):
+        for kind in ("sum", "count"):
+            vals = re.findall(rf'^{name}_{kind}\{{[^}}]*(?:route="predict"|model=)[^}}]*\}} '
+                              r'([0-9.e+-]+)$', text, re.M)
+            out[f"{name}_{kind}"] = sum(float(v) for v in vals)
+    return out
+
+
+def run_load(cfg: LoadTestConfig) -> Dict:
+    """Runs the load; returns throughput, latency percentiles, errors and versions seen."""
+    parts = require_loopback(cfg.url)
+    if not cfg.model:
+        raise UserError("--model: give the served model's name")
+    headers = {"Content-Type": "application/json"}
+    if cfg.api_key:
+        headers["Authorization"] = f"Bearer {cfg.api_key}"
+    path = f"/v1/models/{cfg.model}:predict"
+    before = _scrape(parts, headers)
+    lock = threading.Lock()
+    latencies: List[float] = []
+    errors: Dict[str, int] = {}
+    first_seen: Dict[str, float] = {}
+    sent = [0]
+    start = time.time()
+    stop_at = start + cfg.duration_s
+
+    def client(i: int) -> None:
+        conn: Optional[http.client.HTTPConnection] = None
+        n = i
+        while time.time() < stop_at:
+            with lock:
+                if sent[0] >= cfg.max_requests:
+                    return
+                sent[0] += 1
+            texts = [cfg.texts[(n + j) % len(cfg.texts)] for j in range(cfg.texts_per_request)]
+            n += 1
+            body = json.dumps({"instances": texts})
+            t0 = time.perf_counter()
+            try:
+                conn = conn or http.client.HTTPConnection(parts.hostname, parts.port,
+                                                          timeout=30)
+                conn.request("POST", path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException) as e:
+                status, data = type(e).__name__, b""
+                conn = None
+            elapsed = time.perf_counter() - t0
+            with lock:
+                if status == 200:
+                    latencies.append(elapsed)
+                    version = json.loads(data).get("model_version", "")
+                    first_seen.setdefault(version, time.time())
+                else:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(cfg.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.time() - start
+    after = _scrape(parts, headers)
+    d = {k: after[k] - before[k] for k in after}
+    lat = np.asarray(latencies) * 1000
+    report = {"url": cfg.url, "model": cfg.model, "concurrency": cfg.concurrency,
+              "duration_s": round(wall, 2), "requests": len(latencies) + sum(errors.values()),
+              "ok": len(latencies), "errors": sum(errors.values()), "errors_by_status": errors,
+              "throughput_rps": round(len(latencies) / wall, 1),
+              "texts_per_second": round(len(latencies) * cfg.texts_per_request / wall, 1),
+              "latency_ms": {f"p{q}": round(float(np.percentile(lat, q)), 2) if len(lat) else None
+                             for q in (50, 95, 99)},
+              "versions_first_seen_unix": first_seen}
+    if d.get("slm_request_seconds_count"):
+        report["server_ms_per_request"] = round(
+            1000 * d["slm_request_seconds_sum"] / d["slm_request_seconds_count"], 3)
+        # Where a request's time goes: the whole request inside the server; queued + its batch;
+        # the model's share (batch time spread over the requests in it).
+        report["predict_wait_ms_per_request"] = round(
+            1000 * d["slm_predict_wait_seconds_sum"] / d["slm_request_seconds_count"], 3)
+        report["model_ms_per_request"] = round(
+            1000 * d["slm_batch_seconds_sum"] / d["slm_request_seconds_count"], 3)
+    if d.get("slm_batch_size_count"):
+        report["mean_batch_size"] = round(d["slm_batch_size_sum"] / d["slm_batch_size_count"], 2)
+    return report

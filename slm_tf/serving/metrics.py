@@ -1,0 +1,86 @@
+"""Prometheus metrics of the server and the drift monitor that feeds its PSI gauges."""
+import collections
+import threading
+from typing import Dict, List, Optional
+
+from absl import logging
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from slm_tf.serving.drift import WARN_PSI, confidence_bin, psi
+
+_LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_LENGTH_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
+_CONFIDENCE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+class Metrics:
+    """All series live in a registry of their own, so several apps can share a process."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("slm_requests", "HTTP requests by route and status code.",
+                                ["route", "code"], registry=r)
+        self.latency = Histogram("slm_request_seconds", "Request latency by route.", ["route"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.model_seconds = Histogram("slm_batch_seconds", "Time of one batch in the model "
+                                       "(tokenizing + inference + postprocessing).", ["model"],
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_wait = Histogram("slm_predict_wait_seconds", "From queueing a request's "
+                                    "texts to its predictions (batch wait + its batch).",
+                                    ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("slm_batch_size", "Texts per model batch.", ["model"],
+                                    buckets=_BATCH_BUCKETS, registry=r)
+        self.input_chars = Histogram("slm_input_chars", "Characters per text.", ["model"],
+                                     buckets=_LENGTH_BUCKETS, registry=r)
+        self.labels = Counter("slm_predicted_label", "Predictions by label.",
+                              ["model", "version", "label"], registry=r)
+        self.confidence = Histogram("slm_confidence", "Top probability of each prediction.",
+                                    ["model"], buckets=_CONFIDENCE_BUCKETS, registry=r)
+        self.psi = Gauge("slm_drift_psi", "Population stability index of live predictions "
+                         "against the export's test-split reference.",
+                         ["model", "version", "distribution"], registry=r)
+        self.versions = Gauge("slm_model_versions_loaded", "Versions being served.", ["model"],
+                              registry=r)
+
+
+class DriftMonitor:
+    """PSI of the latest ``window`` predictions of one model version against its reference."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str, reference: Optional[Dict],
+                 window: int, min_examples: int):
+        self.metrics, self.model, self.version = metrics, model, version
+        self.reference = reference
+        self.min_examples = min_examples
+        self._recent: collections.deque = collections.deque(maxlen=window)
+        self._lock = threading.Lock()
+        self._warned = set()
+
+    def observe(self, predictions: List[Dict]) -> Dict[str, float]:
+        """Adds predictions, updates the gauges and warns once per crossing of 0.2."""
+        if not self.reference:
+            return {}
+        with self._lock:
+            self._recent.extend((p["label_id"], confidence_bin(p["confidence"]))
+                                for p in predictions)
+            if len(self._recent) < self.min_examples:
+                return {}
+            labels = [0] * len(self.reference["label_counts"])
+            conf = [0] * len(self.reference["confidence_counts"])
+            for k, b in self._recent:
+                labels[k] += 1
+                conf[b] += 1
+            n = len(self._recent)
+        values = {"label": psi(self.reference["label_counts"], labels),
+                  "confidence": psi(self.reference["confidence_counts"], conf)}
+        for kind, value in values.items():
+            self.metrics.psi.labels(self.model, self.version, kind).set(value)
+            if value > WARN_PSI and kind not in self._warned:
+                self._warned.add(kind)
+                logging.warning("drift: model %s version %s %s PSI %.3f > %.1f over the last "
+                                "%d predictions", self.model, self.version, kind, value,
+                                WARN_PSI, n)
+            elif value <= WARN_PSI:
+                self._warned.discard(kind)
+        return values

@@ -1,0 +1,81 @@
+"""``TrainConfig``: how a run trains and where it goes. TensorFlow-free, so scripts define and
+check their flags before TensorFlow loads."""
+import dataclasses
+from typing import Dict
+
+from slm_tf.config import field, fraction, non_negative, positive, to_dict
+from slm_tf.data.config import DataConfig
+from slm_tf.models.config import ModelConfig
+from slm_tf.tokenizers.config import TokenizerConfig
+from slm_tf.trust.config import DPConfig
+from slm_tf.trust.targets import valid_target
+
+# The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
+# loads TensorFlow. slm_tf.tasks checks at import that both agree.
+TASK_NAMES = ("classification", "ner", "lm")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    output_dir: str = field("", "Run directory for the model, tokenizer, config, metrics, "
+                            "TensorBoard logs and checkpoints.", validate=bool,
+                            rule="set (e.g. --output_dir=runs/x)")
+    epochs: int = field(10, "Maximum training epochs.", validate=positive, rule="> 0")
+    learning_rate: float = field(2e-3, "Peak learning rate of AdamW.", validate=positive,
+                                 rule="> 0")
+    weight_decay: float = field(0.01, "AdamW decoupled weight decay.", validate=non_negative,
+                                rule=">= 0")
+    warmup_fraction: float = field(0.1, "Share of steps spent warming the learning rate up.",
+                                   validate=fraction, rule="in [0, 1)")
+    decay: str = field("linear", "Learning-rate decay after warmup.",
+                       choices=("linear", "cosine", "constant"))
+    label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
+                                   validate=fraction, rule="in [0, 1)")
+    early_stopping_patience: int = field(3, "Stop after this many epochs without a better "
+                                         "validation accuracy (0 = never).",
+                                         validate=non_negative, rule=">= 0")
+    seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
+    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
+                                                                         "multi_worker"))
+    checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
+                                        "mid-epoch loses at most N steps (0 = each epoch only).",
+                                        validate=non_negative, rule=">= 0")
+    deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    auto_recipe: bool = field(True, "Profile the training split and choose what the user did "
+                              "not set: tokenizer, vocabulary size, sequence length and class "
+                              "weights always (unless given on the command line); the model "
+                              "and its training hyper-parameters when no --model is given. "
+                              "Choices and reasons go to data_profile.json (train.py).")
+    class_weights: str = field("none", "Weight the loss by inverse class frequency (balanced) "
+                               "for imbalanced data.", choices=("none", "balanced"))
+    baseline: bool = field(True, "Also fit the task's classical baseline (classification: "
+                           "TF-IDF + linear SVM, scikit-learn, seconds) on the same splits, store "
+                           "it in metrics.json and warn when the model scores below it.")
+    task: str = field(TASK_NAMES[0], "What the model learns: classification (one label per "
+                      "text), or another registered task.", choices=TASK_NAMES)
+    calibrate: bool = field(True, "Fit temperature scaling on the validation split; "
+                            "metrics.json reports ECE before/after and exported models output "
+                            "the calibrated probabilities.")
+    abstain_method: str = field("auto", "Out-of-scope score whose threshold exported models "
+                                "apply (an 'abstain' output); auto = oos_class when the labels "
+                                "have 'oos', else max_prob; none = no rule. Needs out-of-scope "
+                                "validation examples.", choices=("auto", "none", "max_prob",
+                                                                 "energy", "oos_class"))
+    abstain_target: str = field("oos_recall:0.8", "What the abstention threshold must reach on "
+                                "validation: oos_recall:<r> or in_scope_precision:<p>.",
+                                validate=valid_target,
+                                rule="oos_recall:<r> or in_scope_precision:<p>, value in (0, 1]")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Everything one training run needs; ``config.json`` is this, serialized."""
+    data: DataConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    train: TrainConfig
+    dp: DPConfig = dataclasses.field(default_factory=DPConfig)
+
+    def to_dict(self) -> Dict:
+        return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
+                                                       "dp")}

@@ -1,0 +1,1 @@
+"""Trust in high-stakes domains: calibration, abstention, explanations, PII redaction, DP."""

@@ -1,0 +1,137 @@
+"""A tiny trained classifier, exported with the real export step, and helpers that start
+scripts/serve.py on a free loopback port (shared by the serving tests)."""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from conftest import REPO, write_csv
+
+GROUPS = {"card_lost": ["card", "lost", "stolen", "pin", "blocked", "missing"],
+          "exchange_rate": ["rate", "exchange", "euro", "dollar", "currency", "convert"],
+          "refund": ["refund", "money", "back", "return", "charge", "wrong"]}
+
+
+def rows(n, seed=0):
+    """``n`` (text, label) rows whose words come from their label's own group."""
+    rng = random.Random(seed)
+    labels = sorted(GROUPS)
+    out = []
+    for i in range(n):
+        label = labels[i % 3]
+        out.append((" ".join(rng.choice(GROUPS[label]) for _ in range(rng.randint(2, 7))),
+                    label))
+    return out
+
+
+def make_export(root, data_dir):
+    """Trains a bag-of-words model for a few seconds and exports it (tflite_float, android
+    bundle, reference.json); returns (export dir, data config dict)."""
+    import numpy as np
+
+    from slm_tf.data.config import DataConfig
+    from slm_tf.export.run import ExportConfig, export_run
+    from slm_tf.io_utils import write_json
+    from slm_tf.models import ModelConfig, build_model
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    from slm_tf.train import artifacts
+    from slm_tf.train.trainer import ExperimentConfig, TrainConfig
+    import tf_keras as keras
+
+    run_dir = os.path.join(root, "run")
+    os.makedirs(run_dir)
+    data = rows(240)
+    csv = write_csv(os.path.join(root, "train.csv"), data)
+    exp = ExperimentConfig(DataConfig(data=csv, data_dir=data_dir, max_seq_len=8),
+                           TokenizerConfig(min_frequency=1),
+                           ModelConfig(model="bow", embedding_dim=16, hidden_dim=16),
+                           TrainConfig(output_dir=run_dir, epochs=1))
+    tokenizer = build_tokenizer(exp.tokenizer, [t for t, _ in data])
+    tokenizer.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
+    labels = sorted(GROUPS)
+    model = build_model(exp.model, tokenizer.vocab_size, len(labels), 8)
+    model.compile(keras.optimizers.Adam(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(tokenizer.encode([t for t, _ in data], 8),
+              np.asarray([labels.index(y) for _, y in data]), epochs=30, verbose=0)
+    artifacts.save_model(run_dir, model, tokenizer, 8)
+    artifacts.save_labels(run_dir, labels)
+    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
+    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"accuracy": 1.0})
+    out = os.path.join(root, "export")
+    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float"], output_dir=out,
+                            dynamic_batch=True))
+    return out, exp.to_dict()["data"]
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """scripts/serve.py in a subprocess on 127.0.0.1; ``stop()`` sends SIGTERM."""
+
+    def __init__(self, *args, timeout=120):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONPATH=REPO)
+        # A file, not a pipe: a full pipe would block the server's logging.
+        self.log = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "scripts", "serve.py"), f"--port={self.port}",
+             *args], cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: "
+                                     f"{self.output()[-3000:]}")
+            try:
+                if call(self.url + "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError("server not ready in time")
+
+    def output(self):
+        """Everything the server logged so far."""
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, timeout=60):
+        """SIGTERM, wait; returns (exit code, log)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode, self.output()
+
+
+def call(url, body=None, headers=None, method=None, timeout=30):
+    """(status, parsed JSON or raw text) of one HTTP request with urllib."""
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw, status = r.read().decode(), r.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read().decode(), e.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
