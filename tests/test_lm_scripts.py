@@ -37,11 +37,11 @@ def test_train_evaluate_generate_sentencepiece_gpt(tmp_path):
     assert m["task"] == "lm" and m["epochs_run"] == 4
     # Far below a uniform guess over the vocabulary (the text repeats four lines).
     uniform = math.log2(m["tokenizer"]["vocab_size"]) * m["tokens"] / m["characters"]
-    assert m["bits_per_character"] < 0.6 * uniform
+    assert m["bits_per_character"] < 0.8 * uniform
     ev = run_script("evaluate", f"--run_dir={out}", f"--data={data}/doc03.txt")
     assert "bits/char" in ev.stdout
     report = json.load(open(os.path.join(out, "eval", "doc03.txt_all.json")))
-    assert report["bits_per_character"] < 0.6 * uniform
+    assert report["bits_per_character"] < 0.8 * uniform
     args = [f"--run_dir={out}", "--prompt=the cat", "--max_new_tokens=20", "--seed=3",
             "--temperature=1.0"]
     first, again = run_script("generate", *args), run_script("generate", *args)
