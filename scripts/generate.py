@@ -36,13 +36,13 @@ def main(argv):
         raise UserError(f"{FLAGS.run_dir}: the run's model is not a language model. Fix: "
                         "point --run_dir at a train_lm.py (--task=lm) run.")
     prompts = FLAGS.prompt
-    stream = None
-    if len(prompts) == 1:
-        sys.stdout.write(prompts[0])
+    def to_terminal(row, piece):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
-        def stream(row, piece):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+    stream = to_terminal if len(prompts) == 1 else None
+    if stream:
+        sys.stdout.write(prompts[0])
     texts = generate(run.model, run.tokenizer, prompts, cfg, on_text=stream)
     if stream:
         print()

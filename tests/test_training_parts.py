@@ -96,6 +96,10 @@ def test_every_shipped_recipe_parses(recipe):
         CONFIGS, os.path.join(REPO, "configs", recipe), ["--output_dir=x"])
     assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
                            "lstm_lm", "gru_lm")
+    # A language-model recipe names the lm task and a reversible tokenizer.
+    assert (train.task == "lm") == (model.model in ("gpt", "lstm_lm", "gru_lm"))
+    if train.task == "lm":
+        assert tok.tokenizer in ("char_exact", "sentencepiece")
     assert data.max_seq_len > 0 and train.epochs > 0
     assert isinstance(train.auto_recipe, bool)  # a switch, never resolved as a recipe path
 
