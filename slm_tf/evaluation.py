@@ -68,6 +68,8 @@ def evaluate_run(run_dir: str, data_cfg: DataConfig, split: str = AUTO,
                      "the whole file" if split == ALL else f"its {split} split")
     data_cfg = dataclasses.replace(data_cfg, max_seq_len=run.max_seq_len)
     report, data = get_task(run.task).evaluate_saved(run, data_cfg, split)
+    # Private entries (e.g. the raw logits a task keeps for calibration) are not report data.
+    report = {k: v for k, v in report.items() if not k.startswith("_")}
     report.update(data=data.summary(), split=split, run_dir=run_dir)
     if write:
         write_json(os.path.join(run_dir, "eval", f"{data.name}_{split}.json"), report)
