@@ -9,9 +9,9 @@ import os
 import time
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.io_utils import write_json
@@ -86,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

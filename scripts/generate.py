@@ -9,9 +9,9 @@ Several --prompt flags are decoded as one batch (printed when done; one prompt s
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.errors import UserError
 from slm_tf.generation import SamplingConfig, generate
@@ -52,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)
