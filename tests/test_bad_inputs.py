@@ -61,7 +61,7 @@ def test_train_and_export_refuse_an_output_dir_that_is_a_file(tmp_path):
     proc = run_script("export", f"--run_dir={tmp_path}", f"--output_dir={existing}",
                       check=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "not a complete run" in proc.stderr  # the run is checked first, then the output
+    assert f"error: {existing}: --output_dir is an existing file" in proc.stderr
 
 
 @pytest.mark.parametrize("flag", ["test", "validation"])

@@ -116,6 +116,11 @@ class GPTLanguageModel(CausalLM):
         return self._compiled_step(ids, state, mask)
 
     def _step(self, ids, state, mask):
+        # Beyond the trained context the oldest keys drop out (a sliding window: rotary
+        # attention depends on relative positions only, so the kept keys stay valid).
+        keep = self.max_seq_len - tf.shape(ids)[1]
+        state = {"cache": [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state["cache"]],
+                 "mask": state["mask"][:, -keep:]}
         key_mask = tf.concat([state["mask"], mask], axis=1)
         embedding = self.get_layer("token_embedding")
         x = embedding(ids)
