@@ -123,7 +123,9 @@ def write_reference(ctx: _Context, out: str) -> Optional[str]:
                      REFERENCE_FILE)
         return None
     ids = ctx.run.tokenizer.encode(texts, ctx.run.max_seq_len)
-    probs = tf.nn.softmax(ctx.run.model.predict(ids, batch_size=256, verbose=0), axis=-1).numpy()
+    # Through the exported head (fitted temperature included), as the served files compute.
+    logits = tf.constant(ctx.run.model.predict(ids, batch_size=256, verbose=0))
+    probs = ctx.head.outputs(logits)["probabilities"].numpy()
     path = os.path.join(out, REFERENCE_FILE)
     write_json(path, {"split": "test", **histograms(probs.argmax(-1), probs.max(-1),
                                                     ctx.run.label_names)})
