@@ -46,7 +46,8 @@ def _compress(name: str, source: str = "", overrides=(), qat_stage: bool = False
     logging.info("compressing: %s", name)
     return compress_recipe(FLAGS.recipe, source or FLAGS.run_dir,
                            os.path.join(FLAGS.output_dir, name),
-                           [f"--teacher_dir={FLAGS.teacher_dir}", *overrides], qat_stage)
+                           [f"--teacher_dir={FLAGS.teacher_dir}", "--overwrite",  # re-measure
+                            *overrides], qat_stage)
 
 
 def _test_split(run):

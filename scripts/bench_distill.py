@@ -42,7 +42,8 @@ FLAGS = flags.FLAGS
 def _student(run_dir: str, seed: str, extra=()):
     return parse_flagfile(TRAIN_CLASSES, FLAGS.student_recipe,
                           [f"--output_dir={run_dir}", f"--data_dir={FLAGS.data_dir}",
-                           f"--seed={seed}", "--early_stopping_patience=0", *extra])
+                           f"--seed={seed}", "--early_stopping_patience=0",
+                           "--overwrite", *extra])  # a rerun re-measures
 
 
 def _distill(run_dir, seed, cache, augment_copies, extra=()):

@@ -9,9 +9,9 @@ tokens and 3 random ones and compares the drop of the predicted class's probabil
 import os
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
@@ -48,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -9,9 +9,9 @@ import os
 import time
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.io_utils import write_json
@@ -43,10 +43,13 @@ def main(argv):
     tcfg, dcfg = exp.train, exp.data
 
     class TimeBudget(keras.callbacks.Callback):
+        steps = 0
+
         def on_train_begin(self, logs=None):
             self.deadline = time.monotonic() + 60 * FLAGS.train_minutes
 
         def on_train_batch_end(self, batch, logs=None):
+            TimeBudget.steps += 1
             if time.monotonic() > self.deadline:
                 self.model.stop_training = True
 
@@ -70,9 +73,8 @@ def main(argv):
             FLAGS.flag_values_dict().items()) if FLAGS[k].present),
         "model": exp.model.model, "num_params": m["num_params"],
         "train_seconds": m["train_seconds"],
-        "train_steps": int(m["train_seconds"] * m["train_examples_per_s"] / dcfg.batch_size),
-        "characters_seen": int(m["train_seconds"] * m["train_examples_per_s"]
-                               * dcfg.max_seq_len),
+        "train_steps": TimeBudget.steps,
+        "tokens_seen": TimeBudget.steps * dcfg.batch_size * dcfg.max_seq_len,
         "test_bits_per_character": m["bits_per_character"],
         "validation_bits_per_character": m["validation"]["bits_per_character"],
         "test_characters": len(test_text),
@@ -84,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -39,7 +39,8 @@ def main(argv):
     for name in FLAGS.models:
         recipe = recipe_path(f"banking77_{name}")
         overrides = [f"--output_dir={os.path.join(FLAGS.output_dir, name)}",
-                     f"--data_dir={FLAGS.data_dir}"] + [f"--{o}" for o in FLAGS.overrides]
+                     f"--data_dir={FLAGS.data_dir}", "--overwrite"  # a rerun re-measures
+                     ] + [f"--{o}" for o in FLAGS.overrides]
         exp = ExperimentConfig(*parse_flagfile(
             (DataConfig, TokenizerConfig, ModelConfig, TrainConfig), recipe, overrides))
         logging.info("training %s from %s", name, recipe)

@@ -6,9 +6,8 @@ Prints each token's attribution towards the predicted label (or --label) and wri
 heat map (default <run_dir>/explain.html).
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.trust.explain import ExplainConfig, explain_run, format_text
 
@@ -23,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -9,9 +9,9 @@ Several --prompt flags are decoded as one batch (printed when done; one prompt s
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags
+from absl import flags
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.errors import UserError
 from slm_tf.generation import SamplingConfig, generate
@@ -36,13 +36,13 @@ def main(argv):
         raise UserError(f"{FLAGS.run_dir}: the run's model is not a language model. Fix: "
                         "point --run_dir at a train_lm.py (--task=lm) run.")
     prompts = FLAGS.prompt
-    stream = None
-    if len(prompts) == 1:
-        sys.stdout.write(prompts[0])
+    def to_terminal(row, piece):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
-        def stream(row, piece):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+    stream = to_terminal if len(prompts) == 1 else None
+    if stream:
+        sys.stdout.write(prompts[0])
     texts = generate(run.model, run.tokenizer, prompts, cfg, on_text=stream)
     if stream:
         print()
@@ -52,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

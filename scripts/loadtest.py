@@ -8,9 +8,8 @@ Bounded by --duration_s and --max_requests; refuses any host that is not loopbac
 import json
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.io_utils import write_json
 from slm_tf.serving.loadtest import LoadTestConfig, run_load
@@ -28,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

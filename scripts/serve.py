@@ -8,9 +8,9 @@ a new folder moved in while serving is loaded and becomes the default within --p
 SIGTERM stops accepting connections, answers every accepted request, then exits.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from slm_tf.cli import friendly_errors
+from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.serving.config import ServeConfig
 
@@ -39,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -139,7 +139,9 @@ def _check_before_tensorflow(flag_values: flags.FlagValues = flags.FLAGS) -> Non
     """Checks what needs no TensorFlow (data paths, the output folder) so a typo fails in well
     under a second."""
     if all(f.name in flag_values for f in dataclasses.fields(DataConfig)):
-        check_paths(from_flags(DataConfig, flag_values))
+        # A language model's --validation_data/--test_data may list documents of --data by name.
+        lm = "task" in flag_values and flag_values["task"].value == "lm"
+        check_paths(from_flags(DataConfig, flag_values), split_names=lm)
     if "output_dir" in flag_values and flag_values["output_dir"].value:
         require_output_dir(flag_values["output_dir"].value)
 

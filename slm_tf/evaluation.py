@@ -11,7 +11,7 @@ from slm_tf.data.readers import DataError
 from slm_tf.data.sources import ALL, DATASETS
 from slm_tf.io_utils import write_json
 from slm_tf.tasks import get_task
-from slm_tf.train.artifacts import load_run, require_complete
+from slm_tf.train.artifacts import EVAL_DIR, load_run, require_complete
 
 # Options that decide which rows land in which split: taken from the run when the data is the
 # run's own, so "test" means the run's held-out test rows and never rows it trained on.
@@ -72,5 +72,5 @@ def evaluate_run(run_dir: str, data_cfg: DataConfig, split: str = AUTO,
     report = {k: v for k, v in report.items() if not k.startswith("_")}
     report.update(data=data.summary(), split=split, run_dir=run_dir)
     if write:
-        write_json(os.path.join(run_dir, "eval", f"{data.name}_{split}.json"), report)
+        write_json(os.path.join(run_dir, EVAL_DIR, f"{data.name}_{split}.json"), report)
     return report

@@ -1,5 +1,6 @@
 """Atomic writes: every artifact appears whole or not at all (temp file/dir + rename)."""
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
@@ -103,3 +104,12 @@ def read_json(path: str, fix: str = RERUN_FIX) -> Any:
         raise CorruptArtifactError(path, f"not UTF-8 text (byte {e.start})", fix) from e
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, expected a JSON file. Fix: {fix}.") from None
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes (identifies a model file independently of its path and mtime)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -30,7 +30,7 @@ def evaluate_lm(model, tokenizer, texts: Sequence[str], context: int,
     """Scores ``model`` on documents ``texts`` (every token predicted once, in blocks of
     ``context``)."""
     stream = split_stream(texts, tokenizer)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    forward = _forward(model)
     nats, tokens, correct = 0.0, 0, 0
     for x, y, w in evaluation_dataset(stream, context, batch_size):
         logits = tf.cast(forward(x), tf.float32)
@@ -41,6 +41,14 @@ def evaluate_lm(model, tokenizer, texts: Sequence[str], context: int,
         tokens += int(tf.reduce_sum(w))
     characters = sum(len(t) for t in texts) + len(texts)
     return lm_metrics(nats, tokens, characters, correct)
+
+
+def _forward(model):
+    # One trace per model for every batch and block length (tracing dominates small evals).
+    if not hasattr(model, "_lm_forward"):
+        model._lm_forward = tf.function(lambda x: model(x, training=False),
+                                        input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    return model._lm_forward
 
 
 def compressor_bits_per_character(text: str) -> Dict[str, float]:

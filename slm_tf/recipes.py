@@ -42,9 +42,13 @@ def recipe_path(name: str) -> str:
     return path
 
 
-def is_path_flag(name: str) -> bool:
-    """Flags whose value is a file a recipe names: resolved relative to that recipe."""
-    return name == "flagfile" or name.endswith("recipe")
+def is_path_flag(name: str, value: str) -> bool:
+    """Whether ``--name=value`` names a recipe file (``--flagfile``, ``--recipe``,
+    ``--*_recipe``), resolved relative to the flagfile it is in. The value must look like a
+    path, so ``--auto_recipe=false`` stays a boolean."""
+    if name != "flagfile" and name != "recipe" and not name.endswith("_recipe"):
+        return False
+    return name == "flagfile" or value.endswith(SUFFIX) or os.sep in value
 
 
 def resolve_path(value: str, base_dir: str) -> str:
@@ -87,7 +91,7 @@ def _expand_arg(arg: str, base_dir: str, stack: Sequence[str]) -> List[str]:
     if not arg.startswith("-") or "=" not in arg:
         return [arg]
     name, value = arg.lstrip("-").split("=", 1)
-    if not is_path_flag(name):
+    if not is_path_flag(name, value):
         return [arg]
     value = resolve_path(value, base_dir)
     if name == "flagfile":

@@ -39,6 +39,24 @@ def _script_configs(name):
     return [getattr(importlib.import_module(modules[c]), c) for c in sorted(used)]
 
 
+def _script_defaults(name):
+    """Defaults a script sets over its configs' (``for _name, _value in X.items():
+    flags.set_default(...)``, e.g. compress.py's FINETUNE_DEFAULTS, train_lm.py's LM_DEFAULTS):
+    the dict X itself, imported from where the script imports it."""
+    import importlib
+    tree = ast.parse(open(os.path.join(REPO, "scripts", f"{name}.py"), encoding="utf-8").read())
+    where = {a.name: n.module for n in tree.body if isinstance(n, ast.ImportFrom)
+             for a in n.names}
+    out = {}
+    for node in tree.body:
+        it = getattr(node, "iter", None)
+        if isinstance(node, ast.For) and isinstance(it, ast.Call) and \
+                getattr(it.func, "attr", "") == "items" and isinstance(it.func.value, ast.Name):
+            out.update(getattr(importlib.import_module(where[it.func.value.id]),
+                               it.func.value.id))
+    return out
+
+
 def _shown(value):
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -68,10 +86,7 @@ def test_help_lists_own_flags_grouped_by_config(name):
             for f in dataclasses.fields(cls):
                 default = f.default if f.default is not dataclasses.MISSING \
                     else f.default_factory()
-                if name == "compress" and cls.__name__ == "TrainConfig":
-                    # compress.py fine-tunes with its own documented defaults
-                    from slm_tf.compress.config import FINETUNE_DEFAULTS
-                    default = FINETUNE_DEFAULTS.get(f.name, default)
+                default = _script_defaults(name).get(f.name, default)
                 want = f"--{f.name} (default: {_shown(default)})"
                 if any(line.startswith(want) for line in sections[cls.__name__]):
                     continue

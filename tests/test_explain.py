@@ -40,6 +40,7 @@ def test_attributions_sum_to_the_probability_change(arch, scale):
     assert np.all(attr[mask == 0] == 0)  # special tokens and padding keep their embedding
 
 
+@pytest.mark.integration  # trains a toy model for ~15 s
 def test_the_token_that_decides_the_label_gets_the_top_attribution():
     keras.utils.set_random_seed(1)
     rng = np.random.default_rng(0)

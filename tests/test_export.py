@@ -190,6 +190,7 @@ def test_latency_percentiles_measure_wall_time():
     assert np.percentile(t, 95) >= 25.0
 
 
+@pytest.mark.integration
 def test_exported_files_carry_the_fitted_temperature(exported):
     from slm_tf.train.artifacts import load_run
     run_dir, out, _ = exported

@@ -18,9 +18,10 @@ def _ids(batch=4, length=16, real=10, seed=0):
 
 
 def test_registry_lists_the_zoo():
-    assert MODELS.names() == sorted(ARCHS)
-    with pytest.raises(UserError, match="unknown model 'gpt'"):
-        MODELS.get("gpt")
+    # The classifiers plus the causal language models (tests/test_lm.py).
+    assert MODELS.names() == sorted(ARCHS + ["gpt", "lstm_lm", "gru_lm"])
+    with pytest.raises(UserError, match="unknown model 'gpt5'"):
+        MODELS.get("gpt5")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -163,6 +163,7 @@ def test_span_jsonl(tmp_path):
             read_ner(one)
 
 
+@pytest.mark.integration  # reads 1.8 MB of real data (~5 s idle, more on a loaded machine)
 def test_shared_datasets_read():
     wnut = read_ner(os.path.join(SHARED, "wnut16", "wnut16_train.txt"))
     assert (wnut.scheme, len(wnut.examples), len(wnut.types())) == ("BIO", 2394, 10)

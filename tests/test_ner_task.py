@@ -109,3 +109,24 @@ def test_chinese_span_jsonl_with_char_tokenizer(tmp_path):
     m = json.load(open(os.path.join(out, "metrics.json")))
     assert m["entity_f1"] > 0.9, m
     assert m["data"]["scheme"] == "BIOES"
+
+
+def test_extract_prints_entities_with_exact_offsets(english_run):
+    tmp, _, _, out, _ = english_run
+    text = "  I met   Carla Kim in\tOslo today ."
+    proc = run_script("extract", f"--run_dir={out}", f"--text={text}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["text"] == text
+    assert [(e["type"], e["text"]) for e in row["entities"]] == [("PER", "Carla Kim"),
+                                                                 ("LOC", "Oslo")]
+    for e in row["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"]
+    src = tmp / "in.jsonl"
+    src.write_text(json.dumps({"text": "I met Eve in Rome ."}) + "\n{\"txt\": 1}\n")
+    bad = run_script("extract", f"--run_dir={out}", f"--input={src}", check=False)
+    assert bad.returncode == 2 and "in.jsonl:2" in bad.stderr and "Fix:" in bad.stderr
+    src.write_text(json.dumps({"text": "I met Eve in Rome ."}) + "\n")
+    dst = tmp / "out.jsonl"
+    run_script("extract", f"--run_dir={out}", f"--input={src}", f"--output={dst}")
+    got = json.loads(dst.read_text().strip())
+    assert [(e["type"], e["text"]) for e in got["entities"]] == [("PER", "Eve"), ("LOC", "Rome")]

@@ -46,10 +46,13 @@ def test_user_recipe_names_paths_relative_to_itself(tmp_path, monkeypatch):
     mine = tmp_path / "project" / "recipes"
     mine.mkdir(parents=True)
     (mine / "teacher.flags").write_text("--epochs=1\n")
-    (mine / "pipe.flags").write_text("# mine\n--teacher_recipe=teacher.flags\n"
+    (mine / "pipe.flags").write_text("# mine\n--teacher_recipe=teacher.flags\n--auto_recipe=false\n"
                                      "--student_recipe=configs/banking77_student.flags\n")
     monkeypatch.chdir(tmp_path)
-    (pipe,) = parse_flagfile((PipelineConfig,), "project/recipes/pipe.flags", ["--output_dir=o"])
+    from slm_tf.train.config import TrainConfig
+    pipe, train = parse_flagfile((PipelineConfig, TrainConfig), "project/recipes/pipe.flags",
+                                 ["--output_dir=o"])
+    assert train.auto_recipe is False  # a boolean named *_recipe is not a path
     assert pipe.teacher_recipe == str(mine / "teacher.flags")
     # the older configs/<name>.flags spelling still finds the shipped recipe
     assert os.path.samefile(pipe.student_recipe, recipes.recipe_path("banking77_student"))

@@ -279,3 +279,21 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     # uvicorn re-raises the SIGTERM once drained, so the exit status is the signal's.
     assert code in (0, -signal.SIGTERM) and "drained: every accepted request answered" in log, \
         log[-2000:]
+
+
+def test_predictor_redacts_pii_when_the_run_was_trained_redacted(tmp_path):
+    """The tokenizer sees ``[EMAIL]`` where the request had an address, as training did."""
+    from slm_tf.serving.predictors import ClassificationPredictor
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    from slm_tf.trust.pii import redact
+    tok = build_tokenizer(TokenizerConfig(min_frequency=1),
+                          [redact("mail me at ann@example.com"), "mail me"])
+    p = ClassificationPredictor.__new__(ClassificationPredictor)
+    p.tokenizer, p.max_seq_len = tok, 12
+    text = "mail me at ann@example.com"
+    p.redact_pii = True
+    redacted = p.encode([text])
+    p.redact_pii = False
+    plain = p.encode([text])
+    assert (redacted == tok.encode(["mail me at [EMAIL]"], 12)).all()
+    assert not (plain == redacted).all()

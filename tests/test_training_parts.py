@@ -14,8 +14,9 @@ from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.metrics import classification_report, expected_calibration_error
 from slm_tf.train.optim import WarmupDecay, make_optimizer
 from slm_tf.train.trainer import TrainConfig
+from slm_tf.trust.config import DPConfig
 
-CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
+CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig)
 
 
 def test_warmup_then_linear_and_cosine_decay():
@@ -91,10 +92,16 @@ def _flagfiles(kind):
 
 @pytest.mark.parametrize("recipe", _flagfiles("train"))
 def test_every_shipped_recipe_parses(recipe):
-    data, tok, model, train = parse_flagfile(CONFIGS, os.path.join(REPO, "configs", recipe),
-                                             ["--output_dir=x"])
-    assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert")
+    data, tok, model, train, _ = parse_flagfile(
+        CONFIGS, os.path.join(REPO, "configs", recipe), ["--output_dir=x"])
+    assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
+                           "lstm_lm", "gru_lm")
+    # A language-model recipe names the lm task and a reversible tokenizer.
+    assert (train.task == "lm") == (model.model in ("gpt", "lstm_lm", "gru_lm"))
+    if train.task == "lm":
+        assert tok.tokenizer in ("char_exact", "sentencepiece")
     assert data.max_seq_len > 0 and train.epochs > 0
+    assert isinstance(train.auto_recipe, bool)  # a switch, never resolved as a recipe path
 
 
 @pytest.mark.parametrize("flagfile", _flagfiles("pipeline"))

@@ -107,6 +107,7 @@ def test_abstention_metrics_match_sklearn_and_brute_force():
     assert m["in_scope_accuracy"] == pytest.approx((ok & ~abstain[~is_oos]).mean())
 
 
+@pytest.mark.integration  # three real conversions (TFLite + ONNX): tens of seconds
 @pytest.mark.parametrize("method", ["max_prob", "energy", "oos_class"])
 def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(method, tmp_path):
     from slm_tf.export.runtimes import open_runtime
@@ -140,16 +141,34 @@ def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(met
     np.testing.assert_array_equal(onnx_abstain[~near], flags[~near])
 
 
-def test_int8_tflite_keeps_the_abstain_output_with_builtin_ops():
+@pytest.mark.integration  # int8 calibration + conversion: tens of seconds
+@pytest.mark.parametrize("method", ["max_prob", "energy"])
+def test_int8_tflite_keeps_the_abstain_output_with_builtin_ops(method):
     from ai_edge_litert.interpreter import Interpreter
     keras.utils.set_random_seed(0)
     seq = 10
     model = build_model(ModelConfig(model="bow", embedding_dim=16, hidden_dim=16), 50, 5, seq)
     ids = np.random.default_rng(0).integers(4, 50, size=(40, seq)).astype(np.int32)
-    head = ServingHead(1.5, {"method": "max_prob", "threshold": 0.5, "oos_index": 4})
+    model.layers[-1].set_weights([w * 20 for w in model.layers[-1].get_weights()])  # spread
+    raw = model(ids, training=False).numpy().astype(np.float64)
+    score = (max_prob_score if method == "max_prob" else energy_score)(raw, 1.5, 4)
+    threshold = float(np.median(score))
+    head = ServingHead(1.5, {"method": method, "threshold": threshold, "oos_index": 4})
     interp = Interpreter(model_content=to_tflite(model, "int8", seq, ids, head=head))
     ops = {op["op_name"] for op in interp._get_ops_details()}
     assert not any(op.startswith(("Flex", "CUSTOM")) for op in ops), ops
-    out = interp.get_signature_runner()(ids=ids[:1])
-    assert set(out) == {"logits", "probabilities", "oos_score", "abstain"}
-    assert out["abstain"][0] == float(out["oos_score"][0] > 0.5)
+    runner = interp.get_signature_runner()
+    out = [runner(ids=row[None]) for row in ids]
+    assert set(out[0]) == {"logits", "probabilities", "oos_score", "abstain"}
+    got = np.concatenate([o["oos_score"] for o in out])
+    # int8 keeps the score close to the float one (a -1e4 mask would blow its range up) ...
+    # a few int8 steps; int8 logsumexp is coarser than a softmax max
+    tol = (0.015 if method == "max_prob" else 0.1) * max(1.0, float(np.abs(score).max()))
+    assert score.max() - score.min() > tol  # the scores do spread
+    assert np.abs(got - score).max() <= tol, np.abs(got - score).max()
+    # ... and the flag is the in-graph comparison of that score.
+    flags = np.concatenate([o["abstain"] for o in out])
+    # int8 may compare quantized values: skip scores within a step of the threshold.
+    clear = np.abs(got - threshold) > 0.01 * max(1.0, float(np.abs(score).max()))
+    assert clear.sum() >= 10
+    np.testing.assert_array_equal(flags[clear], (got > threshold)[clear].astype(np.float32))

@@ -10,6 +10,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from slm_tf.config import field, fraction, non_negative, positive
+from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
 from slm_tf.errors import UserError
 
 PRUNE_SCHEDULES = ("constant", "polynomial")
@@ -75,10 +76,11 @@ class CompressConfig:
     teacher_dir: str = field("", "Keep distilling from this teacher run while compressing "
                              "(its outputs are cached as in distill.py; the transfer set is the "
                              "compressed run's own when it was distilled).")
-    temperature: float = field(0.0, "KD temperature (0 = the distilled run's own, else 4).",
+    temperature: float = field(0.0, f"KD temperature (0 = the distilled run's own, else "
+                               f"{KD_TEMPERATURE:g}).",
                                validate=non_negative, rule=">= 0")
     alpha: float = field(-1.0, "KD weight of the hard-label term (-1 = the distilled run's "
-                         "own, else 0.5).", validate=lambda a: a == -1.0 or 0.0 <= a <= 1.0,
+                         f"own, else {KD_ALPHA:g}).", validate=lambda a: a == -1.0 or 0.0 <= a <= 1.0,
                          rule="-1 or in [0, 1]")
     report_tflite: bool = field(True, "Also convert before/after models to TFLite to report "
                                 "their sizes in compression.json (float before; float after, "

@@ -34,9 +34,10 @@ from slm_tf.train.artifacts import Run, load_run, require_complete
 from slm_tf.tasks.classification import (compile_supervised, evaluate_split,
                                          supervised_datasets)
 from slm_tf.train.optim import optimizer_for
-from slm_tf.train.trainer import FitResult, RunContext, TrainConfig, finish_run, fit, start_run
+from slm_tf.train.trainer import (FitResult, RunContext, TrainConfig, finish_run, fit,
+                                  require_default_strategy, start_run)
 
-REPORT_FILE = "compression.json"
+REPORT_FILE = artifacts.COMPRESSION_REPORT
 CALIBRATION_ROWS = 1024
 
 
@@ -155,6 +156,7 @@ def compress(exp: CompressExperiment) -> Dict:
     ccfg, tcfg = exp.compress, exp.train
     validate(ccfg)
     validate(tcfg)
+    require_default_strategy(tcfg, "compress.py")
     mode = mode_for(ccfg)
     if os.path.abspath(ccfg.run_dir) == os.path.abspath(tcfg.output_dir):
         raise UserError("--output_dir must differ from --run_dir (the source run is kept)")

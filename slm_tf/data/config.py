@@ -50,13 +50,16 @@ class DataConfig:
                                 rule="> 0")
 
 
-def check_paths(cfg: DataConfig) -> None:
+def check_paths(cfg: DataConfig, split_names: bool = False) -> None:
     """Fails fast (before TensorFlow loads) on a data path that does not exist: ``--data`` when it
     is spelled as a path (a folder separator or a file extension; registered names have
-    neither) and ``--validation_data`` / ``--test_data`` when set."""
+    neither) and ``--validation_data`` / ``--test_data`` when set (unless ``split_names``
+    allows them to name documents of ``--data``: a value without a folder separator)."""
     looks_like_path = os.sep in cfg.data or os.path.splitext(cfg.data)[1] != ""
     for flag, path in (("data", cfg.data if looks_like_path else ""),
                        ("validation_data", cfg.validation_data), ("test_data", cfg.test_data)):
+        if split_names and flag != "data" and os.sep not in path:
+            continue
         if path and not os.path.exists(path):
             raise DataError(f"{path}: no such file or folder. Fix: check --{flag} (a path "
                             f"relative to {os.getcwd()}, or a registered name such as "

@@ -65,14 +65,15 @@ def _unit_hash(name: str) -> float:
 
 def split_documents(docs: Sequence[Example], validation_fraction: float = 0.05,
                     test_fraction: float = 0.05, explicit: Dict[str, Sequence[str]] = None,
-                    name: str = "corpus") -> Corpus:
+                    name: str = "corpus", required: Sequence[str] = SPLITS) -> Corpus:
     """Splits documents into train/validation/test.
 
     ``explicit`` maps "validation"/"test" to document names (see :func:`document_name`); the
     rest is training. Otherwise each document goes to test when its name's hash is below
     ``test_fraction``, to validation below ``test_fraction + validation_fraction``. A single
     document (one .txt file) is cut at character positions instead: its head trains, the tail
-    is validation then test, cut at line breaks.
+    is validation then test, cut at line breaks. A split in ``required`` must not end up
+    empty.
     """
     docs = list(docs)
     splits = {s: [] for s in SPLITS}
@@ -105,7 +106,7 @@ def split_documents(docs: Sequence[Example], validation_fraction: float = 0.05,
             split = ("test" if h < test_fraction else
                      "validation" if h < test_fraction + validation_fraction else "train")
             splits[split].append(d)
-    for split in SPLITS:
+    for split in required:
         if not splits[split]:
             raise DataError(f"{name}: the {split} split is empty ({len(docs)} documents). "
                             "Fix: give more documents or larger split fractions.")

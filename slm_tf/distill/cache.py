@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.io_utils import atomic_path
+from slm_tf.io_utils import atomic_path, file_digest  # noqa: F401  (the teacher digest)
 from slm_tf.tokenizers import Tokenizer
 
 CACHE_DIR = "teacher_cache"
@@ -35,15 +35,6 @@ def cache_key(*parts) -> str:
     for part in parts:
         h.update(repr(part).encode("utf-8"))
     return h.hexdigest()[:16]
-
-
-def file_digest(path: str) -> str:
-    """SHA-1 of a file's bytes (the teacher's weights)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _floats(row) -> tf.train.Feature:

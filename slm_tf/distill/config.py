@@ -5,14 +5,19 @@ import dataclasses
 
 from slm_tf.config import field, fraction, non_negative, positive
 
+# The KD defaults, defined once: DistillConfig, the Distiller, compress.py's fallback and the
+# pipeline all use these (tests/test_one_source.py fails if one drifts).
+KD_TEMPERATURE = 4.0
+KD_ALPHA = 0.5
+
 
 @dataclasses.dataclass
 class DistillConfig:
     teacher_dir: str = field("", "Run directory of the fine-tuned teacher (train.py output).",
                              validate=bool, rule="set (e.g. --teacher_dir=runs/teacher)")
-    temperature: float = field(4.0, "Softmax temperature T of the soft targets.",
+    temperature: float = field(KD_TEMPERATURE, "Softmax temperature T of the soft targets.",
                                validate=positive, rule="> 0")
-    alpha: float = field(0.5, "Weight of the hard-label cross-entropy; 1 - alpha weighs the "
+    alpha: float = field(KD_ALPHA, "Weight of the hard-label cross-entropy; 1 - alpha weighs the "
                          "T^2-scaled KL term.", validate=lambda a: 0.0 <= a <= 1.0,
                          rule="in [0, 1]")
     temperature_schedule: str = field("constant", "constant, or linear: anneal T to 1 over "

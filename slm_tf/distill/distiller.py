@@ -10,6 +10,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
 from slm_tf.distill.losses import distillation_loss
 
 STUDENT_IDS, TEACHER_IDS = "student_ids", "teacher_ids"
@@ -34,7 +35,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student: keras.Model, teacher: Optional[keras.Model] = None,
-                 temperature: float = 4.0, alpha: float = 0.5, feature_weight: float = 0.0,
+                 temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA, feature_weight: float = 0.0,
                  teacher_feature_dim: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
         self.student = student

@@ -26,7 +26,8 @@ from slm_tf.train import artifacts
 from slm_tf.train.artifacts import Run, load_run, require_complete
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
-from slm_tf.train.trainer import TrainConfig, finish_run, fit, prepare_tokenizer, start_run
+from slm_tf.train.trainer import (TrainConfig, finish_run, fit, prepare_tokenizer,
+                                  require_default_strategy, start_run)
 
 
 @dataclasses.dataclass
@@ -155,6 +156,7 @@ def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
     whose model is the student alone (so evaluation and export treat it like any run)."""
     tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
+    require_default_strategy(tcfg, "distill.py")
     require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
     if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
         raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "

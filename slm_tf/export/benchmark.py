@@ -16,7 +16,7 @@ from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import CorruptArtifactError, UserError
 from slm_tf.export.parity import MIN_AGREEMENT, agreement
-from slm_tf.export.run import MANIFEST
+from slm_tf.export.run import MANIFEST, check_fresh
 from slm_tf.export.runtimes import check_opens
 from slm_tf.export.tflite import size_breakdown
 from slm_tf.io_utils import read_json, write_json, write_text
@@ -55,7 +55,7 @@ def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
         raise CorruptArtifactError(manifest_path, f"lacks {missing}", fix)
     for f in manifest["files"]:  # fail in a second, not after the Keras reference has run
         check_opens(os.path.join(export_dir, f["path"]), fix)
-    run = load_run(manifest["run_dir"])
+    run = load_run(check_fresh(export_dir, manifest))
     data = prepare_data(from_dict(DataConfig, manifest["data"]))
     ids = run.tokenizer.encode(data.texts("test"), run.max_seq_len)
     labels = np.asarray(data.labels("test"))

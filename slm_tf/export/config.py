@@ -5,14 +5,22 @@ import dataclasses
 from slm_tf.config import field, positive
 
 TFLITE_FORMATS = ("tflite_int8", "tflite_dynamic", "tflite_fp16", "tflite_float")
+# The registered export formats (slm_tf.export.run.FORMATS), listed here because the registry
+# loads TensorFlow; the registry refuses a name missing here and checks all are registered.
+EXPORT_FORMATS = TFLITE_FORMATS + ("onnx", "saved_model")
+
+
+def are_export_formats(formats) -> bool:
+    """True when every name in ``formats`` is an export format."""
+    return formats is not None and all(f in EXPORT_FORMATS for f in formats)
 
 
 @dataclasses.dataclass
 class ExportConfig:
     run_dir: str = field("", "The --output_dir of a finished train/distill/compress run.")
-    formats: list = field(["tflite_int8", "tflite_fp16", "tflite_dynamic", "tflite_float",
-                           "onnx", "saved_model"], "Formats to write: tflite_int8, tflite_fp16, "
-                          "tflite_dynamic, tflite_float, onnx, saved_model.")
+    formats: list = field(list(EXPORT_FORMATS), f"Formats to write: {', '.join(EXPORT_FORMATS)}.",
+                          validate=are_export_formats,
+                          rule=f"a list of {', '.join(EXPORT_FORMATS)}")
     output_dir: str = field("", "Where exported files go (default <run_dir>/export).")
     allow_flex: bool = field(False, "Allow TensorFlow (Flex) ops in TFLite files; the app must "
                              "then link the Flex delegate.")

@@ -17,17 +17,18 @@ from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import prepare_data
 from slm_tf.errors import UserError
 from slm_tf.export.bundle import write_bundle
-from slm_tf.export.config import TFLITE_FORMATS, ExportConfig
+from slm_tf.export.config import EXPORT_FORMATS, TFLITE_FORMATS, ExportConfig
 from slm_tf.export.onnx import to_onnx
 from slm_tf.export.tflite import is_quantization_aware, to_tflite
-from slm_tf.io_utils import atomic_path, require_output_dir, write_json
+from slm_tf.io_utils import atomic_path, file_digest, require_output_dir, write_json
 from slm_tf.registry import Registry
 from slm_tf.serving.drift import REFERENCE_FILE, histograms
-from slm_tf.train.artifacts import Run, load_run, require_complete, save_saved_model
+from slm_tf.train.artifacts import (EXPORT_DIR, MODEL_FILE, Run, load_run, require_complete,
+                                    save_saved_model)
 from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
-FORMATS: Registry[Callable] = Registry("export format")
+FORMATS: Registry[Callable] = Registry("export format", EXPORT_FORMATS)
 
 
 @dataclasses.dataclass
@@ -68,8 +69,8 @@ def _tflite(quantization: str):
     return write
 
 
-for _q in ("int8", "dynamic", "fp16", "float"):
-    FORMATS.register(f"tflite_{_q}")(_tflite(_q))
+for _fmt in TFLITE_FORMATS:
+    FORMATS.register(_fmt)(_tflite(_fmt[len("tflite_"):]))
 
 
 @FORMATS.register("onnx")
@@ -84,6 +85,9 @@ def _onnx(ctx: _Context, path: str) -> Dict:
 def _saved_model(ctx: _Context, path: str) -> Dict:
     save_saved_model(path, ctx.run.model, ctx.run.tokenizer, ctx.run.max_seq_len, ctx.head)
     return {"signatures": ["serving_default (ids)", "serve_text (raw strings)"]}
+
+
+FORMATS.check_complete()
 
 
 def file_name(fmt: str) -> str:
@@ -119,7 +123,9 @@ def write_reference(ctx: _Context, out: str) -> Optional[str]:
                      REFERENCE_FILE)
         return None
     ids = ctx.run.tokenizer.encode(texts, ctx.run.max_seq_len)
-    probs = tf.nn.softmax(ctx.run.model.predict(ids, batch_size=256, verbose=0), axis=-1).numpy()
+    # Through the exported head (fitted temperature included), as the served files compute.
+    logits = tf.constant(ctx.run.model.predict(ids, batch_size=256, verbose=0))
+    probs = ctx.head.outputs(logits)["probabilities"].numpy()
     path = os.path.join(out, REFERENCE_FILE)
     write_json(path, {"split": "test", **histograms(probs.argmax(-1), probs.max(-1),
                                                     ctx.run.label_names)})
@@ -131,7 +137,7 @@ def export_run(cfg: ExportConfig) -> Dict:
     for fmt in cfg.formats:
         FORMATS.get(fmt)
     require_complete(cfg.run_dir)
-    out = cfg.output_dir or os.path.join(cfg.run_dir, "export")
+    out = cfg.output_dir or os.path.join(cfg.run_dir, EXPORT_DIR)
     require_output_dir(out)
     run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
@@ -145,7 +151,11 @@ def export_run(cfg: ExportConfig) -> Dict:
                       "seconds": round(time.time() - start, 2), **info})
         logging.info("exported %s: %s (%d bytes, %.1f s)", fmt, path, files[-1]["file_bytes"],
                      files[-1]["seconds"])
-    manifest = {"run_dir": os.path.abspath(cfg.run_dir), "name": run.model.name,
+    # run_dir relative to the export, so a copied run folder (run + export/) still benchmarks;
+    # the model's digest lets the benchmark refuse an export older than the model.
+    manifest = {"run_dir": os.path.relpath(os.path.abspath(cfg.run_dir), os.path.abspath(out)),
+                "model_sha1": file_digest(os.path.join(cfg.run_dir, MODEL_FILE)),
+                "name": run.model.name,
                 "max_seq_len": run.max_seq_len, "label_names": run.label_names,
                 "data": run.config["data"], "task": run.task, "files": files, "android": None,
                 "temperature": ctx.head.temperature, "abstain_rule": ctx.head.rule,
@@ -165,3 +175,27 @@ def export_run(cfg: ExportConfig) -> Dict:
         manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
     write_json(os.path.join(out, MANIFEST), manifest)
     return manifest
+
+
+def exported_run_dir(export_dir: str, manifest: Dict) -> str:
+    """The run an export came from: ``run_dir`` resolved against the export directory."""
+    return os.path.normpath(os.path.join(os.path.abspath(export_dir), manifest["run_dir"]))
+
+
+def check_fresh(export_dir: str, manifest: Dict) -> str:
+    """The export's run directory; a UserError when its model changed after the export."""
+    run_dir = exported_run_dir(export_dir, manifest)
+    model = os.path.join(run_dir, MODEL_FILE)
+    fix = (f"Fix: re-export: python scripts/export.py --run_dir={run_dir} "
+           f"--output_dir={export_dir}")
+    if not os.path.exists(model):
+        raise UserError(f"{export_dir}: the run it was exported from has no {model}. {fix}")
+    recorded = manifest.get("model_sha1")
+    if recorded is None:
+        raise UserError(f"{export_dir}/{MANIFEST} records no digest of the model it was "
+                        f"exported from (an older export). {fix}")
+    if file_digest(model) != recorded:
+        raise UserError(f"{export_dir} is older than {model}: the model's SHA-1 differs from "
+                        f"the one recorded in {MANIFEST} at export time (the run was retrained "
+                        f"after the export). {fix}")
+    return run_dir

@@ -5,14 +5,17 @@ import dataclasses
 from slm_tf.config import field, non_negative, positive
 
 POOLINGS = ("mean", "max", "cls", "mean_max")
+# The zoo's architectures (slm_tf.models.zoo.MODELS), listed here because the zoo loads
+# TensorFlow; the registry refuses a name missing here and checks all are registered.
+MODEL_NAMES = ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt", "lstm_lm",
+               "gru_lm")
 
 
 @dataclasses.dataclass
 class ModelConfig:
     model: str = field("cnn", "Architecture from the model zoo (gpt, lstm_lm and gru_lm are "
                        "causal language models).",
-                       choices=("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
-                                "lstm_lm", "gru_lm"))
+                       choices=MODEL_NAMES)
     embedding_dim: int = field(128, "Token embedding width (cnn, bilstm, bigru, bow).",
                                validate=positive, rule="> 0")
     hidden_dim: int = field(128, "Transformer width / recurrent units per direction / bow and "

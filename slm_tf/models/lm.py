@@ -12,7 +12,8 @@ import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
 from slm_tf.models.base import TextClassifier
-from slm_tf.models.layers import MultiHeadSelfAttention, PaddingMask, serializable
+from slm_tf.models.layers import PaddingMask, serializable
+from slm_tf.models.transformer import pre_ln_block
 
 
 @serializable
@@ -78,17 +79,7 @@ class GPTLanguageModel(CausalLM):
         x = embedding(ids)
         x = layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
         for i in range(cfg.num_layers):
-            h = layers.LayerNormalization(epsilon=cfg.layer_norm_eps,
-                                          name=f"block{i}_attention_norm")(x)
-            h = MultiHeadSelfAttention(cfg.num_heads, cfg.dropout, causal=True, rotary=True,
-                                       name=f"block{i}_attention")([h, mask])
-            h = layers.Dropout(cfg.dropout, name=f"block{i}_attention_dropout")(h)
-            x = layers.Add(name=f"block{i}_attention_residual")([x, h])
-            h = layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"block{i}_ffn_norm")(x)
-            h = layers.Dense(cfg.ff_dim, activation="gelu", name=f"block{i}_ffn_in")(h)
-            h = layers.Dense(cfg.hidden_dim, name=f"block{i}_ffn_out")(h)
-            h = layers.Dropout(cfg.dropout, name=f"block{i}_ffn_dropout")(h)
-            x = layers.Add(name=f"block{i}_ffn_residual")([x, h])
+            x = pre_ln_block(x, mask, i, cfg, causal=True, rotary=True)
         x = layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")(x)
         return embedding(x, mode="logits")
 
@@ -116,6 +107,11 @@ class GPTLanguageModel(CausalLM):
         return self._compiled_step(ids, state, mask)
 
     def _step(self, ids, state, mask):
+        # Beyond the trained context the oldest keys drop out (a sliding window: rotary
+        # attention depends on relative positions only, so the kept keys stay valid).
+        keep = self.max_seq_len - tf.shape(ids)[1]
+        state = {"cache": [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state["cache"]],
+                 "mask": state["mask"][:, -keep:]}
         key_mask = tf.concat([state["mask"], mask], axis=1)
         embedding = self.get_layer("token_embedding")
         x = embedding(ids)

@@ -6,6 +6,7 @@ from typing import Dict
 from slm_tf.models.bert import BertClassifier
 from slm_tf.models.base import INPUT_NAME, OUTPUT_NAME, ModelConfig, TextClassifier
 from slm_tf.models.bow import BagOfWordsClassifier
+from slm_tf.models.config import MODEL_NAMES
 from slm_tf.models.cnn import CNNClassifier
 from slm_tf.models.flops import flops_per_example, param_counts
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
@@ -16,10 +17,11 @@ from slm_tf.models.lm import (LANGUAGE_MODELS, CausalLM, GPTLanguageModel, GRULa
                               LSTMLanguageModel, TiedEmbedding, is_language_model)
 from slm_tf.registry import Registry
 
-MODELS: Registry[type] = Registry("model")
+MODELS: Registry[type] = Registry("model", MODEL_NAMES)
 for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
              BagOfWordsClassifier, BertClassifier) + LANGUAGE_MODELS:
     MODELS.register(_cls.arch)(_cls)
+MODELS.check_complete()
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int,

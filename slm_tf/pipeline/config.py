@@ -4,6 +4,8 @@ import dataclasses
 import os
 
 from slm_tf.config import field, fraction, non_negative, positive
+from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
+from slm_tf.export.config import EXPORT_FORMATS, are_export_formats
 from slm_tf.recipes import RECIPES_DIR as CONFIGS
 
 
@@ -16,8 +18,8 @@ class PipelineConfig:
     teacher_dir: str = field("", "Use this finished teacher run instead of training one.")
     student_recipe: str = field(os.path.join(CONFIGS, "banking77_student.flags"),
                                 "Flagfile of the student (trained plain and distilled).")
-    temperature: float = field(4.0, "KD temperature.", validate=positive, rule="> 0")
-    alpha: float = field(0.3, "KD weight of the hard-label term.",
+    temperature: float = field(KD_TEMPERATURE, "KD temperature.", validate=positive, rule="> 0")
+    alpha: float = field(KD_ALPHA, "KD weight of the hard-label term.",
                          validate=lambda x: 0.0 <= x <= 1.0, rule="in [0, 1]")
     augment_copies: int = field(2, "Augmented copies of each training text the teacher labels.",
                                 validate=non_negative, rule=">= 0")
@@ -34,7 +36,10 @@ class PipelineConfig:
     qat_epochs: int = field(3, "Epochs of quantization-aware training.", validate=positive,
                             rule="> 0")
     export_formats: list = field(["tflite_int8", "tflite_dynamic", "tflite_float", "onnx"],
-                                 "Formats the final student is exported to and benchmarked in.")
+                                 "Formats the final student is exported to and benchmarked in "
+                                 f"(of {', '.join(EXPORT_FORMATS)}).",
+                                 validate=are_export_formats,
+                                 rule=f"a list of {', '.join(EXPORT_FORMATS)}")
     latency_queries: int = field(300, "Batch-1 queries timed per exported file.",
                                  validate=positive, rule="> 0")
     teacher_latency_queries: int = field(100, "Batch-1 queries timed for the teacher's float "

@@ -193,10 +193,12 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
 
     @app.get("/v1/models/{name}")
     async def model_status(name: str):
+        """TF Serving's GetModelStatus: every loaded version."""
         return status(name, None)
 
     @app.get("/v1/models/{name}/versions/{version}")
     async def version_status(name: str, version: str):
+        """GetModelStatus of one version."""
         return status(name, version)
 
     def metadata(name: str, version: Optional[str]):
@@ -208,10 +210,12 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
 
     @app.get("/v1/models/{name}/metadata")
     async def model_metadata(name: str):
+        """GetModelMetadata of the newest version."""
         return metadata(name, None)
 
     @app.get("/v1/models/{name}/versions/{version}/metadata")
     async def version_metadata(name: str, version: str):
+        """GetModelMetadata of one version."""
         return metadata(name, version)
 
     async def predict(request: Request, name: str, version: Optional[str]):
@@ -237,18 +241,22 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
 
     @app.post("/v1/models/{name}:predict")
     async def predict_latest(request: Request, name: str):
+        """Predict with the newest version."""
         return await predict(request, name, None)
 
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def predict_version(request: Request, name: str, version: str):
+        """Predict with a version pinned by URL."""
         return await predict(request, name, version)
 
     @app.get("/healthz")
     async def healthz():
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz():
+        """Readiness: every model has a loaded version."""
         repo = state["repo"]
         ready = repo is not None and all(repo.models.values())
         return JSONResponse({"status": "ready" if ready else "loading"},
@@ -256,6 +264,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
 
     @app.get("/metrics")
     async def prometheus():
+        """Prometheus exposition of the server's metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -6,6 +6,7 @@ from slm_tf.config import field, non_negative, positive
 
 @dataclasses.dataclass
 class ServeConfig:
+    """Options of scripts/serve.py (one flag each)."""
     model: list = field([], "name=<export dir> of a model to serve (repeat the flag for more). "
                         "The dir holds version folders <dir>/<n>/ (each an export.py output) or "
                         "is itself one export, served as version 1.")

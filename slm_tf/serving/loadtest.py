@@ -19,6 +19,7 @@ from slm_tf.errors import UserError
 
 @dataclasses.dataclass
 class LoadTestConfig:
+    """Options of scripts/loadtest.py (one flag each)."""
     url: str = field("http://127.0.0.1:8501", "The server (loopback addresses only).")
     model: str = field("", "Name of the served model to call (required).")
     concurrency: int = field(32, "Client threads, one keep-alive connection each.",

@@ -105,11 +105,17 @@ class ClassificationPredictor:
             self.labels = [line for line in f.read().split("\n") if line]
         self.input_name = self.spec["io"]["input_name"]
         self.version_dir, self.fmt, self.manifest = version_dir, fmt, manifest
+        # A run trained on redacted text (--redact_pii) must see redacted text when serving.
+        self.redact_pii = bool(manifest.get("data", {}).get("redact_pii"))
         ref = os.path.join(version_dir, REFERENCE_FILE)
         self.reference = read_json(ref, fix) if os.path.isfile(ref) else None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``[len(texts), max_seq_len]`` int32 ids."""
+        """``[len(texts), max_seq_len]`` int32 ids (PII redacted first when the run was
+        trained on redacted text)."""
+        if self.redact_pii:
+            from slm_tf.trust.pii import redact
+            texts = [redact(t) for t in texts]
         return self.tokenizer.encode(texts, self.max_seq_len)
 
     def new_runner(self) -> Runner:
@@ -124,9 +130,13 @@ class ClassificationPredictor:
             z = outputs["logits"] - outputs["logits"].max(-1, keepdims=True)
             probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
         top = probs.argmax(-1)
-        return [{"label": self.labels[k], "label_id": int(k), "confidence": float(p[k]),
-                 "probabilities": [round(float(x), 6) for x in p]}
-                for k, p in zip(top, probs)]
+        preds = [{"label": self.labels[k], "label_id": int(k), "confidence": float(p[k]),
+                  "probabilities": [round(float(x), 6) for x in p]}
+                 for k, p in zip(top, probs)]
+        if "abstain" in outputs:  # the export folded in an abstention rule
+            for pred, flag in zip(preds, outputs["abstain"].reshape(len(preds), -1)[:, 0]):
+                pred["abstained"] = bool(flag)
+        return preds
 
     def signature(self) -> Dict:
         """TF Serving-style signature_def of the text signature."""

@@ -66,11 +66,15 @@ def prepare_corpus(dcfg) -> LMData:
     name = os.path.basename(os.path.normpath(dcfg.data))
     val_docs, val_names = _split_option(dcfg.validation_data, dcfg)
     test_docs, test_names = _split_option(dcfg.test_data, dcfg)
+    # Splits given as separate files are filled below, so only the others must be non-empty.
+    required = [s for s, d in (("train", None), ("validation", val_docs), ("test", test_docs))
+                if not d]
     if val_names or test_names:
         corpus = split_documents(docs, explicit={"validation": val_names, "test": test_names},
-                                 name=name)
+                                 name=name, required=required)
     else:
-        corpus = split_documents(docs, dcfg.validation_fraction, dcfg.test_fraction, name=name)
+        corpus = split_documents(docs, dcfg.validation_fraction, dcfg.test_fraction, name=name,
+                                 required=required)
     # Separate files replace the held-out share of --data for their split.
     if val_docs:
         corpus.splits["train"] += corpus.splits["validation"]

@@ -4,6 +4,10 @@ import dataclasses
 
 from slm_tf.config import field, positive
 
+# The registered tokenizers (slm_tf.tokenizers.registry.TOKENIZERS), listed here because the
+# registry loads TensorFlow; the registry refuses a name missing here and checks all are there.
+TOKENIZER_NAMES = ("wordpiece", "char", "char_exact", "sentencepiece")
+
 
 @dataclasses.dataclass
 class TokenizerConfig:
@@ -11,7 +15,7 @@ class TokenizerConfig:
                            "--vocab_file), char (one token per character, for CJK text), or "
                            "the reversible ones language models need: char_exact (every "
                            "character, case and whitespace kept) and sentencepiece (subwords).",
-                           choices=("wordpiece", "char", "char_exact", "sentencepiece"))
+                           choices=TOKENIZER_NAMES)
     vocab_file: str = field("", "An existing WordPiece vocab.txt (e.g. a BERT checkpoint's); "
                             "skips learning a vocabulary.")
     vocab_size: int = field(8000, "Vocabulary size to learn (upper bound).", validate=positive,

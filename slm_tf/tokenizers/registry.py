@@ -6,18 +6,19 @@ from typing import Iterable
 from slm_tf.errors import CorruptArtifactError, UserError
 from slm_tf.io_utils import RERUN_FIX
 from slm_tf.registry import Registry
-from slm_tf.tokenizers.config import TokenizerConfig
+from slm_tf.tokenizers.config import TOKENIZER_NAMES, TokenizerConfig
 from slm_tf.tokenizers.base import (CONFIG_FILE, PAD, SPECIAL_TOKENS, UNK, Tokenizer, load_config,
                                     read_vocab)
 from slm_tf.tokenizers.char import CharTokenizer
 from slm_tf.tokenizers.reversible import EOD, ExactCharTokenizer, SentencePieceTokenizer
 from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
 
-TOKENIZERS: Registry[type] = Registry("tokenizer")
+TOKENIZERS: Registry[type] = Registry("tokenizer", TOKENIZER_NAMES)
 TOKENIZERS.register("wordpiece")(WordPieceTokenizer)
 TOKENIZERS.register("char")(CharTokenizer)
 TOKENIZERS.register("char_exact")(ExactCharTokenizer)
 TOKENIZERS.register("sentencepiece")(SentencePieceTokenizer)
+TOKENIZERS.check_complete()
 
 
 def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokenizer:

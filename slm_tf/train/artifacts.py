@@ -8,6 +8,7 @@ flag), ``metrics.json`` (written last: its presence marks a complete run), ``log
 import dataclasses
 import json
 import os
+import shutil
 import zipfile
 from typing import Dict, List, Optional
 
@@ -29,6 +30,14 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LOG_DIR = "logs"
 CHECKPOINT_DIR = "checkpoints"
+EXPORT_DIR = "export"
+EVAL_DIR = "eval"
+COMPRESSION_REPORT = "compression.json"
+# What --overwrite removes: everything derived from the old model. metrics.json goes first, so
+# a clear that is interrupted leaves an incomplete run (retrained from scratch), never a
+# complete-looking one. The tokenizer, labels and config are rewritten by the new run.
+DERIVED = (METRICS_FILE, MODEL_FILE, SAVED_MODEL_DIR, EXPORT_DIR, EVAL_DIR, LOG_DIR,
+           CHECKPOINT_DIR, COMPRESSION_REPORT)
 
 
 @dataclasses.dataclass
@@ -111,6 +120,16 @@ def run_task(run_dir: str) -> str:
     config = read_json(path) if os.path.exists(path) else {}
     train = config.get("train") if isinstance(config, dict) else None
     return train.get("task", DEFAULT_TASK) if isinstance(train, dict) else DEFAULT_TASK
+
+
+def clear_derived(run_dir: str) -> None:
+    """Removes the model and everything derived from it (see ``DERIVED``) from ``run_dir``."""
+    for name in DERIVED:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
 
 
 def is_complete(run_dir: str) -> bool:

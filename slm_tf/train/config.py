@@ -13,6 +13,9 @@ from slm_tf.trust.targets import valid_target
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
 TASK_NAMES = ("classification", "ner", "lm")
+# The tf.distribute strategies (slm_tf.train.strategies.STRATEGIES), listed here for the same
+# reason; the registry refuses a name missing here and checks all are registered.
+STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -35,12 +38,15 @@ class TrainConfig:
                                          "validation accuracy (0 = never).",
                                          validate=non_negative, rule=">= 0")
     seed: int = field(42, "Seed of weights, dropout and shuffling (same seed, same metrics).")
-    strategy: str = field("default", "tf.distribute strategy.", choices=("default", "mirrored",
-                                                                         "multi_worker"))
+    strategy: str = field("default", "tf.distribute strategy.", choices=STRATEGY_NAMES)
     checkpoint_every_steps: int = field(0, "Also checkpoint every N training steps, so a crash "
                                         "mid-epoch loses at most N steps (0 = each epoch only).",
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
+    overwrite: bool = field(False, "Retrain into an --output_dir that holds a complete run: its "
+                            "model, metrics, export/, eval/, logs/ and checkpoints/ are removed "
+                            "first. Without it a complete run is refused (an incomplete one "
+                            "always resumes).")
     auto_recipe: bool = field(True, "Profile the training split and choose what the user did "
                               "not set: tokenizer, vocabulary size, sequence length and class "
                               "weights always (unless given on the command line); the model "

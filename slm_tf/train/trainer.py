@@ -16,6 +16,7 @@ from absl import logging
 
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
+from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import describe
 from slm_tf.train.config import ExperimentConfig, TrainConfig  # noqa: F401  (re-exported)
@@ -98,16 +99,42 @@ class RunContext:
         return os.path.join(self.run_dir, artifacts.LOG_DIR)
 
 
+def check_output_dir(run_dir: str, overwrite: bool, clear: bool = True) -> None:
+    """Refuses a complete run in ``run_dir``, or with ``overwrite`` clears it for retraining
+    (only when ``clear``: in a cluster the chief alone clears the shared folder)."""
+    if not artifacts.is_complete(run_dir) or (overwrite and not clear):
+        return
+    if not overwrite:
+        raise UserError(f"{run_dir} already holds a complete run ({artifacts.METRICS_FILE} is "
+                        "there). Fix: choose another --output_dir, or pass --overwrite to "
+                        "retrain it (its model, export/, eval/, logs/ and checkpoints/ are "
+                        "removed).")
+    logging.info("--overwrite: clearing the complete run in %s", run_dir)
+    artifacts.clear_derived(run_dir)
+
+
+def require_default_strategy(tcfg: TrainConfig, script: str) -> None:
+    """Rejects ``--strategy`` other than default for a script that does not build its models
+    inside a strategy scope (it would silently train on one device)."""
+    if tcfg.strategy != "default":
+        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: its "
+                        "models (the Distiller, tfmot wrappers) are built outside a "
+                        "tf.distribute scope, so it would silently train on one device. Fix: "
+                        "drop --strategy (train.py honours mirrored and multi_worker).")
+
+
 def start_run(tcfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None
               ) -> RunContext:
     """Creates the run directory, seeds everything, and detects a resumable checkpoint.
 
-    Without one, checkpoint state left by an earlier finished run is cleared. A worker that is
-    not the chief of ``strategy``'s cluster gets a scratch directory instead (see RunContext).
+    A complete run is refused unless ``tcfg.overwrite``; an incomplete one without a
+    checkpoint to resume from has its stale checkpoint state cleared. A worker that is not the
+    chief of ``strategy``'s cluster gets a scratch directory instead (see RunContext).
     """
     require_output_dir(tcfg.output_dir)
     run_dir = os.path.abspath(tcfg.output_dir)
     is_chief, index, workers = worker_role(strategy) if strategy else (True, 0, 1)
+    check_output_dir(run_dir, tcfg.overwrite, clear=is_chief)
     shared = None if is_chief else run_dir
     if shared:
         run_dir = os.path.join(shared, f".worker_{index}")

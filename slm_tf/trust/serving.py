@@ -34,21 +34,22 @@ class ServingHead:
         return out
 
 
-def _in_scope_mask(n: int, oos_index: Optional[int]) -> tf.Tensor:
-    mask = [1.0] * n
-    if oos_index is not None:
-        mask[oos_index] = 0.0
-    return tf.constant(mask, tf.float32)
+def _in_scope(x: tf.Tensor, oos_index: Optional[int]) -> tf.Tensor:
+    # A constant-index GATHER (builtin, int8-friendly) rather than a -1e4 mask: a huge constant
+    # would stretch the int8 quantization range of the tensor it is added to.
+    if oos_index is None:
+        return x
+    keep = [i for i in range(x.shape[-1]) if i != oos_index]
+    return tf.gather(x, keep, axis=-1)
 
 
 def _max_prob(logits, probs, temperature, oos_index):
-    return 1.0 - tf.reduce_max(probs * _in_scope_mask(probs.shape[-1], oos_index), axis=-1)
+    return 1.0 - tf.reduce_max(_in_scope(probs, oos_index), axis=-1)
 
 
 def _energy(logits, probs, temperature, oos_index):
-    # logits are already divided by T; a large negative offset drops the OOS column.
-    mask = _in_scope_mask(logits.shape[-1], oos_index)
-    return -temperature * tf.reduce_logsumexp(logits + (mask - 1.0) * 1e4, axis=-1)
+    # ``logits`` are already divided by T.
+    return -temperature * tf.reduce_logsumexp(_in_scope(logits, oos_index), axis=-1)
 
 
 def _oos_class(logits, probs, temperature, oos_index):
