@@ -44,7 +44,7 @@ def main(argv):
         profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given,
                             on_command_line)
     m = train(exp)
-    if profile is not None:
+    if profile is not None and m["workers"]["chief"]:  # other workers write no artifacts
         write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
     print()
     if m["task"] == "lm":

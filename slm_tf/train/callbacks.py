@@ -83,6 +83,7 @@ class Throughput(keras.callbacks.Callback):
         super().__init__()
         self.batch_size = batch_size
         self.examples = 0
+        self.batches = 0
         self.seconds = 0.0
         self._t = None
 
@@ -93,6 +94,7 @@ class Throughput(keras.callbacks.Callback):
         if self._t is not None:
             self.seconds += time.perf_counter() - self._t
             self.examples += self.batch_size
+            self.batches += 1
 
     @property
     def examples_per_s(self) -> float:

@@ -26,7 +26,7 @@ from slm_tf.train import artifacts
 from slm_tf.train.baseline import warn_if_below
 from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
 from slm_tf.tasks import DEFAULT_TASK, Task, get_task
-from slm_tf.train.strategies import make_strategy
+from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
 from slm_tf.trust.serving import TRUST_KEY, ServingHead
@@ -70,9 +70,21 @@ def from_checkpoint(exp: ExperimentConfig) -> ExperimentConfig:
 
 @dataclasses.dataclass
 class RunContext:
-    """Where a run writes, and whether it resumes an interrupted one."""
+    """Where a run writes, and whether it resumes an interrupted one.
+
+    In a multi-worker cluster only the chief writes the run directory; every other worker
+    writes into its own scratch ``run_dir`` (removed when it finishes) and shares only the
+    chief's backup, from which all workers restore after a crash.
+    """
     run_dir: str
     resuming: bool
+    shared_dir: Optional[str] = None  # the chief's run directory, when this worker is not it
+    worker_index: int = 0
+    num_workers: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.shared_dir is None
 
     @property
     def checkpoint_dir(self) -> str:
@@ -80,16 +92,17 @@ class RunContext:
 
     @property
     def backup_dir(self) -> str:
-        return os.path.join(self.checkpoint_dir, "backup")
+        return os.path.join(self.shared_dir or self.run_dir, artifacts.CHECKPOINT_DIR, "backup")
 
     @property
     def log_dir(self) -> str:
         return os.path.join(self.run_dir, artifacts.LOG_DIR)
 
 
-def check_output_dir(run_dir: str, overwrite: bool) -> None:
-    """Refuses a complete run in ``run_dir``, or with ``overwrite`` clears it for retraining."""
-    if not artifacts.is_complete(run_dir):
+def check_output_dir(run_dir: str, overwrite: bool, clear: bool = True) -> None:
+    """Refuses a complete run in ``run_dir``, or with ``overwrite`` clears it for retraining
+    (only when ``clear``: in a cluster the chief alone clears the shared folder)."""
+    if not artifacts.is_complete(run_dir) or (overwrite and not clear):
         return
     if not overwrite:
         raise UserError(f"{run_dir} already holds a complete run ({artifacts.METRICS_FILE} is "
@@ -110,19 +123,25 @@ def require_default_strategy(tcfg: TrainConfig, script: str) -> None:
                         "drop --strategy (train.py honours mirrored and multi_worker).")
 
 
-def start_run(tcfg: TrainConfig) -> RunContext:
+def start_run(tcfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None
+              ) -> RunContext:
     """Creates the run directory, seeds everything, and detects a resumable checkpoint.
 
     A complete run is refused unless ``tcfg.overwrite``; an incomplete one without a
-    checkpoint to resume from has its stale checkpoint state cleared.
+    checkpoint to resume from has its stale checkpoint state cleared. A worker that is not the
+    chief of ``strategy``'s cluster gets a scratch directory instead (see RunContext).
     """
     require_output_dir(tcfg.output_dir)
     run_dir = os.path.abspath(tcfg.output_dir)
-    check_output_dir(run_dir, tcfg.overwrite)
+    is_chief, index, workers = worker_role(strategy) if strategy else (True, 0, 1)
+    check_output_dir(run_dir, tcfg.overwrite, clear=is_chief)
+    shared = None if is_chief else run_dir
+    if shared:
+        run_dir = os.path.join(shared, f".worker_{index}")
     os.makedirs(run_dir, exist_ok=True)
     seed_everything(tcfg.seed, tcfg.deterministic)
-    ctx = RunContext(run_dir, _has_files(os.path.join(run_dir, artifacts.CHECKPOINT_DIR,
-                                                      "backup")))
+    ctx = RunContext(run_dir, False, shared, index, workers)
+    ctx.resuming = _has_files(ctx.backup_dir)
     if not ctx.resuming and os.path.isdir(ctx.checkpoint_dir):
         shutil.rmtree(ctx.checkpoint_dir)
     return ctx
@@ -135,6 +154,7 @@ class FitResult:
     examples_per_s: float
     resumed_at_epoch: int
     best_epoch: int
+    batches: int = 0  # training batches this process ran (this session, not resumed ones)
 
 
 def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext,
@@ -156,6 +176,12 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         *extra_callbacks,
         keras.callbacks.TensorBoard(ctx.log_dir, update_freq=max(1, steps_per_epoch // 10)),
     ]
+    # Each worker of a multi-worker cluster takes every n-th example of the same (identically
+    # seeded) order: our datasets are built in memory, so there are no files to split by.
+    sharding = tf.data.Options()
+    sharding.experimental_distribute.auto_shard_policy = \
+        tf.data.experimental.AutoShardPolicy.DATA
+    train_ds, val_ds = train_ds.with_options(sharding), val_ds.with_options(sharding)
     if train_ds.cardinality() < 0:
         # Keras needs an epoch's length to resume in the middle of one (step checkpoints);
         # datasets read from files (cached teacher outputs) do not know theirs.
@@ -165,8 +191,11 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
                         callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
     seconds = time.perf_counter() - start
     best.restore_best(keep)
+    logging.info("worker %d of %d: %d training batches in this process, optimizer at step %d",
+                 ctx.worker_index, ctx.num_workers, throughput.batches,
+                 int(model.optimizer.iterations.numpy()))
     return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
-                     resume.start_epoch or 0, best.state["best_epoch"] + 1)
+                     resume.start_epoch or 0, best.state["best_epoch"] + 1, throughput.batches)
 
 
 def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
@@ -198,6 +227,8 @@ def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "resumed_at_epoch": result.resumed_at_epoch,
+        "workers": {"count": ctx.num_workers, "index": ctx.worker_index,
+                    "chief": ctx.is_chief, "train_batches": result.batches},
         **(extra or {}),
         **({TRUST_KEY: trust} if trust else {}),
         "data": data.summary(),
@@ -223,16 +254,25 @@ def train(exp: ExperimentConfig) -> Dict:
     Rerunning the same command after a crash resumes from the last checkpoint.
     """
     tcfg, dcfg = exp.train, exp.data
+    # First: a multi-worker strategy configures collective ops, which must happen before any
+    # other TensorFlow op initialises the runtime.
+    strategy = make_strategy(tcfg.strategy)
     task = get_task(tcfg.task)
-    ctx = start_run(tcfg)
+    ctx = start_run(tcfg, strategy)
+    # On a shared file system the workers would race to prepare the same tfds data dir: the
+    # chief prepares it first, the others then find it ready (or prepare their own copy).
+    if not ctx.is_chief:
+        wait_for_all_workers(strategy)
     data = task.prepare_data(dcfg)
+    if ctx.is_chief and ctx.num_workers > 1:
+        wait_for_all_workers(strategy)
     if exp.model.init_checkpoint:
         exp = from_checkpoint(exp)
     tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
     steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
 
-    with make_strategy(tcfg.strategy).scope():
+    with strategy.scope():
         model = task.build_model(exp.model, tokenizer, data, dcfg)
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
@@ -246,7 +286,13 @@ def train(exp: ExperimentConfig) -> Dict:
                  keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
         trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
-    return finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra, task=task)
+    # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
+    # into its scratch directory, which goes once it is done.
+    metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
+                         task=task)
+    if not ctx.is_chief:
+        shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    return metrics
 
 
 def _has_files(directory: str) -> bool:
