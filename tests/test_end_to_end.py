@@ -102,9 +102,14 @@ def test_saved_model_text_signature_matches_keras(trained):
     run = load_run(out)
     texts = ["I still have not received my new card", "what is the exchange rate", "我的卡"]
     keras_logits = run.model(run.tokenizer.encode(texts, run.max_seq_len)).numpy()
+    # The SavedModel serves calibrated logits: the Keras ones over the temperature the run
+    # fitted on validation (recorded in metrics.json).
+    temperature = json.load(open(os.path.join(out, "metrics.json")))["trust"]["temperature"]
+    assert temperature > 0
     loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
     text_out = loaded.signatures["serve_text"](text=tf.constant(texts))
-    np.testing.assert_allclose(text_out["logits"].numpy(), keras_logits, atol=1e-5)
+    np.testing.assert_allclose(text_out["logits"].numpy(), keras_logits / temperature,
+                               rtol=1e-5, atol=1e-5)
     ids_out = loaded.signatures["serving_default"](
         ids=tf.constant(run.tokenizer.encode(texts, run.max_seq_len)))
     np.testing.assert_allclose(ids_out["probabilities"].numpy().sum(axis=1), 1.0, atol=1e-5)
