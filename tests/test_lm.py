@@ -176,6 +176,10 @@ def test_repetition_penalty_by_hand():
 @pytest.fixture(scope="module")
 def char_lm():
     tok = TOKENIZERS.get("char_exact").learn(TEXT, 100)
+    # A fixed initialization (the global seed otherwise depends on which tests ran before):
+    # untrained, some inits emit the end-of-document token first and generate nothing; this
+    # one greedily continues "the" for all 20 tokens.
+    keras.utils.set_random_seed(2)
     return _tiny("gpt", vocab=tok.vocab_size, context=24), tok
 
 
