@@ -8,13 +8,12 @@ counted skip (or, for an invalid tag sequence, a counted lenient repair).
 """
 import collections
 import dataclasses
-import json
 import os
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from slm_tf.data.readers import DataError, _decoded_lines, _RowPolicy
+from slm_tf.data.readers import DataError, _decoded_lines, _RowPolicy, json_lines
 from slm_tf.ner.schemes import (SCHEMES, Span, detect_scheme, first_violation, parse_tag,
                                 tags_to_spans)
 from slm_tf.tokenizers.normalize import is_cjk
@@ -187,20 +186,11 @@ def read_span_jsonl(path: str, text_column: str = "text", spans_column: str = "e
     policy = _RowPolicy(on_bad_row)
     known = set(known_types) if known_types is not None else None
     examples = []
-    for i, line in _decoded_lines(path, policy):
-        where = f"{path}:{i}"
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            policy.bad(where, "bad_json", f"not valid JSON ({e.msg} at column {e.colno})",
-                       "write exactly one JSON object per line")
-            continue
+    for where, obj in json_lines(path, policy):
         if not isinstance(obj, dict) or text_column not in obj or spans_column not in obj:
             policy.bad(where, "missing_field", f"the line is not an object with the keys "
                        f"{text_column!r} and {spans_column!r}",
-                       f"add them, or pass --text_column / --spans_column")
+                       "add them, or pass --text_column / --spans_column")
             continue
         text, raw = obj[text_column], obj[spans_column]
         if not isinstance(text, str) or not text.strip():

@@ -177,22 +177,27 @@ def read_delimited(path: str, text_column: str, label_column: str, delimiter: st
     return ReadReport(examples, policy.skipped)
 
 
+def json_lines(path: str, policy: _RowPolicy) -> Iterator[Tuple[str, object]]:
+    """``(file:line, parsed value)`` of every non-blank line of a JSON-lines file; a line that
+    is not valid JSON goes to ``policy``."""
+    for i, line in _decoded_lines(path, policy):
+        where = f"{path}:{i}"
+        if not line.strip():
+            continue
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            policy.bad(where, "bad_json", f"not valid JSON ({e.msg} at column {e.colno})",
+                       "write exactly one JSON object per line")
+
+
 def read_jsonl(path: str, text_column: str, label_column: str,
                on_bad_row: str = "error") -> ReadReport:
     """Reads one JSON object per line with ``text_column`` and ``label_column`` keys (an empty
     ``label_column`` reads unlabelled text)."""
     policy = _RowPolicy(on_bad_row)
     examples = []
-    for i, line in _decoded_lines(path, policy):
-        where = f"{path}:{i}"
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            policy.bad(where, "bad_json", f"not valid JSON ({e.msg} at column {e.colno})",
-                       "write exactly one JSON object per line")
-            continue
+    for where, obj in json_lines(path, policy):
         if not isinstance(obj, dict):
             policy.bad(where, "bad_json", "the line is not a JSON object",
                        "write one object per line, e.g. {\"text\": ..., \"label\": ...}")

@@ -82,7 +82,7 @@ def parse_predict(body: bytes, cfg: ServeConfig) -> Dict:
                        '"instances" (row format) or "inputs" (columnar format)')
     sig = req.get("signature_name", "serving_default")
     if sig not in ("serving_default", "serve_text"):
-        raise ApiError(400, f"unknown signature_name; this model has serving_default")
+        raise ApiError(400, "unknown signature_name; this model has serving_default")
     columnar = "inputs" in req
     items = req["inputs"] if columnar else req["instances"]
     if columnar and isinstance(items, dict):  # named columns: {"text": [...]}
@@ -173,7 +173,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
 
     def servable(name: str, version: Optional[str]):
         if version is not None and not version.isdigit():
-            raise ApiError(404, f"version must be a number")
+            raise ApiError(404, "version must be a number")
         s = state["repo"].get(name, int(version) if version is not None else None)
         if s is None:
             if state["repo"].get(name) is None:
