@@ -186,7 +186,7 @@ def compress(exp: CompressExperiment) -> Dict:
     def fit_stage(wrapped: keras.Model, stage: Stage, epochs: int) -> None:
         stage_cfg = dataclasses.replace(tcfg, epochs=epochs,
                                         learning_rate=stage.learning_rate(tcfg.learning_rate))
-        stage_ctx = StageContext(ctx.run_dir, False, stage.name)
+        stage_ctx = StageContext(ctx.run_dir, False, stage=stage.name)
         total = training.steps_per_epoch * epochs
         logging.info("stage %s: %d epochs of %d steps, peak learning rate %g; %s", stage.name,
                      epochs, training.steps_per_epoch, stage_cfg.learning_rate, stage.plan)

@@ -92,7 +92,11 @@ class RunContext:
 
     @property
     def backup_dir(self) -> str:
-        return os.path.join(self.shared_dir or self.run_dir, artifacts.CHECKPOINT_DIR, "backup")
+        # Next to this context's checkpoints (compression stages keep one each); a worker that
+        # is not the chief restores from the chief's.
+        if self.shared_dir:
+            return os.path.join(self.shared_dir, artifacts.CHECKPOINT_DIR, "backup")
+        return os.path.join(self.checkpoint_dir, "backup")
 
     @property
     def log_dir(self) -> str:
