@@ -266,3 +266,14 @@ class NerTask(Task):
 
     def label_names(self, data):
         return list(data.tag_names)
+
+    def calibration_inputs(self, run, count: int):
+        """Id rows of an evenly spaced sample of the run's own training sentences, read with
+        the NER reader and encoded exactly as in training."""
+        from slm_tf.config import from_dict
+        from slm_tf.data.config import DataConfig
+        dcfg = from_dict(DataConfig, run.config["data"])
+        sentences = prepare_ner_data(dcfg, tag_names=run.label_names).split("train")
+        sample = sentences[::max(1, len(sentences) // count)][:count]
+        return np.stack([offsets.encode_ids(run.tokenizer, offsets.align(run.tokenizer, e.text),
+                                            run.max_seq_len) for e in sample])
