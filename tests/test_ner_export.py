@@ -112,3 +112,24 @@ def test_int8_calibration_reads_ner_sentences(ner_export):
     assert (rows[:, 1] == vocab["昨"]).all() and (rows[:, 2] == vocab["天"]).all()
     lengths = (rows != 0).sum(1)
     assert (rows[np.arange(10), lengths - 1] == run.tokenizer.sep_id).all()
+
+
+def test_distill_ner_student_learns_teacher_tags(ner_export):
+    """distill.py on a NER teacher: the student inherits the teacher's data, tokenizer and
+    length, learns per-position tag distributions and keeps the teacher's CRF scores."""
+    tmp, run, _ = ner_export
+    student = str(tmp / "student")
+    run_script("distill", f"--teacher_dir={run}", "--model=cnn", "--kernel_sizes=3",
+               "--num_filters=16", "--hidden_dim=0", "--crf", "--embedding_dim=16",
+               "--batch_size=16", "--learning_rate=1e-2", "--epochs=4",
+               f"--data_dir={tmp / 'dd'}", f"--output_dir={student}")
+    m = json.load(open(os.path.join(student, "metrics.json")))
+    t = json.load(open(os.path.join(run, "metrics.json")))
+    assert m["task"] == "ner" and m["teacher_entity_f1"] == pytest.approx(t["entity_f1"])
+    assert m["num_params"] < m["teacher_num_params"] / 2
+    assert m["entity_f1"] > 0.8, m["entity_f1"]
+    assert json.load(open(os.path.join(student, "config.json")))["data"]["max_seq_len"] == 24
+    import slm_tf  # noqa: F401
+    from slm_tf.train.artifacts import load_run
+    for a, b in zip(load_run(student).model.crf.params(), load_run(run).model.crf.params()):
+        np.testing.assert_array_equal(a, b)
