@@ -1,6 +1,7 @@
 """The CNN tagger's bigram hashing and padding invariance, and the length-sorted training
 batches that rely on it."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import slm_tf  # noqa: F401
@@ -55,3 +56,13 @@ def test_length_batches_keep_every_row_once_and_trim():
             seen.append(i)
     assert sorted(seen) == list(range(n))
     assert positions < 0.75 * n * width  # sorted windows pad far less than fixed padding
+
+
+def test_entity_tag_f1_by_hand():
+    from slm_tf.ner.training import entity_tag_f1
+    y_true = np.array([[0, 1, 2, -1], [3, 0, 0, -1]])
+    pred = np.array([[0, 1, 1, 3], [3, 3, 0, 0]])
+    logits = np.eye(4, dtype=np.float32)[pred]
+    # gold entity tags 3; predicted entity tags at tagged positions 4; 2 of them right.
+    assert float(entity_tag_f1(y_true, logits)) == pytest.approx(2 * 2 / (3 + 4))
+    assert float(entity_tag_f1(y_true, np.eye(4, dtype=np.float32)[np.zeros_like(pred)])) == 0.0

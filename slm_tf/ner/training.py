@@ -30,6 +30,21 @@ def token_accuracy(y_true, y_pred):
     return tf.reduce_sum(hit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def entity_tag_f1(y_true, y_pred):
+    """Keras metric: F1 of the entity tags (every tag but ``O``, id 0 in ``tag_set``) over the
+    tagged positions, from the per-position argmax. The best-epoch monitor: on entity-sparse
+    data (tweets) token accuracy is highest for a model that tags everything ``O``."""
+    y_true = tf.cast(y_true, tf.int32)
+    tagged = y_true >= 0
+    pred = tf.argmax(y_pred, -1, output_type=tf.int32)
+    gold_e = tf.logical_and(tagged, y_true > 0)
+    pred_e = tf.logical_and(tagged, pred > 0)
+    hit = tf.reduce_sum(tf.cast(tf.logical_and(gold_e, tf.equal(pred, y_true)), tf.float32))
+    total = tf.reduce_sum(tf.cast(gold_e, tf.float32)) + tf.reduce_sum(tf.cast(pred_e,
+                                                                               tf.float32))
+    return 2.0 * hit / tf.maximum(total, 1.0)
+
+
 def tagger_loss(model) -> keras.losses.Loss:
     """The CRF's negative log-likelihood when the model has a CRF, else token cross-entropy."""
     crf = getattr(model, "crf", None)

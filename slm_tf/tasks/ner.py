@@ -17,7 +17,7 @@ from slm_tf.models import build_tagger
 from slm_tf.ner import offsets
 from slm_tf.ner.metrics import entity_report
 from slm_tf.ner.schemes import SCHEMES, detect_scheme, tag_set
-from slm_tf.ner.training import decode, tagger_loss, token_accuracy
+from slm_tf.ner.training import decode, entity_tag_f1, tagger_loss, token_accuracy
 from slm_tf.tasks.base import TASKS, Task
 from slm_tf.train import artifacts
 from slm_tf.train.optim import optimizer_for
@@ -206,7 +206,7 @@ class NerTask(Task):
     """Named entities: one tag per word (WordPiece) or character (char tokenizer)."""
 
     name = "ner"
-    monitor = "val_token_accuracy"
+    monitor = "val_entity_tag_f1"
     headline = "entity_f1"
     summary_metrics = ("entity_f1", "token_accuracy")
     artifact_files = (artifacts.LABELS_FILE,)
@@ -241,7 +241,7 @@ class NerTask(Task):
 
     def compile(self, model, tcfg, total_steps: int) -> None:
         model.compile(optimizer=optimizer_for(tcfg, total_steps), loss=tagger_loss(model),
-                      metrics=[token_accuracy])
+                      metrics=[token_accuracy, entity_tag_f1])
 
     def evaluate(self, model, data, split, tokenizer, dcfg, log_dir=None, step=0) -> Dict:
         return evaluate_ner(model, data, split, tokenizer, dcfg.max_seq_len, data.tag_names,
