@@ -186,7 +186,10 @@ def _trim(ids, targets):
     return ids[:, :n], targets[:, :n]
 
 
-def length_batches(ds, batch_size: int, size: int, seed: int, window: int = 32):
+LENGTH_WINDOW = 32  # batches sorted together by length_batches
+
+
+def length_batches(ds, batch_size: int, size: int, seed: int, window: int = LENGTH_WINDOW):
     """Batches of similar lengths from a shuffled dataset of padded ``(ids, targets)``: each
     window of ``window`` batches is sorted by length, cut into batches trimmed to their
     longest sentence, and the batches are shuffled again. Still ``ceil(size / batch_size)``
@@ -230,7 +233,9 @@ class NerTask(Task):
         train_ds = tf.data.Dataset.from_tensor_slices((train.ids, train.targets)).shuffle(
             min(len(train.ids), dcfg.shuffle_buffer), seed=tcfg.seed,
             reshuffle_each_iteration=True)
-        if self._length_batches:
+        # Only over several windows: sorting a small set whole takes the batches' mixing away
+        # (a 240-sentence run lost 15 points of entity F1 in 4 epochs).
+        if self._length_batches and len(train.ids) >= 4 * LENGTH_WINDOW * dcfg.batch_size:
             train_ds = length_batches(train_ds, dcfg.batch_size, len(train.ids), tcfg.seed)
         else:
             train_ds = train_ds.batch(dcfg.batch_size)
