@@ -87,10 +87,11 @@ class GPTLanguageModel(CausalLM):
     # A fixed-size key/value cache: one graph serves every decoding step (Python generation
     # and the exported prefill/decode signatures alike), so no shape changes between tokens.
     def cache_shape(self, batch_size) -> List:
-        """``[layers, 2 (keys, values), batch, heads, max_seq_len, head_width]``."""
+        """``[2 * layers (keys of block i at 2i, values at 2i + 1), batch, heads, max_seq_len,
+        head_width]``: 5-D, because LiteRT's slicing ops take at most 5 dimensions."""
         cfg = self.model_config
         heads = cfg["num_heads"]
-        return [cfg["num_layers"], 2, batch_size, heads, self.max_seq_len,
+        return [2 * cfg["num_layers"], batch_size, heads, self.max_seq_len,
                 cfg["hidden_dim"] // heads]
 
     def init_state(self, batch_size: int):
@@ -121,9 +122,9 @@ class GPTLanguageModel(CausalLM):
             v = attention._heads(attention.value(h), batch)
             if attention.rotary:
                 q, k = rotate_positions(q, positions), rotate_positions(k, positions)
-            keys = cache[i, 0] * keep + tf.matmul(scatter, k)
-            values = cache[i, 1] * keep + tf.matmul(scatter, v)
-            new_cache.append(tf.stack([keys, values]))
+            keys = cache[2 * i] * keep + tf.matmul(scatter, k)
+            values = cache[2 * i + 1] * keep + tf.matmul(scatter, v)
+            new_cache += [keys, values]
             weights = masked_softmax(tf.matmul(q, keys, transpose_b=True), mask)
             context = tf.transpose(tf.matmul(weights, values), [0, 2, 1, 3])
             context = tf.reshape(context, [batch, -1, attention.num_heads *
