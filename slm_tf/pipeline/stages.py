@@ -71,8 +71,9 @@ def _distilled(ctx: Context, path: str) -> None:
     data, tok, model, tcfg = ctx.recipe(ctx.cfg.student_recipe, path)
     kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
                        alpha=ctx.cfg.alpha)
-    distill(DistillExperiment(data, tok, model, tcfg, kd,
-                              AugmentConfig(augment_copies=ctx.cfg.augment_copies)))
+    # A language model's transfer set is its corpus (text augmentation is for classifiers).
+    copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
+    distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
 
 
 def _previous_model(ctx: Context, stage: str) -> str:
@@ -119,9 +120,9 @@ STAGES = [
     Stage("qat", "quantization-aware training (sparsity preserved)", _qat,
           enabled=lambda cfg: cfg.qat),
     Stage("export", "export the final student and benchmark every file", _export,
-          produces_model=False),
+          produces_model=False, enabled=lambda cfg: bool(cfg.export_formats)),
     Stage("teacher_export", "export and benchmark the teacher (the speed-up reference)",
-          _teacher_export, produces_model=False),
+          _teacher_export, produces_model=False, enabled=lambda cfg: bool(cfg.export_formats)),
 ]
 
 
