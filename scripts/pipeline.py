@@ -60,7 +60,7 @@ def main(argv):
     paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
     if ctx.cfg.task == "lm":
         from slm_tf.pipeline.lm_report import write_lm_report
-        f = write_lm_report(paths, ctx.cfg.output_dir,
+        f = write_lm_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir,
                             " ".join(shlex.quote(a) for a in sys.argv), status)["final"]
         print(f"\nfinal: {f['name']}: {f['bits_per_character']:.4f} bits per character "
               f"(teacher {f['teacher_bits_per_character']:.4f}), {f['size_bytes']:,} bytes "

@@ -29,7 +29,8 @@ SAMPLES = 3
 FINAL_TOLERANCE = 0.01
 COLUMNS = [("name", "model"), ("bits_per_character", "test bits/char"),
            ("num_params", "params"), ("size_bytes", "size (bytes)"),
-           ("tokens_per_s", "tokens/s"), ("ttft_ms", "TTFT ms"),
+           ("tflite", "TFLite bytes (compress.py)"), ("tokens_per_s", "tokens/s"),
+           ("ttft_ms", "TTFT ms"),
            ("bpc_vs_teacher", "bpc / teacher"), ("size_vs_teacher", "size / teacher")]
 
 
@@ -101,6 +102,10 @@ def _stage_row(stage: str, run_dir: str, prompts: List[List[int]]) -> Dict:
     comp = m.get("compression") or {}
     if "sparsity" in comp:
         row["sparsity"] = comp["sparsity"]
+        report = os.path.join(run_dir, "compression.json")
+        size = read_json(report)["after"]["size"] if os.path.exists(report) else {}
+        if "tflite_bytes" in size:
+            row["tflite"] = f"{size['tflite_bytes']:,} ({size['tflite_quantization']})"
     row.update(keras_speed(run.model, prompts[0], NEW_TOKENS))
     row["_continuations"] = [run.tokenizer.detokenize(greedy(run.model, p, NEW_TOKENS))
                              for p in prompts]
@@ -127,7 +132,7 @@ def _export_rows(stage: str, export_dir: str) -> List[Dict]:
     return rows
 
 
-def collect(paths: Dict[str, str]) -> Dict:
+def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     """Every stage's row (Keras, then exported files), ratios to the teacher, the final pick."""
     teacher_run = load_run(paths["teacher"])
     prompts = _prompts(teacher_run, SAMPLES)
@@ -139,15 +144,17 @@ def collect(paths: Dict[str, str]) -> Dict:
             r["bpc_vs_teacher"] = r["bits_per_character"] / teacher["bits_per_character"]
         if r.get("size_bytes"):
             r["size_vs_teacher"] = r["size_bytes"] / teacher["size_bytes"]
-    return {"rows": rows, "teacher": teacher, "final": pick_final(rows)}
+    return {"rows": rows, "teacher": teacher, "final": pick_final(rows, final_stage)}
 
 
-def pick_final(rows: List[Dict]) -> Dict:
-    """The smallest student row whose bits per character is within FINAL_TOLERANCE
-    (relative) of the best student row."""
-    students = [r for r in rows if r["stage"] != "teacher" and r.get("size_bytes")]
-    best = min(r["bits_per_character"] for r in students)
-    ok = [r for r in students if r["bits_per_character"] <= best * (1 + FINAL_TOLERANCE)]
+def pick_final(rows: List[Dict], final_stage: str) -> Dict:
+    """The last model stage's smallest exported file whose bits per character is within
+    FINAL_TOLERANCE (relative) of its best file; its Keras row when it was not exported."""
+    files = [r for r in rows if r["stage"] == "final" and r.get("size_bytes")]
+    if not files:
+        return next(r for r in rows if r["stage"] == final_stage)
+    best = min(r["bits_per_character"] for r in files)
+    ok = [r for r in files if r["bits_per_character"] <= best * (1 + FINAL_TOLERANCE)]
     return min(ok, key=lambda r: (r["size_bytes"], r["bits_per_character"]))
 
 
@@ -208,10 +215,10 @@ def _cell(text: str) -> str:
     return text.replace("\n", "⏎").replace("|", "\\|").replace("`", "'")
 
 
-def write_lm_report(paths: Dict[str, str], out: str, command: str,
+def write_lm_report(paths: Dict[str, str], final_stage: str, out: str, command: str,
                     stages: Optional[Dict] = None) -> Dict:
     """Collects, plots and writes report.md/.html, summary.json and model_card.md."""
-    report = collect(paths)
+    report = collect(paths, final_stage)
     plots = _plots(report, out)
     rows = report["rows"]
     table = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -219,7 +226,8 @@ def write_lm_report(paths: Dict[str, str], out: str, command: str,
     name = read_json(os.path.join(paths["teacher"], METRICS_FILE))["data"]["name"]
     md = [f"# Language-model pipeline report: {name}", "", f"Command: `{command}`", "",
           _verdict(report), "", "Bits per character on the test split; size is the weights' "
-          "raw bytes (Keras rows) or the exported file; tokens/s and time to first token "
+          "raw bytes (Keras rows: float32; a pruned or QAT stage's TFLite file as compress.py "
+          "measured it is in its own column) or the exported file; tokens/s and time to first token "
           f"(TTFT, {PROMPT_TOKENS}-token prompt) measured here, batch 1 (Keras: key/value "
           "cache where the model has one, else recomputing the window).", "", *table, "",
           "Sources: " + ", ".join(sorted({os.path.relpath(r["source"], out) for r in rows})),
@@ -256,7 +264,7 @@ def write_lm_report(paths: Dict[str, str], out: str, command: str,
 def model_card(report: Dict, paths: Dict[str, str], command: str) -> str:
     """Intended use, data, metrics, limits and provenance of the final language model."""
     f, t = report["final"], report["teacher"]
-    final_dir = paths.get(f["stage"], paths["teacher"])
+    final_dir = paths.get(f["stage"]) or paths[[s for s in MODEL_STAGES if s in paths][-1]]
     cfg = read_json(os.path.join(final_dir, "config.json"))
     data = read_json(os.path.join(paths["teacher"], METRICS_FILE))["data"]
     return f"""# Model card: {data['name']} language model ({f['name']})
