@@ -277,6 +277,9 @@ def compress(exp: CompressExperiment) -> Dict:
               "size": size_report(source.model, seq_len, ccfg.report_tflite)}
     info = describe(source.model, seq_len)  # compression keeps shapes: params and FLOPs hold
     training = ops.training(ccfg, source, data, dcfg, tcfg)
+    if ccfg.steps_per_epoch and ccfg.steps_per_epoch < training.steps_per_epoch:
+        training.steps_per_epoch = ccfg.steps_per_epoch
+        training.train_ds = training.train_ds.take(ccfg.steps_per_epoch)
     results: List[FitResult] = []
 
     def fit_stage(wrapped: keras.Model, stage: Stage, epochs: int) -> None:

@@ -46,6 +46,9 @@ class PipelineConfig:
                          validate=fraction, rule="in [0, 1)")
     prune_epochs: int = field(15, "Fine-tuning epochs while pruning.", validate=positive,
                               rule="> 0")
+    compress_steps_per_epoch: int = field(0, "Cap each pruning/QAT epoch at this many steps "
+                                          "(0 = whole epochs; a short LM pipeline).",
+                                          validate=non_negative, rule=">= 0")
     qat: bool = field(True, "Run the quantization-aware training stage (sparsity-preserving "
                       "after pruning).")
     qat_epochs: int = field(3, "Epochs of quantization-aware training.", validate=positive,

@@ -85,7 +85,8 @@ def _compress(ctx: Context, stage: str, path: str, overrides, qat_stage: bool = 
     """compress.py on the previous stage's run with the compress recipe plus ``overrides``."""
     from slm_tf.compress.run import compress_recipe
     compress_recipe(ctx.cfg.compress_recipe, _previous_model(ctx, stage), path,
-                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0", *overrides],
+                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0",
+                     f"--steps_per_epoch={ctx.cfg.compress_steps_per_epoch}", *overrides],
                     qat_stage)
 
 
