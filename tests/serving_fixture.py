@@ -157,8 +157,8 @@ def ner_sentence(rng):
 
 def make_ner_export(root, data_dir):
     """A word-level CNN tagger trained for a few seconds on :func:`ner_sentence` text and
-    exported (tflite_float + its dynamic-batch twin, android bundle) with the real export
-    step; returns the export dir."""
+    exported (tflite_float, android bundle) with the real export step; returns the export
+    dir."""
     import numpy as np
     import tf_keras as keras
 
@@ -203,14 +203,15 @@ def make_ner_export(root, data_dir):
     keras.utils.set_random_seed(0)
     model = build_tagger(exp.model, tokenizer.vocab_size, len(tags), length)
     model.compile(keras.optimizers.Adam(0.02), TokenCrossEntropy())
-    model.fit(ids, targets, epochs=25, batch_size=32, verbose=0)
+    model.fit(ids, targets, epochs=20, batch_size=32, verbose=0)
     artifacts.save_model(run_dir, model, tokenizer, length)
     artifacts.save_labels(run_dir, tags)
     write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
     write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"entity_f1": 1.0})
     out = os.path.join(root, "ner_export")
-    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float"], output_dir=out,
-                            dynamic_batch=True))
+    # The static batch-1 file only: the server runs a batch row by row (the classification
+    # fixture covers the dynamic-batch file).
+    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float"], output_dir=out))
     return out
 
 
@@ -218,7 +219,8 @@ LM_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na bird in the hand.
 
 
 def make_lm_run(root, data_dir, seed=2):
-    """An untrained character GPT (context 24) saved as a complete ``--task=lm`` run; returns
+    """An untrained character GPT (context 24) saved as a ``--task=lm`` run (model.keras,
+    tokenizer/, config.json, metrics.json: what the server reads; no SavedModel); returns
     (run dir, the Keras model, its tokenizer) so tests can compare with in-process
     generation."""
     import tf_keras as keras
@@ -244,7 +246,7 @@ def make_lm_run(root, data_dir, seed=2):
     keras.utils.set_random_seed(seed)
     model = build_model(exp.model, tok.vocab_size, tok.vocab_size, 24)
     tok.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
-    artifacts.save_model(run_dir, model, tok, 24)
+    model.save(os.path.join(run_dir, artifacts.MODEL_FILE))  # what the server reads
     write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
     write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"bits_per_character": 0.0})
     return run_dir, model, tok

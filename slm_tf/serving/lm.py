@@ -1,7 +1,8 @@
 """The language-model predictor: prompts -> continuations (``:predict``) and token streams
 (``:generate``), with the sampling settings of a request checked against the server's limits.
 
-It serves a finished ``train_lm.py`` run directory (``model.keras`` + ``tokenizer/``) through
+It serves a finished ``train_lm.py`` run directory (``model.keras`` + ``tokenizer/``;
+``config.json`` and ``metrics.json`` mark it complete) through
 the Keras model's incremental ``step`` (key/value cache or recurrent state, see
 :mod:`slm_tf.generation`).
 """
@@ -69,13 +70,21 @@ class LmPredictor(Predictor):
     streams = True
 
     def __init__(self, version_dir: str, fmt: str, manifest: Dict):
+        import os
+
         from slm_tf.errors import UserError
         from slm_tf.models import is_language_model
-        from slm_tf.train.artifacts import load_run
-        run = load_run(version_dir)
-        if not is_language_model(run.model):
-            raise UserError(f"{version_dir}: a {run.task} run without a language model")
-        self.model, self.tokenizer = run.model, run.tokenizer
+        from slm_tf.tokenizers import load_tokenizer
+        from slm_tf.train import artifacts
+        # Only what generation needs (model.keras in safe mode, tokenizer/): the run's
+        # SavedModel is not read.
+        fix = f"rerun the train_lm.py command that wrote {version_dir}"
+        self.model = artifacts.load_keras_model(
+            os.path.join(version_dir, artifacts.MODEL_FILE), fix)
+        if not is_language_model(self.model):
+            raise UserError(f"{version_dir}: its model is not a language model. Fix: serve a "
+                            "train_lm.py (--task=lm) run")
+        self.tokenizer = load_tokenizer(os.path.join(version_dir, artifacts.TOKENIZER_DIR), fix)
         self.version_dir, self.fmt = version_dir, fmt
 
     def new_runner(self):
