@@ -22,8 +22,9 @@ def served(tmp_path_factory, data_dir):
     lm_dir, model, tok = make_lm_run(str(root), data_dir)
     keys = root / "keys.txt"
     keys.write_text(KEY + "\n")
+    # Batches on the event loop (--num_workers=0); streams then run on the loop's executor.
     s = Server(f"--model=ner={ner}", f"--model=lm={lm_dir}", f"--api_keys_file={keys}",
-               "--max_new_tokens=300", "--max_chars=100")
+               "--max_new_tokens=300", "--max_chars=100", "--num_workers=0")
     yield s, model, tok
     s.stop()
 
