@@ -6,6 +6,7 @@ from typing import Dict
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.trust.config import DPConfig
 from slm_tf.trust.targets import valid_target
@@ -81,7 +82,8 @@ class ExperimentConfig:
     model: ModelConfig
     train: TrainConfig
     dp: DPConfig = dataclasses.field(default_factory=DPConfig)
+    finetune: FineTuneConfig = dataclasses.field(default_factory=FineTuneConfig)
 
     def to_dict(self) -> Dict:
         return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
-                                                       "dp")}
+                                                       "dp", "finetune")}
