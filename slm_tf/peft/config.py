@@ -54,3 +54,11 @@ def check(cfg: FineTuneConfig, model_name: str) -> None:
         raise UserError(f"--lora_rank/--freeze_layers address the attention and feed-forward "
                         f"blocks of bert and transformer models, not --model={model_name}. "
                         "Fix: use --model=bert or transformer, or --bitfit alone.")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    objective: str = field("mlm", "mlm: masked-language modelling of an encoder (transformer, "
+                           "bert, bilstm, bigru, cnn); clm: next-token prediction of a decoder "
+                           "(gpt, lstm_lm, gru_lm; the lm task of train_lm.py).",
+                           choices=("mlm", "clm"))

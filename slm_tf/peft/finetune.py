@@ -104,9 +104,9 @@ def load_init_from(model: keras.Model, source: str) -> Dict:
     model has too, except task heads; refuses a shape mismatch. Returns what it loaded."""
     from slm_tf.train.artifacts import load_run
     src = load_run(source).model
-    theirs = {path: v for v, path in _paths(src).items()}
+    theirs = dict(_paths(src))
     loaded, missing = [], []
-    for var, path in _paths(model).items():
+    for path, var in _paths(model):
         if path.split("/")[0] in _HEADS:
             continue
         if path not in theirs:
@@ -130,7 +130,7 @@ def load_init_from(model: keras.Model, source: str) -> Dict:
 
 def _paths(model: keras.Model):
     by_id = lora.variable_paths(model)
-    return {v: by_id[id(v)] for v in model.weights}
+    return [(by_id[id(v)], v) for v in model.weights]
 
 
 def adapt(model: keras.Model, exp) -> Dict:

@@ -13,7 +13,7 @@ from slm_tf.trust.targets import valid_target
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification", "ner", "lm")
+TASK_NAMES = ("classification", "ner", "lm", "mlm")
 # The tf.distribute strategies (slm_tf.train.strategies.STRATEGIES), listed here for the same
 # reason; the registry refuses a name missing here and checks all are registered.
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
