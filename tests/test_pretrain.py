@@ -42,6 +42,16 @@ def test_masking_statistics_match_bert():
     np.testing.assert_array_equal(again, inputs)  # same seed, same masks
 
 
+def test_few_shot_subsets_are_seeded_k_per_class():
+    from slm_tf.peft.finetune import few_shot_indices
+    labels = [0] * 30 + [1] * 3 + [2] * 12
+    keep = few_shot_indices(labels, 5, seed=1)
+    counts = np.bincount(np.asarray(labels)[keep])
+    assert counts.tolist() == [5, 3, 5]  # a class with fewer than K keeps all of them
+    assert keep == sorted(keep) and few_shot_indices(labels, 5, seed=1) == keep
+    assert few_shot_indices(labels, 5, seed=2) != keep
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A (untrained) masked-LM transformer saved as a finished run: model.keras, tokenizer,
