@@ -71,6 +71,7 @@ def add_lora(layer: keras.layers.Dense, rank: int, alpha: float, dropout: float,
                                     initializer="zeros")
     layer.lora_scale = alpha / rank
     layer.lora_dropout = dropout
+    layer.lora_base_class = type(layer)
     layer.__class__ = LoRADense
     layer._init_call_fn_args()  # the new call() takes `training`
     return layer
@@ -159,8 +160,8 @@ def merge(model: keras.Model) -> int:
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, LoRADense):
             layer.kernel.assign_add(layer.delta())
-            layer.__class__ = keras.layers.Dense
-            for name in ("lora_a", "lora_b", "lora_scale", "lora_dropout"):
+            layer.__class__ = layer.lora_base_class
+            for name in ("lora_a", "lora_b", "lora_scale", "lora_dropout", "lora_base_class"):
                 object.__delattr__(layer, name)
             layer._init_call_fn_args()
             merged += 1
