@@ -1,5 +1,6 @@
 """An app's-eye client of a named-entity Android bundle, written only from ``bundle.json``'s
-description: text -> units -> ids -> LiteRT -> decoding (argmax, or Viterbi with ``crf.json``)
+description: text -> units -> ids -> LiteRT -> decoding (argmax, or Viterbi with the bundle's
+``crf`` scores)
 -> tags -> entity character spans.
 
 Pure Python, numpy and the LiteRT interpreter; no TensorFlow and no slm_tf import (the
@@ -101,7 +102,7 @@ def main(bundle_dir, texts_file, out_file):
     spec = json.loads(load("bundle.json"))
     tok = BundleTokenizer(spec["tokenizer"], load(spec["tokenizer"]["vocab_file"]).split("\n"))
     tags = [t for t in load(spec["labels_file"]).split("\n") if t]
-    crf = json.loads(load(spec["crf_file"])) if spec["crf_file"] else None
+    crf = spec["crf"]
     texts = json.loads(load(os.path.abspath(texts_file)))
     runner = Interpreter(model_path=os.path.join(bundle_dir, spec["model_file"])) \
         .get_signature_runner()

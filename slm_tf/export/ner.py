@@ -3,10 +3,10 @@ float/dynamic/fp16/int8, ONNX, SavedModel) on the graph ``ids[1, L] -> logits, p
 [1, L, tags]``, and an Android bundle whose ``bundle.json`` documents every step from text to
 entity character spans.
 
-A CRF's Viterbi decoding is the bundle's documented decoding step (``crf.json`` holds its
-transition, start and end scores) rather than part of the graph: the graph stays the same
-per-token network in every format, and the int8 file's decoding runs on dequantized float
-logits, so the path scores are not accumulated in 8 bits over the whole sentence.
+A CRF's Viterbi decoding is the bundle's documented decoding step (its transition, start and
+end scores sit in ``bundle.json`` under ``crf``) rather than part of the graph: the graph stays
+the same per-token network in every format, and the int8 file's decoding runs on dequantized
+float logits, so the path scores are not accumulated in 8 bits over the whole sentence.
 """
 import os
 import shutil
@@ -37,8 +37,6 @@ from slm_tf.tasks.ner import encode_split, prepare_ner_data
 from slm_tf.train.artifacts import MODEL_FILE as KERAS_FILE, load_run
 from slm_tf.trust.serving import ServingHead
 
-CRF_FILE = "crf.json"
-
 _UNITS = {
     "char": "Units: every code point of the original text that is not a space (category Cc, Cf or Z*) is one unit, its span [i, i + 1) in code points. Its tokens are its "
             "own normalized code point (steps above, spaces dropped); a unit whose "
@@ -57,8 +55,8 @@ _DECODING = [
     "[1, max_seq_len, num_tags] (or 'probabilities', its softmax over tags). Tag i is line i "
     "(0-based) of labels.txt.",
     "Decode only the units' tag positions p_1 < ... < p_n (the chain skips the others). "
-    "Without a crf file: tag(p) = argmax over tags of logits[p]. With crf_file (transitions "
-    "[from][to], start, end; float): Viterbi - score = start + logits[p_1]; for k = 2..n: "
+    "Without 'crf': tag(p) = argmax over tags of logits[p]. With 'crf' in bundle.json "
+    "(transitions [from][to], start, end; float): Viterbi - score = start + logits[p_1]; for k = 2..n: "
     "back_k[y] = argmax_x(score[x] + transitions[x][y]), score[y] = max_x(score[x] + "
     "transitions[x][y]) + logits[p_k][y]; best last tag = argmax(score + end), then follow "
     "back_n ... back_2 to the first unit. Ties go to the lowest tag id.",
@@ -76,7 +74,7 @@ _DECODING = [
 def _readme(spec: Dict) -> str:
     steps = spec["tokenizer"]["steps"] + [spec["units"]] + spec["decoding"]
     text = "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
-    crf = f", `{CRF_FILE}` (CRF scores for Viterbi)" if spec["crf_file"] else ""
+    crf = " (with the CRF scores for Viterbi under `crf`)" if spec["crf"] else ""
     return (f"# {spec['name']}: Android bundle (named entities)\n\n"
             f"- `{MODEL_FILE}`: {spec['format']} TFLite token classifier, builtin ops only.\n"
             f"- `vocab.txt`, `{LABELS_FILE}` ({spec['num_labels']} tags, scheme "
@@ -85,7 +83,7 @@ def _readme(spec: Dict) -> str:
 
 
 def write_ner_bundle(out_dir: str, tflite_path: str, fmt: str, run) -> str:
-    """Writes ``<out_dir>/android/`` (model, vocabulary, tags, CRF scores, ``bundle.json``
+    """Writes ``<out_dir>/android/`` (model, vocabulary, tags, ``bundle.json`` with the CRF scores,
     documenting tokenization, decoding and tags -> character spans); returns its path."""
     path = os.path.join(out_dir, BUNDLE_DIR)
     with open(tflite_path, "rb") as f:
@@ -100,16 +98,15 @@ def write_ner_bundle(out_dir: str, tflite_path: str, fmt: str, run) -> str:
             "scheme": detect_scheme(run.label_names),
             "scheme_prefixes": SCHEMES[detect_scheme(run.label_names)], "io": io,
             "tokenizer": tok, "units": _UNITS[tokenizer.kind], "decoding": _DECODING,
-            "crf_file": CRF_FILE if crf is not None else None}
+            "crf": None}
+    if crf is not None:
+        transitions, start, end = crf.params()
+        spec["crf"] = {"transitions": transitions.tolist(), "start": start.tolist(),
+                       "end": end.tolist()}
     with atomic_path(path, is_dir=True) as tmp:
         shutil.copyfile(tflite_path, os.path.join(tmp, MODEL_FILE))
         tokenizer.save(tmp)
         write_text(os.path.join(tmp, LABELS_FILE), "".join(f"{n}\n" for n in run.label_names))
-        if crf is not None:
-            transitions, start, end = crf.params()
-            write_json(os.path.join(tmp, CRF_FILE), {
-                "transitions": transitions.tolist(), "start": start.tolist(),
-                "end": end.tolist()})
         write_json(os.path.join(tmp, SPEC_FILE), spec)
         write_text(os.path.join(tmp, "README.md"), _readme(spec))
     return path
