@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
-from slm_tf.distill.losses import distillation_loss
+from slm_tf.distill.losses import distillation_loss, global_counts, replica_sum
 
 STUDENT_IDS, TEACHER_IDS = "student_ids", "teacher_ids"
 TEACHER_LOGITS, TEACHER_FEATURES = "teacher_logits", "teacher_features"
@@ -83,16 +83,24 @@ class Distiller(keras.Model):
         return self.student(inputs[STUDENT_IDS], training=training), None
 
     def _loss_terms(self, labels, teacher, t_feats, student, s_feats):
-        loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature, self.alpha)
+        """This replica's share of the global-batch loss and of each term (see
+        ``distillation_loss``): summed over the replicas they are the global averages."""
+        counts = global_counts(labels)
+        loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature, self.alpha,
+                                         counts)
         terms = {"ce_loss": ce, "kd_loss": kd}
         if self.feature_weight:
-            feat = tf.reduce_mean(tf.square(self.projection(s_feats) - tf.cast(t_feats,
-                                                                                tf.float32)))
+            per_example = tf.reduce_mean(tf.square(
+                self.projection(s_feats) - tf.cast(t_feats, tf.float32)), axis=-1)
+            feat = tf.nn.compute_average_loss(per_example, global_batch_size=counts[1])
             loss += self.feature_weight * feat
             terms["feature_loss"] = feat
         return loss, terms
 
     def _record(self, labels, teacher, student, loss, terms):
+        # Every replica records the global values, so the synced means are what one replica
+        # would report on the whole global batch.
+        loss, terms = replica_sum((loss, terms))
         self._trackers["loss"].update_state(loss)
         for name, value in terms.items():
             self._trackers[name].update_state(value)
