@@ -3,7 +3,7 @@ teacher outputs, the Distiller fit, and a complete student run directory."""
 import dataclasses
 import math
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -19,6 +19,7 @@ from slm_tf.distill.config import DistillConfig
 from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
                                       TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
+from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
@@ -28,7 +29,7 @@ from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
 from slm_tf.train.strategies import make_strategy
 from slm_tf.train.trainer import (TrainConfig, chief_first, close_run, finish_run, fit,
-                                  prepare_tokenizer, start_run)
+                                  prepare_tokenizer, require_default_strategy, start_run)
 
 
 @dataclasses.dataclass
@@ -162,10 +163,18 @@ def transfer_datasets(exp: DistillExperiment, teacher: Run, data: PreparedData,
     return train_ds, val_ds, len(texts), counts
 
 
+# How a task distils, by the teacher's task (config.json): ``(experiment, teacher Run) ->
+# metrics``. Token-level tasks build on slm_tf.distill.lm (blocks of ids, labels and a mask of
+# the positions that count, fed to the shared Distiller and token cache).
+DISTILL_TASKS: Registry[Callable] = Registry("distillation task")
+
+
 def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
-    whose model is the student alone (so evaluation and export treat it like any run)."""
-    tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
+    whose model is the student alone (so evaluation and export treat it like any run). The
+    task comes from the teacher's ``config.json``; classification runs under ``--strategy``
+    (e.g. multi_worker), other tasks on one device."""
+    tcfg, kcfg = exp.train, exp.distill
     if tcfg.strategy != "default" and not kcfg.cache_teacher:
         raise UserError(f"--strategy={tcfg.strategy} needs the cached teacher outputs: the "
                         "online teacher is loaded outside the tf.distribute scope. Fix: drop "
@@ -174,10 +183,35 @@ def distill(exp: DistillExperiment) -> Dict:
     if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
         raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "
                         "--unlabeled_data (a .txt file or a folder of them).")
-    # First: a multi-worker strategy configures collective ops before any other op runs.
+    task = artifacts.run_task(kcfg.teacher_dir)
+    if task not in DISTILL_TASKS:
+        raise UserError(f"{kcfg.teacher_dir} is a --task={task} run; distill.py distils "
+                        f"{', '.join(DISTILL_TASKS.names())} teachers so far.")
+    if task != "classification":
+        require_default_strategy(tcfg, f"distill.py with a --task={task} teacher",
+                                 "its student is built outside a tf.distribute scope")
+    # First: a multi-worker strategy configures collective ops before any other op runs (the
+    # teacher's loading included).
     strategy = make_strategy(tcfg.strategy)
+    return DISTILL_TASKS.get(task)(exp, load_run(kcfg.teacher_dir), strategy)
+
+
+def inherited_flags(teacher: Run) -> Dict[str, object]:
+    """Flag values a student of ``teacher`` takes unless given on the command line: for an LM
+    teacher train_lm.py's defaults and the teacher's data section (corpus, splits, context,
+    batch size), so ``--teacher_dir`` plus the student's size is a complete command."""
+    if teacher.task != "lm":
+        return {}
+    from slm_tf.tasks.lm import LM_DEFAULTS
+    return {**LM_DEFAULTS, **teacher.config.get("data", {})}
+
+
+@DISTILL_TASKS.register("classification")
+def _distill_classifier(exp: DistillExperiment, teacher: Run,
+                        strategy: tf.distribute.Strategy) -> Dict:
+    tcfg, dcfg = exp.train, exp.data
+    kcfg = exp.distill
     ctx = start_run(tcfg, strategy)
-    teacher = load_run(kcfg.teacher_dir)
 
     def prepare():
         # The chief prepares the data and writes the teacher cache; the others then read both
@@ -219,3 +253,9 @@ def distill(exp: DistillExperiment) -> Dict:
     metrics = finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)
     close_run(strategy, ctx)
     return metrics
+
+
+@DISTILL_TASKS.register("lm")
+def _distill_lm(exp: DistillExperiment, teacher: Run, strategy=None) -> Dict:
+    from slm_tf.distill.lm import distill_lm
+    return distill_lm(exp, teacher)

@@ -2,8 +2,15 @@
 
 Writes into ``output_dir``: one file per requested format, the Android bundle (when a TFLite
 format is exported) and ``export.json``, a manifest the benchmark reads.
+
+What is written depends on the run's task: :data:`EXPORTERS` maps a task name to its exporter
+``(run, cfg, out) -> manifest``. The classification exporter is defined here and serves every
+task without its own; a task's own exporter lives in ``slm_tf/export/<task>.py`` and registers
+itself in :data:`EXPORTERS` when that module is imported (``export_run`` imports it).
 """
 import dataclasses
+import importlib
+import importlib.util
 import os
 import time
 from typing import Callable, Dict, List, Optional
@@ -29,6 +36,8 @@ from slm_tf.trust.serving import ServingHead, load_head
 
 MANIFEST = "export.json"
 FORMATS: Registry[Callable] = Registry("export format", EXPORT_FORMATS)
+EXPORTERS: Registry[Callable] = Registry("task exporter")
+DEFAULT_EXPORTER = "classification"
 
 
 @dataclasses.dataclass
@@ -38,12 +47,10 @@ class _Context:
     head: ServingHead = ServingHead()
 
     def calibration_ids(self) -> np.ndarray:
-        """Token ids of an evenly spaced sample of the run's own training split."""
-        data = prepare_data(from_dict(DataConfig, self.run.config["data"]))
-        texts = data.texts("train")
-        step = max(1, len(texts) // self.cfg.calibration_examples)
-        return self.run.tokenizer.encode(texts[::step][:self.cfg.calibration_examples],
-                                         self.run.max_seq_len)
+        """Model inputs from the run's own training split (the task's calibration hook)."""
+        from slm_tf.tasks import get_task
+        return get_task(self.run.task).calibration_inputs(self.run,
+                                                          self.cfg.calibration_examples)
 
 
 def _tflite(quantization: str):
@@ -132,6 +139,13 @@ def write_reference(ctx: _Context, out: str) -> Optional[str]:
     return path
 
 
+def exporter_for(task: str) -> Callable:
+    """The exporter of ``task``: its own (``slm_tf/export/<task>.py``) or the classifier's."""
+    if importlib.util.find_spec(f"slm_tf.export.{task}") is not None:
+        importlib.import_module(f"slm_tf.export.{task}")  # registers itself in EXPORTERS
+    return EXPORTERS.get(task if task in EXPORTERS else DEFAULT_EXPORTER)
+
+
 def export_run(cfg: ExportConfig) -> Dict:
     """Exports ``cfg.run_dir`` to every format in ``cfg.formats``; returns the manifest."""
     for fmt in cfg.formats:
@@ -141,39 +155,64 @@ def export_run(cfg: ExportConfig) -> Dict:
     require_output_dir(out)
     run = load_run(cfg.run_dir)
     os.makedirs(out, exist_ok=True)
-    ctx = _Context(run, cfg, load_head(cfg.run_dir))
+    manifest = exporter_for(run.task)(run, cfg, out)
+    write_json(os.path.join(out, MANIFEST), manifest)
+    return manifest
+
+
+def base_manifest(run: Run, cfg: ExportConfig, out: str, files: List[Dict]) -> Dict:
+    """The manifest fields every task's export has (the benchmark and freshness check read
+    them)."""
+    # run_dir relative to the export, so a copied run folder (run + export/) still benchmarks;
+    # the model's digest lets the benchmark refuse an export older than the model.
+    return {"run_dir": os.path.relpath(os.path.abspath(cfg.run_dir), os.path.abspath(out)),
+            "model_sha1": file_digest(os.path.join(cfg.run_dir, MODEL_FILE)),
+            "name": run.model.name, "max_seq_len": run.max_seq_len,
+            "label_names": run.label_names, "data": run.config["data"], "task": run.task,
+            "files": files, "android": None}
+
+
+def write_formats(formats: Registry, ctx, out: str) -> List[Dict]:
+    """Writes each of ``ctx.cfg.formats`` with its writer in ``formats``; the manifest rows."""
     files: List[Dict] = []
-    for fmt in cfg.formats:
+    for fmt in ctx.cfg.formats:
         start = time.time()
         path = os.path.join(out, file_name(fmt))
-        info = FORMATS.get(fmt)(ctx, path)
+        info = formats.get(fmt)(ctx, path)
         files.append({"format": fmt, "path": file_name(fmt), "file_bytes": _size(path),
                       "seconds": round(time.time() - start, 2), **info})
         logging.info("exported %s: %s (%d bytes, %.1f s)", fmt, path, files[-1]["file_bytes"],
                      files[-1]["seconds"])
-    # run_dir relative to the export, so a copied run folder (run + export/) still benchmarks;
-    # the model's digest lets the benchmark refuse an export older than the model.
-    manifest = {"run_dir": os.path.relpath(os.path.abspath(cfg.run_dir), os.path.abspath(out)),
-                "model_sha1": file_digest(os.path.join(cfg.run_dir, MODEL_FILE)),
-                "name": run.model.name,
-                "max_seq_len": run.max_seq_len, "label_names": run.label_names,
-                "data": run.config["data"], "task": run.task, "files": files, "android": None,
-                "temperature": ctx.head.temperature, "abstain_rule": ctx.head.rule,
-                "reference": None}
-    if run.task == "classification":
-        reference = write_reference(ctx, out)
-        manifest["reference"] = reference and os.path.basename(reference)
+    return files
+
+
+def bundle_choice(cfg: ExportConfig, files: List[Dict]) -> Optional[str]:
+    """The TFLite format that goes into the Android bundle (None when none was exported)."""
     tflite = [f["format"] for f in files if f["format"] in TFLITE_FORMATS]
     if cfg.bundle_format != "auto" and cfg.bundle_format not in tflite:
         raise UserError(f"--bundle_format={cfg.bundle_format} was not exported; add it to "
                         "--formats")
-    if tflite:
-        chosen = cfg.bundle_format if cfg.bundle_format != "auto" else min(
-            tflite, key=TFLITE_FORMATS.index)
+    if not tflite:
+        return None
+    return cfg.bundle_format if cfg.bundle_format != "auto" else min(tflite,
+                                                                     key=TFLITE_FORMATS.index)
+
+
+@EXPORTERS.register(DEFAULT_EXPORTER)
+def export_classifier(run: Run, cfg: ExportConfig, out: str) -> Dict:
+    """Classifier (and, until they have their own, other tasks') files, bundle and manifest."""
+    ctx = _Context(run, cfg, load_head(cfg.run_dir))
+    files = write_formats(FORMATS, ctx, out)
+    manifest = {**base_manifest(run, cfg, out, files), "temperature": ctx.head.temperature,
+                "abstain_rule": ctx.head.rule, "reference": None}
+    if run.task == "classification":
+        reference = write_reference(ctx, out)
+        manifest["reference"] = reference and os.path.basename(reference)
+    chosen = bundle_choice(cfg, files)
+    if chosen:
         bundle = write_bundle(out, os.path.join(out, file_name(chosen)), chosen, run.tokenizer,
                               run.max_seq_len, run.label_names, run.model.name, ctx.head)
         manifest["android"] = {"dir": os.path.basename(bundle), "format": chosen}
-    write_json(os.path.join(out, MANIFEST), manifest)
     return manifest
 
 

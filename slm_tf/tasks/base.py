@@ -109,6 +109,17 @@ class Task(abc.ABC):
         """Output classes/tags, or ``[]`` when outputs are tokens."""
         return []
 
+    # --- export --------------------------------------------------------------------------
+    def calibration_inputs(self, run, count: int):
+        """Up to ``count`` int32 rows ``[n, max_seq_len]`` of model inputs from the run's
+        training split that calibrate int8 activation ranges (default: token ids of an evenly
+        spaced sample of the training texts)."""
+        from slm_tf.config import from_dict
+        from slm_tf.data.config import DataConfig
+        texts = self.prepare_data(from_dict(DataConfig, run.config["data"])).texts("train")
+        step = max(1, len(texts) // count)
+        return run.tokenizer.encode(texts[::step][:count], run.max_seq_len)
+
 
 def get_task(name: str) -> Task:
     """The task registered as ``name`` (importing the built-in tasks first)."""

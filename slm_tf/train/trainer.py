@@ -142,14 +142,15 @@ def close_run(strategy: tf.distribute.Strategy, ctx: "RunContext") -> None:
         shutil.rmtree(ctx.run_dir, ignore_errors=True)
 
 
-def require_default_strategy(tcfg: TrainConfig, script: str) -> None:
+def require_default_strategy(tcfg: TrainConfig, script: str,
+                             why: str = "its tfmot wrappers are rebuilt stage by stage (prune, "
+                                        "strip, QAT) outside a tf.distribute scope") -> None:
     """Rejects ``--strategy`` other than default for a script that does not build its models
     inside a strategy scope (it would silently train on one device)."""
     if tcfg.strategy != "default":
-        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: its "
-                        "tfmot wrappers are rebuilt stage by stage (prune, strip, QAT) outside "
-                        "a tf.distribute scope, so it would silently train on one device. Fix: "
-                        "drop --strategy (train.py and distill.py honour mirrored and "
+        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: {why}, "
+                        "so it would silently train on one device. Fix: drop --strategy "
+                        "(train.py and distill.py of a classifier honour mirrored and "
                         "multi_worker).")
 
 
