@@ -19,6 +19,7 @@ from slm_tf.distill.config import DistillConfig
 from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
                                       TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
+from slm_tf.io_utils import read_json
 from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
@@ -196,14 +197,17 @@ def distill(exp: DistillExperiment) -> Dict:
     return DISTILL_TASKS.get(task)(exp, load_run(kcfg.teacher_dir), strategy)
 
 
-def inherited_flags(teacher: Run) -> Dict[str, object]:
-    """Flag values a student of ``teacher`` takes unless given on the command line: for an LM
-    teacher train_lm.py's defaults and the teacher's data section (corpus, splits, context,
-    batch size), so ``--teacher_dir`` plus the student's size is a complete command."""
-    if teacher.task != "lm":
+def inherited_flags(teacher_dir: str) -> Dict[str, object]:
+    """Flag values a student of the run in ``teacher_dir`` takes unless given on the command
+    line: for an LM teacher train_lm.py's defaults and the teacher's data section (corpus,
+    splits, context, batch size), so ``--teacher_dir`` plus the student's size is a complete
+    command. Reads only ``config.json``: no TensorFlow op runs before a multi-worker strategy
+    is made."""
+    if artifacts.run_task(teacher_dir) != "lm":
         return {}
     from slm_tf.tasks.lm import LM_DEFAULTS
-    return {**LM_DEFAULTS, **teacher.config.get("data", {})}
+    config = read_json(os.path.join(teacher_dir, artifacts.CONFIG_FILE))
+    return {**LM_DEFAULTS, **config.get("data", {})}
 
 
 @DISTILL_TASKS.register("classification")
