@@ -200,13 +200,16 @@ def distill(exp: DistillExperiment) -> Dict:
 def inherited_flags(teacher_dir: str) -> Dict[str, object]:
     """Flag values a student of the run in ``teacher_dir`` takes unless given on the command
     line: for an LM teacher train_lm.py's defaults and the teacher's data section (corpus,
-    splits, context, batch size), so ``--teacher_dir`` plus the student's size is a complete
-    command. Reads only ``config.json``: no TensorFlow op runs before a multi-worker strategy
-    is made."""
-    if artifacts.run_task(teacher_dir) != "lm":
+    splits, context, batch size), for a NER teacher its data section (files, splits, sequence
+    length), so ``--teacher_dir`` plus the student's size is a complete command. Reads only
+    ``config.json``: no TensorFlow op runs before a multi-worker strategy is made."""
+    task = artifacts.run_task(teacher_dir)
+    config = read_json(os.path.join(teacher_dir, artifacts.CONFIG_FILE))
+    if task == "ner":  # the teacher's data files, splits and sequence length
+        return dict(config.get("data", {}))
+    if task != "lm":
         return {}
     from slm_tf.tasks.lm import LM_DEFAULTS
-    config = read_json(os.path.join(teacher_dir, artifacts.CONFIG_FILE))
     return {**LM_DEFAULTS, **config.get("data", {})}
 
 
@@ -263,3 +266,9 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
 def _distill_lm(exp: DistillExperiment, teacher: Run, strategy=None) -> Dict:
     from slm_tf.distill.lm import distill_lm
     return distill_lm(exp, teacher)
+
+
+@DISTILL_TASKS.register("ner")
+def _distill_ner(exp: DistillExperiment, teacher: Run, strategy=None) -> Dict:
+    from slm_tf.distill.ner import distill_ner
+    return distill_ner(exp, teacher)
