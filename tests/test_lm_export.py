@@ -144,3 +144,27 @@ def test_build_md_kotlin_loop_uses_the_bundle_names(lm_export):
     generation = json.load(open(os.path.join(out, "android", "generation.json")))
     for key in re.findall(r'gen\.get\w+\("(\w+)"\)', kotlin):
         assert key in generation, key
+
+
+@pytest.mark.integration
+def test_lm_benchmark_scores_the_tflite_file_like_keras(lm_export):
+    from slm_tf.export.lm_benchmark import benchmark_lm_export
+    from slm_tf.lm_metrics import evaluate_lm
+    from slm_tf.tasks import get_task
+    from slm_tf.config import from_dict
+    from slm_tf.data.config import DataConfig
+    run, out, manifest = lm_export
+    only_float = {**manifest, "files": [f for f in manifest["files"]
+                                        if f["format"] == "tflite_float"]}
+    records = {r["format"]: r for r in benchmark_lm_export(out, only_float, run, prompts=3,
+                                                           new_tokens=5)}
+    data = get_task("lm").prepare_data(from_dict(DataConfig, manifest["data"]))
+    oracle = evaluate_lm(run.model, run.tokenizer, data.texts("test"), CONTEXT)
+    assert records["keras"]["bits_per_character"] == pytest.approx(
+        oracle["bits_per_character"], rel=1e-4)
+    flt = records["tflite_float"]
+    assert flt["bits_per_character"] == pytest.approx(oracle["bits_per_character"], rel=1e-4)
+    assert flt["greedy_identical"] == 3 and flt["divergences"] == []
+    assert flt["ttft_ms_1t"] > 0 and flt["decode_tokens_per_s_1t"] > 0
+    assert flt["decode_tokens_per_s_2t"] > 0 and flt["peak_rss_bytes"] > 0
+    assert os.path.exists(os.path.join(out, "benchmark.md"))

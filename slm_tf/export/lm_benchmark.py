@@ -104,7 +104,9 @@ def benchmark_lm_export(export_dir: str, manifest: Dict, run, prompts: int = 50,
     full_windows = np.stack([w for w in windows if len(w) == m + 1])
     tail = [w for w in windows if len(w) < m + 1]
     targets = np.concatenate([w[1:] for w in windows])
-    characters = len(run.tokenizer.detokenize(targets.tolist()))
+    # Characters as metrics.json counts them: the text's, plus one per end-of-document token.
+    eod = manifest.get("eod_id")
+    characters = len(run.tokenizer.detokenize(targets.tolist())) + int(np.sum(targets == eod))
     prompt_len = min(TIMING_PROMPT, m - 1)
     if len(stream) < prompt_len + 1 or prompts < 1:
         raise UserError(f"{export_dir}: the test split has {len(stream)} tokens, too few for "
