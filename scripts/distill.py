@@ -3,6 +3,13 @@
   python scripts/distill.py --teacher_dir=runs/teacher --model=cnn --temperature=4 --alpha=0.5 \
       --data=banking77 --output_dir=runs/student
   (--student is an alias of --model)
+  python scripts/distill.py --teacher_dir=runs/shakespeare --model=gpt --hidden_dim=96 \
+      --num_layers=2 --ff_dim=256 --output_dir=runs/lm_student
+
+The task comes from the teacher's config.json. A language-model teacher is distilled token by
+token (KL between the temperature-scaled next-token distributions at every position, plus the
+hard next-token loss); its student keeps the teacher's tokenizer, corpus, splits and context
+unless flags say otherwise.
 
 The teacher's outputs are computed once and cached under --data_dir (--nocache_teacher runs it
 online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer set. The output
@@ -31,9 +38,20 @@ def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.distill.run import DistillExperiment, distill
 
+    from slm_tf.distill.run import inherited_flags
+    from slm_tf.train.artifacts import is_complete, load_run
+
+    if is_complete(FLAGS.teacher_dir):
+        for name, value in inherited_flags(load_run(FLAGS.teacher_dir)).items():
+            if name in FLAGS and not FLAGS[name].present:
+                FLAGS[name].value = value
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
     m = distill(exp)
     print()
+    if m["task"] == "lm":
+        from slm_tf.distill.lm import print_distill_summary
+        print_distill_summary(m, exp)
+        return
     print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
                   f"{m['teacher_accuracy']:.4f}", f"{m['teacher_agreement']:.4f}",
                   f"{m['num_params']:,}", f"{m['teacher_num_params']:,}",

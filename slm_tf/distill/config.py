@@ -9,6 +9,10 @@ from slm_tf.config import field, fraction, non_negative, positive
 # pipeline all use these (tests/test_one_source.py fails if one drifts).
 KD_TEMPERATURE = 4.0
 KD_ALPHA = 0.5
+# Token-level caches: a float16 distribution per position costs 2 * V bytes (178 bytes for a
+# character vocabulary of 89); above this vocabulary the cache keeps the top-k logits only.
+FULL_CACHE_MAX_VOCAB = 512
+TOP_K_FALLBACK = 64
 
 
 @dataclasses.dataclass
@@ -32,6 +36,11 @@ class DistillConfig:
                                   "teacher's pooled sentence vector and a learned projection "
                                   "of the student's (0 = off).", validate=lambda x: x >= 0,
                                   rule=">= 0")
+    cache_top_k: int = field(0, "Token-level tasks (LMs): cache only the teacher's k most "
+                             "likely classes per position, renormalized over them (0 = the "
+                             "full distribution as float16 when the vocabulary has at most "
+                             f"{FULL_CACHE_MAX_VOCAB} tokens, else the top {TOP_K_FALLBACK}).",
+                             validate=non_negative, rule=">= 0")
     max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",
                                validate=non_negative, rule=">= 0")
 

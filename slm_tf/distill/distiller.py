@@ -2,8 +2,14 @@
 
 Inputs are dicts: ``student_ids`` always; either ``teacher_ids`` (the teacher runs online,
 frozen) or ``teacher_logits`` (computed once and cached, with ``teacher_features`` when the
-intermediate term is on). Labels of -1 mark unlabeled transfer examples, which only get the
-soft terms. The student is a plain zoo model and is saved alone.
+intermediate term is on), or ``teacher_top_ids`` + ``teacher_logits`` (a cache of the
+teacher's k most likely classes per position). Labels of -1 mark unlabeled transfer examples,
+which only get the soft terms. The student is a plain zoo model and is saved alone.
+
+Token-level tasks (language models, token classification) distil per position: their batches
+are ``(inputs, labels[B, L], mask[B, L])`` - Keras's sample-weight slot carries the mask of
+the positions that count (0 = padding) - and the student/teacher logits are ``[B, L, V]``.
+A task only supplies those labels and that mask; the loss, metrics and caching are shared.
 """
 from typing import Optional
 
@@ -11,10 +17,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
-from slm_tf.distill.losses import distillation_loss
+from slm_tf.distill.losses import distillation_loss, token_distillation_loss
 
 STUDENT_IDS, TEACHER_IDS = "student_ids", "teacher_ids"
 TEACHER_LOGITS, TEACHER_FEATURES = "teacher_logits", "teacher_features"
+TEACHER_TOP_IDS = "teacher_top_ids"  # with TEACHER_LOGITS holding those classes' logits
 # Every zoo model feeds its pooled sentence vector into this layer of the classifier head.
 FEATURE_LAYER = "head_dropout"
 
@@ -66,7 +73,10 @@ class Distiller(keras.Model):
         return self.student(inputs[STUDENT_IDS], training=training)
 
     def _teacher_outputs(self, inputs):
-        """(logits, pooled features or None) of the teacher, cached or computed online."""
+        """(logits, pooled features or None) of the teacher, cached or computed online;
+        a top-k cache gives ``(ids, logits)`` in place of the logits."""
+        if TEACHER_TOP_IDS in inputs:
+            return (inputs[TEACHER_TOP_IDS], tf.cast(inputs[TEACHER_LOGITS], tf.float32)), None
         if TEACHER_LOGITS in inputs:
             return (tf.cast(inputs[TEACHER_LOGITS], tf.float32),
                     inputs.get(TEACHER_FEATURES) if self.feature_weight else None)
@@ -82,8 +92,13 @@ class Distiller(keras.Model):
             return self._student_features(inputs[STUDENT_IDS], training=training)
         return self.student(inputs[STUDENT_IDS], training=training), None
 
-    def _loss_terms(self, labels, teacher, t_feats, student, s_feats):
-        loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature, self.alpha)
+    def _loss_terms(self, labels, mask, teacher, t_feats, student, s_feats):
+        if mask is None:  # one label per example (classification)
+            loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature,
+                                             self.alpha)
+        else:
+            loss, ce, kd = token_distillation_loss(labels, mask, teacher, student,
+                                                   self.temperature, self.alpha)
         terms = {"ce_loss": ce, "kd_loss": kd}
         if self.feature_weight:
             feat = tf.reduce_mean(tf.square(self.projection(s_feats) - tf.cast(t_feats,
@@ -92,34 +107,47 @@ class Distiller(keras.Model):
             terms["feature_loss"] = feat
         return loss, terms
 
-    def _record(self, labels, teacher, student, loss, terms):
+    def _record(self, labels, mask, teacher, student, loss, terms):
         self._trackers["loss"].update_state(loss)
         for name, value in terms.items():
             self._trackers[name].update_state(value)
-        agree = tf.cast(tf.equal(tf.argmax(teacher, -1), tf.argmax(student, -1)), tf.float32)
-        self._trackers["agreement"].update_state(agree)
-        known = tf.cast(labels, tf.int32) >= 0
+        # A top-k teacher's first id is its argmax (tf.math.top_k sorts).
+        top = teacher[0][..., 0] if isinstance(teacher, (tuple, list)) else \
+            tf.argmax(teacher, -1)
+        agree = tf.cast(tf.equal(tf.cast(top, tf.int64), tf.argmax(student, -1)), tf.float32)
+        weight = None if mask is None else tf.cast(mask, tf.float32)
+        self._trackers["agreement"].update_state(agree, sample_weight=weight)
+        known = tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32)
         self._accuracy.update_state(tf.maximum(tf.cast(labels, tf.int32), 0), student,
-                                    sample_weight=tf.cast(known, tf.float32))
+                                    sample_weight=known if weight is None else known * weight)
         logs = {m.name: m.result() for m in self.metrics}
         logs.update(temperature=self.temperature.value(), alpha=self.alpha.value())
         return logs
 
     def train_step(self, data):
-        inputs, labels = data
+        inputs, labels, mask = _unpack(data)
         teacher, t_feats = self._teacher_outputs(inputs)
         with tf.GradientTape() as tape:
             student, s_feats = self._student_outputs(inputs, training=True)
-            loss, terms = self._loss_terms(labels, teacher, t_feats, student, s_feats)
+            loss, terms = self._loss_terms(labels, mask, teacher, t_feats, student, s_feats)
         variables = self.student.trainable_variables
         if self.feature_weight:
             variables = variables + self.projection.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return self._record(labels, teacher, student, loss, terms)
+        return self._record(labels, mask, teacher, student, loss, terms)
 
     def test_step(self, data):
-        inputs, labels = data
+        inputs, labels, mask = _unpack(data)
         teacher, t_feats = self._teacher_outputs(inputs)
         student, s_feats = self._student_outputs(inputs, training=False)
-        loss, terms = self._loss_terms(labels, teacher, t_feats, student, s_feats)
-        return self._record(labels, teacher, student, loss, terms)
+        loss, terms = self._loss_terms(labels, mask, teacher, t_feats, student, s_feats)
+        return self._record(labels, mask, teacher, student, loss, terms)
+
+
+def _unpack(data):
+    """``(inputs, labels, mask)``; the mask is None for one label per example, all ones for
+    token labels given without one."""
+    inputs, labels, mask = keras.utils.unpack_x_y_sample_weight(data)
+    if labels.shape.rank == 1:
+        return inputs, labels, None
+    return inputs, labels, tf.ones_like(labels, tf.float32) if mask is None else mask

@@ -3,7 +3,7 @@ teacher outputs, the Distiller fit, and a complete student run directory."""
 import dataclasses
 import math
 import os
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -19,6 +19,7 @@ from slm_tf.distill.config import DistillConfig
 from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
                                       TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
+from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
@@ -152,17 +153,43 @@ def transfer_datasets(exp: DistillExperiment, teacher: Run, data: PreparedData,
     return train_ds, val_ds, len(texts), counts
 
 
+# How a task distils, by the teacher's task (config.json): ``(experiment, teacher Run) ->
+# metrics``. Token-level tasks build on slm_tf.distill.lm (blocks of ids, labels and a mask of
+# the positions that count, fed to the shared Distiller and token cache).
+DISTILL_TASKS: Registry[Callable] = Registry("distillation task")
+
+
 def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
-    whose model is the student alone (so evaluation and export treat it like any run)."""
-    tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
+    whose model is the student alone (so evaluation and export treat it like any run). The
+    task comes from the teacher's ``config.json``."""
+    tcfg, kcfg = exp.train, exp.distill
     require_default_strategy(tcfg, "distill.py")
     require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
     if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
         raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "
                         "--unlabeled_data (a .txt file or a folder of them).")
+    task = artifacts.run_task(kcfg.teacher_dir)
+    if task not in DISTILL_TASKS:
+        raise UserError(f"{kcfg.teacher_dir} is a --task={task} run; distill.py distils "
+                        f"{', '.join(DISTILL_TASKS.names())} teachers so far.")
+    return DISTILL_TASKS.get(task)(exp, load_run(kcfg.teacher_dir))
+
+
+def inherited_flags(teacher: Run) -> Dict[str, object]:
+    """Flag values a student of ``teacher`` takes unless given on the command line: for an LM
+    teacher train_lm.py's defaults and the teacher's data section (corpus, splits, context,
+    batch size), so ``--teacher_dir`` plus the student's size is a complete command."""
+    if teacher.task != "lm":
+        return {}
+    from slm_tf.tasks.lm import LM_DEFAULTS
+    return {**LM_DEFAULTS, **teacher.config.get("data", {})}
+
+
+@DISTILL_TASKS.register("classification")
+def _distill_classifier(exp: DistillExperiment, teacher: Run) -> Dict:
+    tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
     ctx = start_run(tcfg)
-    teacher = load_run(kcfg.teacher_dir)
     data = prepare_data(dcfg)
     check_labels(teacher, data)
     student_tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
@@ -191,3 +218,9 @@ def distill(exp: DistillExperiment) -> Dict:
              "teacher_agreement": float((s_logits.argmax(1) == t_logits.argmax(1)).mean()),
              "transfer_set": counts, "cached_teacher": kcfg.cache_teacher}
     return finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)
+
+
+@DISTILL_TASKS.register("lm")
+def _distill_lm(exp: DistillExperiment, teacher: Run) -> Dict:
+    from slm_tf.distill.lm import distill_lm
+    return distill_lm(exp, teacher)

@@ -1,0 +1,116 @@
+"""Token-level distillation (language models; the hooks token classification reuses): the
+loss against numpy on tiny cases, the per-position teacher cache, and a student that moves
+toward its teacher."""
+import numpy as np
+import pytest
+
+import tf_keras as keras
+
+from slm_tf.distill.distiller import STUDENT_IDS, Distiller
+from slm_tf.distill.losses import sparse_kd_loss, token_distillation_loss
+
+
+def _log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_token_loss_masks_padding_and_unlabeled_positions_by_hand():
+    rng = np.random.default_rng(1)
+    student = rng.normal(size=(2, 4, 6)).astype("float32")
+    teacher = 3 * rng.normal(size=(2, 4, 6)).astype("float32")
+    labels = np.array([[1, -1, 3, 0], [5, 2, 0, 0]])  # -1: no hard label (soft term only)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], np.float32)  # 0: padding
+    t = 1.5
+    ce = -np.take_along_axis(_log_softmax(student), np.maximum(labels, 0)[..., None], -1)[..., 0]
+    known = mask * (labels >= 0)
+    expected_ce = (ce * known).sum() / known.sum()  # 4 labelled real positions
+    lt, ls = _log_softmax(teacher / t), _log_softmax(student / t)
+    kl = (np.exp(lt) * (lt - ls)).sum(-1) * t * t
+    expected_kd = (kl * mask).sum() / mask.sum()  # 5 real positions
+    loss, ce_t, kd_t = token_distillation_loss(labels, mask, teacher, student, t, 0.25)
+    assert float(ce_t) == pytest.approx(expected_ce, rel=1e-5)
+    assert float(kd_t) == pytest.approx(expected_kd, rel=1e-5)
+    assert float(loss) == pytest.approx(0.25 * expected_ce + 0.75 * expected_kd, rel=1e-5)
+    # Changing what sits at padded positions changes nothing.
+    noisy = student.copy()
+    noisy[mask == 0] = 50.0
+    assert float(token_distillation_loss(labels, mask, teacher, noisy, t, 0.25)[0]) == \
+        pytest.approx(float(loss), rel=1e-6)
+
+
+def test_top_k_teacher_is_renormalized_over_its_k_classes():
+    rng = np.random.default_rng(2)
+    student = rng.normal(size=(3, 7)).astype("float32")
+    teacher = 2 * rng.normal(size=(3, 7)).astype("float32")
+    k, t = 3, 2.0
+    top = np.argsort(-teacher, -1)[:, :k]
+    top_logits = np.take_along_axis(teacher, top, -1)
+    p = np.exp(top_logits / t) / np.exp(top_logits / t).sum(-1, keepdims=True)
+    ls = np.take_along_axis(_log_softmax(student / t), top, -1)
+    expected = t * t * (p * (np.log(p) - ls)).sum(-1)
+    got = sparse_kd_loss(top, top_logits, student, t).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # With k = V the top-k loss is the full KL.
+    full_top = np.argsort(-teacher, -1)
+    lt = _log_softmax(teacher / t)
+    full = t * t * (np.exp(lt) * (lt - _log_softmax(student / t))).sum(-1)
+    np.testing.assert_allclose(sparse_kd_loss(full_top, np.take_along_axis(teacher, full_top, -1),
+                                              student, t).numpy(), full, rtol=1e-5)
+
+
+def _tiny_lm(width, layers, seed, vocab=12, context=8):
+    from slm_tf.models import ModelConfig, build_model
+    keras.utils.set_random_seed(seed)
+    return build_model(ModelConfig(model="gpt", hidden_dim=width, num_layers=layers,
+                                   num_heads=2, ff_dim=2 * width, dropout=0.0),
+                       vocab, vocab, context)
+
+
+def _blocks(n=64, context=8, vocab=12, seed=0):
+    ids = np.random.default_rng(seed).integers(1, 12, size=(n, context + 1)).astype(np.int32)
+    mask = np.ones((n, context), np.float32)
+    mask[::4, -3:] = 0.0  # some padded tails
+    return ids[:, :-1], ids[:, 1:], mask
+
+
+def test_token_cache_round_trips_full_and_top_k(tmp_path):
+    from slm_tf.distill.distiller import TEACHER_LOGITS, TEACHER_TOP_IDS
+    from slm_tf.distill.token_cache import cached_token_outputs
+    teacher = _tiny_lm(16, 1, seed=3)
+    for w in teacher.trainable_weights:  # a peaked teacher, so the top-k order is clear
+        w.assign(w * 8.0)
+    ids, labels, mask = _blocks(n=10)
+    logits = teacher(ids).numpy()
+    full = next(iter(cached_token_outputs(str(tmp_path / "full.tfrecord"), teacher,
+                                          (ids, labels, mask), 12, 0).batch(10)))
+    np.testing.assert_array_equal(full[0][STUDENT_IDS].numpy(), ids)
+    np.testing.assert_array_equal(full[1].numpy(), labels)
+    np.testing.assert_array_equal(full[2].numpy(), mask)
+    np.testing.assert_allclose(full[0][TEACHER_LOGITS].numpy().astype(np.float32), logits,
+                               rtol=2e-3, atol=2e-3)  # float16 storage
+    top = next(iter(cached_token_outputs(str(tmp_path / "top.tfrecord"), teacher,
+                                         (ids, labels, mask), 12, 4).batch(10)))
+    np.testing.assert_array_equal(top[0][TEACHER_TOP_IDS].numpy()[..., 0], logits.argmax(-1))
+    np.testing.assert_allclose(top[0][TEACHER_LOGITS].numpy()[..., 0].astype(np.float32),
+                               logits.max(-1), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.integration  # trains for half a minute on a loaded machine
+def test_student_moves_toward_teacher_from_cached_outputs(tmp_path):
+    from slm_tf.distill.lm import teacher_agreement
+    from slm_tf.distill.token_cache import cached_token_outputs
+    teacher = _tiny_lm(16, 2, seed=5)
+    for w in teacher.trainable_weights:  # far from uniform: there is something to learn
+        w.assign(w * 6.0)
+    student = _tiny_lm(8, 1, seed=6)
+    ids, labels, mask = _blocks(n=64)
+    stream = np.concatenate([ids[:, 0], ids[-1]])  # any token stream to score on
+    before = teacher_agreement(student, teacher, stream, 8)["kl_teacher_student"]
+    ds = cached_token_outputs(str(tmp_path / "c.tfrecord"), teacher, (ids, labels, mask), 12, 0)
+    distiller = Distiller(student, None, temperature=1.0, alpha=0.0)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = distiller.fit(ds.batch(16).repeat(), steps_per_epoch=30, epochs=2, verbose=0)
+    after = teacher_agreement(student, teacher, stream, 8)["kl_teacher_student"]
+    assert after < 0.6 * before, (before, after)
+    assert history.history["kd_loss"][-1] < history.history["kd_loss"][0]
