@@ -180,6 +180,8 @@ def inherited_flags(teacher: Run) -> Dict[str, object]:
     """Flag values a student of ``teacher`` takes unless given on the command line: for an LM
     teacher train_lm.py's defaults and the teacher's data section (corpus, splits, context,
     batch size), so ``--teacher_dir`` plus the student's size is a complete command."""
+    if teacher.task == "ner":  # the teacher's data files, splits and sequence length
+        return dict(teacher.config.get("data", {}))
     if teacher.task != "lm":
         return {}
     from slm_tf.tasks.lm import LM_DEFAULTS
@@ -224,3 +226,9 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run) -> Dict:
 def _distill_lm(exp: DistillExperiment, teacher: Run) -> Dict:
     from slm_tf.distill.lm import distill_lm
     return distill_lm(exp, teacher)
+
+
+@DISTILL_TASKS.register("ner")
+def _distill_ner(exp: DistillExperiment, teacher: Run) -> Dict:
+    from slm_tf.distill.ner import distill_ner
+    return distill_ner(exp, teacher)

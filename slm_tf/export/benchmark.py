@@ -1,6 +1,8 @@
 """Measures every file of an export directory on the run's test split, each through its real
 runtime in a fresh process: accuracy, macro-F1, agreement with Keras, size, peak memory and
 batch-1 latency with 1 and 2 threads. Writes ``benchmark.json`` and ``benchmark.md``."""
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,11 +22,15 @@ from slm_tf.export.run import MANIFEST, check_fresh
 from slm_tf.export.runtimes import check_opens
 from slm_tf.export.tflite import size_breakdown
 from slm_tf.io_utils import read_json, write_json, write_text
+from slm_tf.registry import Registry
 from slm_tf.train.artifacts import MODEL_FILE, load_run
 from slm_tf.train.metrics import classification_report
 
 RESULT_FILE = "benchmark.json"
 TABLE_FILE = "benchmark.md"
+# A task's own benchmark ``(export_dir, manifest, latency_queries) -> records``, registered by
+# ``slm_tf/export/<task>.py``; tasks without one are measured as classifiers.
+BENCHMARKS: Registry = Registry("task benchmark")
 COLUMNS = ("format", "file_bytes", "accuracy", "macro_f1", "agreement", "p50_ms_1t", "p95_ms_1t",
            "p50_ms_2t", "p95_ms_2t", "peak_rss_bytes")
 
@@ -64,6 +70,11 @@ def benchmark_export(export_dir: str, latency_queries: int = 300,
         return benchmark_lm_export(export_dir, manifest, load_run(check_fresh(export_dir,
                                                                               manifest)),
                                    **(lm_options or {}))
+    task = manifest.get("task", "classification")
+    if importlib.util.find_spec(f"slm_tf.export.{task}") is not None:
+        importlib.import_module(f"slm_tf.export.{task}")  # registers its benchmark, if any
+    if task in BENCHMARKS:
+        return BENCHMARKS.get(task)(export_dir, manifest, latency_queries)
     run = load_run(check_fresh(export_dir, manifest))
     data = prepare_data(from_dict(DataConfig, manifest["data"]))
     ids = run.tokenizer.encode(data.texts("test"), run.max_seq_len)

@@ -71,8 +71,9 @@ def _distilled(ctx: Context, path: str) -> None:
     data, tok, model, tcfg = ctx.recipe(ctx.cfg.student_recipe, path)
     kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
                        alpha=ctx.cfg.alpha)
-    distill(DistillExperiment(data, tok, model, tcfg, kd,
-                              AugmentConfig(augment_copies=ctx.cfg.augment_copies)))
+    # A language model's transfer set is its corpus (text augmentation is for classifiers).
+    copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
+    distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
 
 
 def _previous_model(ctx: Context, stage: str) -> str:
@@ -84,7 +85,8 @@ def _compress(ctx: Context, stage: str, path: str, overrides, qat_stage: bool = 
     """compress.py on the previous stage's run with the compress recipe plus ``overrides``."""
     from slm_tf.compress.run import compress_recipe
     compress_recipe(ctx.cfg.compress_recipe, _previous_model(ctx, stage), path,
-                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0", *overrides],
+                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0",
+                     f"--steps_per_epoch={ctx.cfg.compress_steps_per_epoch}", *overrides],
                     qat_stage)
 
 
@@ -119,9 +121,9 @@ STAGES = [
     Stage("qat", "quantization-aware training (sparsity preserved)", _qat,
           enabled=lambda cfg: cfg.qat),
     Stage("export", "export the final student and benchmark every file", _export,
-          produces_model=False),
+          produces_model=False, enabled=lambda cfg: bool(cfg.export_formats)),
     Stage("teacher_export", "export and benchmark the teacher (the speed-up reference)",
-          _teacher_export, produces_model=False),
+          _teacher_export, produces_model=False, enabled=lambda cfg: bool(cfg.export_formats)),
 ]
 
 

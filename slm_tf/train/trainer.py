@@ -29,6 +29,7 @@ from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
+from slm_tf.peft import finetune
 from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 
@@ -272,7 +273,11 @@ def train(exp: ExperimentConfig) -> Dict:
         wait_for_all_workers(strategy)
     if exp.model.init_checkpoint:
         exp = from_checkpoint(exp)
-    tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
+    data = finetune.prepare(exp, data, ctx.run_dir)  # --train_examples_per_class
+    if exp.finetune.init_from:  # the pretrained run's tokenizer, carried over
+        tokenizer = finetune.carry_tokenizer(exp, ctx.run_dir)
+    else:
+        tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
     steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
 
@@ -281,6 +286,7 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+        adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
         trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
         task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
@@ -289,7 +295,8 @@ def train(exp: ExperimentConfig) -> Dict:
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
                  keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
-        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
+    extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
