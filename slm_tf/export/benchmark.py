@@ -49,8 +49,11 @@ def _measure_in_child(path: str, ids_file: str, threads: int, queries: int) -> D
             return {k: r[k] if k in ARRAY_OUTPUTS else r[k].item() for k in r.files}
 
 
-def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
-    """One record per exported file (plus the Keras reference), written to ``export_dir``."""
+def benchmark_export(export_dir: str, latency_queries: int = 300,
+                     lm_options: Dict = None) -> List[Dict]:
+    """One record per exported file (plus the Keras reference), written to ``export_dir``
+    (a language model's export goes to :mod:`slm_tf.export.lm_benchmark` with
+    ``lm_options``)."""
     manifest_path = os.path.join(export_dir, MANIFEST)
     if not os.path.exists(manifest_path):
         raise UserError(f"{export_dir}: no {MANIFEST}. Fix: point --export_dir at the "
@@ -62,7 +65,13 @@ def benchmark_export(export_dir: str, latency_queries: int = 300) -> List[Dict]:
     if missing:
         raise CorruptArtifactError(manifest_path, f"lacks {missing}", fix)
     for f in manifest["files"]:  # fail in a second, not after the Keras reference has run
-        check_opens(os.path.join(export_dir, f["path"]), fix)
+        if manifest.get("task") != "lm":  # (LM files hold two signatures: checked on use)
+            check_opens(os.path.join(export_dir, f["path"]), fix)
+    if manifest.get("task") == "lm":
+        from slm_tf.export.lm_benchmark import benchmark_lm_export
+        return benchmark_lm_export(export_dir, manifest, load_run(check_fresh(export_dir,
+                                                                              manifest)),
+                                   **(lm_options or {}))
     task = manifest.get("task", "classification")
     if importlib.util.find_spec(f"slm_tf.export.{task}") is not None:
         importlib.import_module(f"slm_tf.export.{task}")  # registers its benchmark, if any
