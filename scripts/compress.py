@@ -42,10 +42,12 @@ def main(argv):
     exp = CompressExperiment(from_flags(CompressConfig), from_flags(TrainConfig))
     r = compress(exp)
     print()
-    print_table([["before", f"{r['accuracy_before']:.4f}", "", _size(r, "before")],
-                 [f"after ({r['mode']})", f"{r['accuracy_after']:.4f}", f"{r['sparsity']:.3f}",
+    metric = "bits_per_character" if "bits_per_character_before" in r else "accuracy"
+    print_table([["before", f"{r[metric + '_before']:.4f}", "", _size(r, "before")],
+                 [f"after ({r['mode']})", f"{r[metric + '_after']:.4f}", f"{r['sparsity']:.3f}",
                   _size(r, "after")]],
-                ["model", "test accuracy", "sparsity", "gzip bytes: weights / tflite"])
+                ["model", f"test {metric.replace('_', ' ')}", "sparsity",
+                 "gzip bytes: weights / tflite"])
     out = exp.train.output_dir
     print(f"\ncompressed run: {out} ({REPORT_FILE}: per-layer sparsity and sizes); "
           f"TensorBoard: tensorboard --logdir {out}/logs")

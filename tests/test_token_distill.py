@@ -114,3 +114,34 @@ def test_student_moves_toward_teacher_from_cached_outputs(tmp_path):
     after = teacher_agreement(student, teacher, stream, 8)["kl_teacher_student"]
     assert after < 0.6 * before, (before, after)
     assert history.history["kd_loss"][-1] < history.history["kd_loss"][0]
+
+
+@pytest.mark.integration  # two tfmot stages: tens of seconds on a loaded machine
+def test_lm_compresses_with_2_4_pruning_then_qat(tmp_path):
+    """compress_model on a tiny GPT: every prunable kernel (tied embedding, the attention
+    projections, the feed-forward) is pruned 2:4 by tfmot, and the QAT graph that follows
+    keeps the zeros."""
+    from slm_tf.compress.config import CompressConfig
+    from slm_tf.compress.modes import compress_model
+    from slm_tf.compress.quantization import is_quantized, quantize_scope
+    from slm_tf.compress.report import layer_sparsity
+    ids, labels, mask = _blocks(n=32)
+    model = _tiny_lm(16, 1, seed=7)
+
+    def fit_stage(wrapped, stage, epochs):
+        wrapped.compile(optimizer=keras.optimizers.Adam(1e-3),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        wrapped.fit(ids, labels, batch_size=16, epochs=epochs, verbose=0,
+                    callbacks=stage.callbacks(str(tmp_path / stage.name)))
+    cfg = CompressConfig(run_dir="x", prune=0.5, structured="2:4", prune_schedule="constant",
+                         qat=True)
+    with quantize_scope():
+        out, stages = compress_model(model, cfg, fit_stage, 2, 1, sample_ids=ids)
+    assert [s.name for s in stages] == ["prune", "qat"] and is_quantized(out)
+    assert set(stages[0].plan) == {"token_embedding", "block0_attention", "block0_ffn_in",
+                                   "block0_ffn_out"}
+    rows = layer_sparsity(out, m_by_n=(2, 4))
+    assert {r["layer"] for r in rows} == set(stages[0].plan)
+    for row in rows:
+        assert row["sparsity"] == pytest.approx(0.5) and row["follows_2:4"], row
+    assert np.isfinite(out(ids[:4]).numpy()).all()

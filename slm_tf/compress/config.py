@@ -82,6 +82,10 @@ class CompressConfig:
     alpha: float = field(-1.0, "KD weight of the hard-label term (-1 = the distilled run's "
                          f"own, else {KD_ALPHA:g}).", validate=lambda a: a == -1.0 or 0.0 <= a <= 1.0,
                          rule="-1 or in [0, 1]")
+    steps_per_epoch: int = field(0, "Cap each fine-tuning epoch at this many steps (0 = the "
+                                 "whole training split; e.g. a short compression of a language "
+                                 "model whose epoch is a pass over the corpus).",
+                                 validate=non_negative, rule=">= 0")
     report_tflite: bool = field(True, "Also convert before/after models to TFLite to report "
                                 "their sizes in compression.json (float before; float after, "
                                 "or int8 after QAT).")

@@ -148,6 +148,10 @@ QUANTIZE_CONFIGS.register("Conv1D")(_config(["kernel"], output=True))
 # A lookup returns table rows, already on the table's int8 grid: no output quantizer.
 QUANTIZE_CONFIGS.register("Embedding")(_config(["embeddings"]))
 QUANTIZE_CONFIGS.register("PositionEmbedding")(_config(["embeddings"]))
+# An LM's tied table: int8 rows in, and the same int8 matrix for the output logits. The layer
+# is called twice (lookup, then logits); one output range could not serve both, so the
+# logits stay float (the last op: the runtime dequantizes there anyway).
+QUANTIZE_CONFIGS.register("TiedEmbedding")(_config(["embeddings"]))
 # TFLite has no int8 LayerNorm; quantizing its output lets the next matmul run in int8.
 QUANTIZE_CONFIGS.register("LayerNormalization")(_config(output=True))
 QUANTIZE_CONFIGS.register("MaskedPooling")(_config(output=True))

@@ -26,8 +26,9 @@ from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.distiller import Distiller
 from slm_tf.distill.run import DistillConfig, DistillExperiment, check_labels, transfer_datasets
 from slm_tf.errors import UserError
-from slm_tf.io_utils import require_output_dir, write_json
+from slm_tf.io_utils import file_digest, require_output_dir, write_json
 from slm_tf.models import ModelConfig, describe
+from slm_tf.registry import Registry
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train import artifacts
 from slm_tf.train.artifacts import Run, load_run, require_complete
@@ -132,6 +133,99 @@ def _evaluate(model, data, source: Run, dcfg: DataConfig) -> Dict:
     return out
 
 
+class _ClassifierOps:
+    """What compression needs from a classification run's task."""
+    headline = "accuracy"
+
+    @staticmethod
+    def prepare(source: Run, dcfg: DataConfig, ccfg: CompressConfig):
+        data = prepare_data(dcfg)
+        if list(data.label_names) != list(source.label_names):
+            raise DataError(f"{ccfg.run_dir} was trained on labels {source.label_names[:5]}... "
+                            f"but its data {data.name} now has {data.label_names[:5]}...")
+        return data
+
+    evaluate = staticmethod(_evaluate)
+    sample_ids = staticmethod(sample_ids)
+
+    @staticmethod
+    def training(ccfg, source, data, dcfg, tcfg) -> _Training:
+        return (_distilled(ccfg, source, data, dcfg, tcfg) if ccfg.teacher_dir
+                else _supervised(source, data, dcfg, tcfg))
+
+
+class _LanguageModelOps:
+    """What compression needs from a language-model run: bits per character, next-token
+    fine-tuning, and token-level KD from an LM teacher (slm_tf.distill.lm)."""
+    headline = "bits_per_character"
+
+    @staticmethod
+    def prepare(source: Run, dcfg: DataConfig, ccfg: CompressConfig):
+        from slm_tf.tasks import get_task
+        return get_task(source.task).prepare_data(dcfg)
+
+    @staticmethod
+    def evaluate(model, data, source: Run, dcfg: DataConfig) -> Dict:
+        from slm_tf.tasks import get_task
+        task = get_task(source.task)
+        return {split: {k: task.evaluate(model, data, split, source.tokenizer, dcfg)[k]
+                        for k in ("bits_per_character", "accuracy")}
+                for split in ("validation", "test")}
+
+    @staticmethod
+    def sample_ids(data, source: Run, dcfg: DataConfig, rows: int = CALIBRATION_ROWS):
+        from slm_tf.distill.lm import lm_blocks
+        return lm_blocks(data.stream("train", source.tokenizer), dcfg.max_seq_len,
+                         training=True)[0][:rows]
+
+    @staticmethod
+    def training(ccfg, source, data, dcfg, tcfg) -> _Training:
+        from slm_tf.tasks import get_task
+        task = get_task(source.task)
+        if not ccfg.teacher_dir:
+            train_ds, val_ds = task.datasets(data, source.tokenizer, dcfg, tcfg)
+
+            def make_trainer(wrapped, stage_cfg, total_steps):
+                task.compile(wrapped, stage_cfg, total_steps)
+                return wrapped
+            return _Training(train_ds, val_ds, task.steps_per_epoch(data, dcfg.batch_size),
+                             make_trainer, {"teacher_dir": None})
+        from slm_tf.distill.lm import lm_experiment, lm_transfer
+        teacher = load_run(ccfg.teacher_dir)
+        if teacher.task != source.task or teacher.tokenizer.vocab != source.tokenizer.vocab:
+            raise UserError(f"--teacher_dir={ccfg.teacher_dir} must be a {source.task} run "
+                            f"with the same tokenizer as {ccfg.run_dir} (token-level KD "
+                            "compares next-token distributions over one vocabulary).")
+        kd = from_dict(DistillConfig, {**source.config.get("distill", {}),
+                                       "teacher_dir": ccfg.teacher_dir, "cache_teacher": True,
+                                       "temperature_schedule": "constant"})
+        if ccfg.temperature:
+            kd.temperature = ccfg.temperature
+        if ccfg.alpha >= 0:
+            kd.alpha = ccfg.alpha
+        exp = lm_experiment(DistillExperiment(dcfg, from_dict(TokenizerConfig,
+                                                               source.config["tokenizer"]),
+                                              from_dict(ModelConfig, source.config["model"]),
+                                              tcfg, kd, AugmentConfig()), teacher)
+        digest = file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE))
+        train_ds, blocks = lm_transfer(exp, teacher, data, True, "train", digest)
+        val_ds, _ = lm_transfer(exp, teacher, data, False, "validation", digest)
+
+        def make_trainer(wrapped, stage_cfg, total_steps):
+            distiller = Distiller(wrapped, None, kd.temperature, kd.alpha)
+            distiller.compile(optimizer=optimizer_for(stage_cfg, total_steps))
+            return distiller
+        return _Training(train_ds, val_ds, blocks // dcfg.batch_size, make_trainer,
+                         {"teacher_dir": ccfg.teacher_dir, "temperature": kd.temperature,
+                          "alpha": kd.alpha, "training_blocks": blocks})
+
+
+# How each task's runs are compressed, by the source run's task.
+COMPRESS_TASKS: Registry[type] = Registry("compression task")
+COMPRESS_TASKS.register("classification")(_ClassifierOps)
+COMPRESS_TASKS.register("lm")(_LanguageModelOps)
+
+
 def _combine(results: List[FitResult]) -> FitResult:
     seconds = sum(r.train_seconds for r in results)
     rate = sum(r.examples_per_s * r.train_seconds for r in results) / seconds if seconds else 0.0
@@ -165,22 +259,27 @@ def compress(exp: CompressExperiment) -> Dict:
         require_complete(ccfg.teacher_dir, "--teacher_dir")
     require_output_dir(tcfg.output_dir)
     source = load_run(ccfg.run_dir)
+    if source.task not in COMPRESS_TASKS:
+        raise UserError(f"{ccfg.run_dir} is a --task={source.task} run; compress.py compresses "
+                        f"{', '.join(COMPRESS_TASKS.names())} runs so far.")
+    ops = COMPRESS_TASKS.get(source.task)
+    tcfg = dataclasses.replace(tcfg, task=source.task)  # the output is a run of the same task
     dcfg = from_dict(DataConfig, source.config["data"])
-    data = prepare_data(dcfg)
-    if list(data.label_names) != list(source.label_names):
-        raise DataError(f"{ccfg.run_dir} was trained on labels {source.label_names[:5]}... but "
-                        f"its data {data.name} now has {data.label_names[:5]}...")
+    data = ops.prepare(source, dcfg, ccfg)
     ctx = start_run(tcfg)
     source.tokenizer.save(os.path.join(ctx.run_dir, artifacts.TOKENIZER_DIR))
     seq_len = dcfg.max_seq_len
     logging.info("compressing %s (%s) with mode %s: %s", ccfg.run_dir, source.model.name,
                  mode.name, mode.description)
 
-    before = {"accuracy": _evaluate(source.model, data, source, dcfg),
+    headline = ops.headline
+    before = {headline: ops.evaluate(source.model, data, source, dcfg),
               "size": size_report(source.model, seq_len, ccfg.report_tflite)}
     info = describe(source.model, seq_len)  # compression keeps shapes: params and FLOPs hold
-    training = (_distilled(ccfg, source, data, dcfg, tcfg) if ccfg.teacher_dir
-                else _supervised(source, data, dcfg, tcfg))
+    training = ops.training(ccfg, source, data, dcfg, tcfg)
+    if ccfg.steps_per_epoch and ccfg.steps_per_epoch < training.steps_per_epoch:
+        training.steps_per_epoch = ccfg.steps_per_epoch
+        training.train_ds = training.train_ds.take(ccfg.steps_per_epoch)
     results: List[FitResult] = []
 
     def fit_stage(wrapped: keras.Model, stage: Stage, epochs: int) -> None:
@@ -199,16 +298,16 @@ def compress(exp: CompressExperiment) -> Dict:
                                training.steps_per_epoch, total)))
 
     model, stages = compress_model(source.model, ccfg, fit_stage, training.steps_per_epoch,
-                                   tcfg.epochs, sample_ids=sample_ids(data, source, dcfg))
+                                   tcfg.epochs, sample_ids=ops.sample_ids(data, source, dcfg))
     rows = _layer_rows(model, stages, ccfg)
-    after = {"accuracy": _evaluate(model, data, source, dcfg),
+    after = {headline: ops.evaluate(model, data, source, dcfg),
              "size": size_report(model, seq_len, ccfg.report_tflite)}
     report = {
         "mode": mode.name, "stages": [s.name for s in stages],
         "source_run": os.path.abspath(ccfg.run_dir), "settings": summary(ccfg),
         "distillation": training.info,
-        "accuracy_before": before["accuracy"]["test"]["accuracy"],
-        "accuracy_after": after["accuracy"]["test"]["accuracy"],
+        f"{headline}_before": before[headline]["test"][headline],
+        f"{headline}_after": after[headline]["test"][headline],
         "sparsity": overall_sparsity(rows),
         "before": before, "after": after,
         "size_note": "weights_*: every weight's raw bytes (gzip -9 for *_gzip_bytes); "
@@ -220,7 +319,8 @@ def compress(exp: CompressExperiment) -> Dict:
     write_json(os.path.join(ctx.run_dir, REPORT_FILE), report)
     config = {**source.config, "source_train": source.config.get("train"),
               "train": to_dict(tcfg), "compress": to_dict(ccfg)}
-    short = {k: report[k] for k in ("mode", "accuracy_before", "accuracy_after", "sparsity")}
+    short = {k: report[k] for k in ("mode", f"{headline}_before", f"{headline}_after",
+                                     "sparsity")}
     finish_run(ctx, config, model, source.tokenizer, data, dcfg, _combine(results),
                extra={**info, "compression": short})
     return report

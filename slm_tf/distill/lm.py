@@ -19,10 +19,14 @@ from absl import logging
 from slm_tf.data.lm_dataset import pack_blocks
 from slm_tf.distill import token_cache
 from slm_tf.distill.cache import CACHE_DIR, cache_key
-from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS
+from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, Distiller
+from slm_tf.distill.run import TemperatureSchedule
 from slm_tf.io_utils import file_digest
 from slm_tf.models import describe
+from slm_tf.tasks import get_task
 from slm_tf.train import artifacts
+from slm_tf.train.optim import optimizer_for
+from slm_tf.train.trainer import finish_run, fit, start_run
 
 SHUFFLE_BLOCKS = 1024  # blocks held for shuffling a cached epoch (on top of the file's order)
 
@@ -98,12 +102,6 @@ def lm_experiment(exp, teacher):
 def distill_lm(exp, teacher) -> Dict:
     """Trains ``exp.model`` on the teacher LM's next-token distributions; writes a student
     run directory (an ordinary LM run: evaluate, generate and export treat it like any)."""
-    from slm_tf.distill.distiller import Distiller
-    from slm_tf.distill.run import TemperatureSchedule
-    from slm_tf.tasks import get_task
-    from slm_tf.train.optim import optimizer_for
-    from slm_tf.train.trainer import finish_run, fit, start_run
-
     exp = lm_experiment(exp, teacher)
     tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
     task = get_task(teacher.task)

@@ -7,10 +7,25 @@ from slm_tf.config import field, fraction, non_negative, positive
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
 from slm_tf.export.config import EXPORT_FORMATS, are_export_formats
 from slm_tf.recipes import RECIPES_DIR as CONFIGS
+from slm_tf.train.config import TASK_NAMES
+
+
+# What --task=lm changes from the defaults below (recipes without data lines, so they fit any
+# corpus; configs/shakespeare_pipeline.flags adds the benchmark split).
+LM_PIPELINE_DEFAULTS = {
+    "teacher_recipe": os.path.join(CONFIGS, "lm_teacher.flags"),
+    "student_recipe": os.path.join(CONFIGS, "lm_student.flags"),
+    "compress_recipe": os.path.join(CONFIGS, "lm_compress.flags"),
+    "alpha": 0.5, "augment_copies": 0, "prune": 0.5, "prune_epochs": 1, "qat_epochs": 1,
+    "export_formats": ["tflite_dynamic", "tflite_float"],
+}
 
 
 @dataclasses.dataclass
 class PipelineConfig:
+    task: str = field(TASK_NAMES[0], "What the models learn: classification, or lm (a causal "
+                      "language model on a text corpus; other defaults then follow "
+                      "LM_PIPELINE_DEFAULTS unless set).", choices=("classification", "lm"))
     output_dir: str = field("", "Root of every stage's run directory, the report and the "
                             "TensorBoard logs.", validate=bool, rule="set")
     teacher_recipe: str = field(os.path.join(CONFIGS, "banking77_teacher.flags"),
@@ -31,17 +46,25 @@ class PipelineConfig:
                          validate=fraction, rule="in [0, 1)")
     prune_epochs: int = field(15, "Fine-tuning epochs while pruning.", validate=positive,
                               rule="> 0")
+    compress_steps_per_epoch: int = field(0, "Cap each pruning/QAT epoch at this many steps "
+                                          "(0 = whole epochs; a short LM pipeline).",
+                                          validate=non_negative, rule=">= 0")
     qat: bool = field(True, "Run the quantization-aware training stage (sparsity-preserving "
                       "after pruning).")
     qat_epochs: int = field(3, "Epochs of quantization-aware training.", validate=positive,
                             rule="> 0")
     export_formats: list = field(["tflite_int8", "tflite_dynamic", "tflite_float", "onnx"],
                                  "Formats the final student is exported to and benchmarked in "
-                                 f"(of {', '.join(EXPORT_FORMATS)}).",
-                                 validate=are_export_formats,
+                                 f"(of {', '.join(EXPORT_FORMATS)}; empty = no export "
+                                 "stages).",
+                                 validate=lambda v: not v or are_export_formats(v),
                                  rule=f"a list of {', '.join(EXPORT_FORMATS)}")
     latency_queries: int = field(300, "Batch-1 queries timed per exported file.",
                                  validate=positive, rule="> 0")
+    max_stage_drop: float = field(0.01, "Accuracy (0.01 = 1 point) the recommended file may "
+                                  "lose to an earlier student stage before the report and the "
+                                  "terminal warn and name the stage and knob to fix.",
+                                  validate=fraction, rule="in [0, 1)")
     teacher_latency_queries: int = field(100, "Batch-1 queries timed for the teacher's float "
                                          "TFLite file (the speed-up reference).",
                                          validate=positive, rule="> 0")
