@@ -40,10 +40,10 @@ def main(argv):
     from slm_tf.distill.run import DistillExperiment, distill
 
     from slm_tf.distill.run import inherited_flags
-    from slm_tf.train.artifacts import is_complete, load_run
+    from slm_tf.train.artifacts import is_complete
 
     if is_complete(FLAGS.teacher_dir):
-        for name, value in inherited_flags(load_run(FLAGS.teacher_dir)).items():
+        for name, value in inherited_flags(FLAGS.teacher_dir).items():
             if name in FLAGS and not FLAGS[name].present:
                 FLAGS[name].value = value
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))

@@ -139,14 +139,20 @@ class GPTLanguageModel(CausalLM):
         ids = tf.convert_to_tensor(ids, tf.int32)
         mask = tf.cast(tf.not_equal(ids, 0) if mask is None else mask, tf.float32)
         if not hasattr(self, "_compiled_step"):
-            # One trace for every batch size and chunk length: each token is one graph call,
-            # compiled by XLA into a few fused kernels (per-op dispatch dominated the step).
+            # One trace for every batch size and chunk length: each token is one graph call.
+            # Single-token steps are compiled by XLA into a few fused kernels (per-op dispatch
+            # dominated them); prompts, one call each, skip the per-shape compilation.
             matrix = tf.TensorSpec([None, None], tf.float32)
-            self._compiled_step = tf.function(self._step, jit_compile=True, input_signature=[
-                tf.TensorSpec([None, None], tf.int32),
-                {"cache": tf.TensorSpec(self.cache_shape(None), tf.float32), "valid": matrix,
-                 "slot_position": tf.TensorSpec([self.max_seq_len], tf.int32),
-                 "position": tf.TensorSpec([], tf.int32)}, matrix])
+            signature = [tf.TensorSpec([None, None], tf.int32),
+                         {"cache": tf.TensorSpec(self.cache_shape(None), tf.float32),
+                          "valid": matrix,
+                          "slot_position": tf.TensorSpec([self.max_seq_len], tf.int32),
+                          "position": tf.TensorSpec([], tf.int32)}, matrix]
+            self._compiled_prompt = tf.function(self._step, input_signature=signature)
+            self._compiled_step = tf.function(self._step, jit_compile=True,
+                                              input_signature=signature)
+        if ids.shape[1] != 1:
+            return self._compiled_prompt(ids, state, mask)
         return self._compiled_step(ids, state, mask)
 
     def _step(self, ids, state, mask):
