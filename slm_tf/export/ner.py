@@ -195,6 +195,7 @@ def benchmark_tagger(export_dir: str, manifest: Dict, latency_queries: int = 300
             two = _measure_in_child(path, ids_file, 2, latency_queries)
             m.update(p50_ms_2t=two["p50_ms_2t"], p95_ms_2t=two["p95_ms_2t"])
             logits = m.pop("logits")
+            m.pop("probabilities", None)  # the entities come from the logits
             if path.endswith(".tflite"):
                 with open(path, "rb") as fh:
                     m["size_breakdown"] = size_breakdown(fh.read())
