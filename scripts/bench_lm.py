@@ -4,6 +4,7 @@ the speed of cached vs recomputing decoding. Writes ``<output_dir>/bench_lm.json
 
   nice -n 5 python scripts/bench_lm.py --flagfile=configs/shakespeare_gpt.flags \
       --train_minutes=8 --output_dir=runs/bench_lm_gpt
+  nice -n 5 python scripts/bench_lm.py --decode_run_dir=runs/bench_lm_gpt --output_dir=unused
 """
 import os
 import time
@@ -25,12 +26,38 @@ for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
 for _name, _value in LM_DEFAULTS.items():
     flags.FLAGS.set_default(_name, _value)
 flags.DEFINE_float("train_minutes", 8.0, "Wall-clock training budget (minutes).")
+flags.DEFINE_string("decode_run_dir", "", "Only measure cached vs recomputing decoding of this "
+                    "finished LM run (64-token test prompt, 256 new tokens) -> "
+                    "<run>/bench_decode.json; no training (--output_dir is then unused: "
+                    "pass any).")
 FLAGS = flags.FLAGS
+
+
+def measure_decoding(run_dir: str) -> dict:
+    """Cached vs recomputing greedy decoding of a saved run, with the load average."""
+    from slm_tf.config import from_dict
+    from slm_tf.generation.generate import decoding_speed
+    from slm_tf.tasks import get_task
+    from slm_tf.train.artifacts import load_run
+    run = load_run(run_dir)
+    data = get_task("lm").prepare_data(from_dict(DataConfig, run.config["data"]))
+    prompt = run.tokenizer.ids(data.texts("test")[0][:2000])[:64]
+    before = os.getloadavg()
+    report = {"run_dir": run_dir, **decoding_speed(run.model, prompt, 256),
+              "load_average_before": before}
+    report["load_average_after"] = os.getloadavg()
+    write_json(os.path.join(run_dir, "bench_decode.json"), report)
+    print(report)
+    return report
 
 
 @friendly_errors
 def main(argv):
     import tf_keras as keras
+
+    if FLAGS.decode_run_dir:
+        measure_decoding(FLAGS.decode_run_dir)
+        return
 
     from slm_tf.generation.generate import decoding_speed
     from slm_tf.lm_metrics import compressor_bits_per_character

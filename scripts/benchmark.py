@@ -16,6 +16,11 @@ from slm_tf.cli import friendly_errors, run
 
 flags.DEFINE_string("export_dir", None, "The --output_dir of scripts/export.py.")
 flags.DEFINE_integer("latency_queries", 300, "Batch-1 queries timed per format and thread count.")
+flags.DEFINE_integer("lm_prompts", 50, "Language models: held-out prompts whose greedy "
+                     "continuations are compared with Keras.")
+flags.DEFINE_integer("lm_new_tokens", 64, "Language models: new tokens per greedy continuation.")
+flags.DEFINE_integer("lm_windows", 0, "Language models: test windows scored for bits per "
+                     "character (0 = the whole test split).")
 flags.mark_flag_as_required("export_dir")
 FLAGS = flags.FLAGS
 
@@ -26,7 +31,9 @@ def main(argv):
     from slm_tf.export.benchmark import benchmark_export
     from slm_tf.export.parity import parity_failures
 
-    records = benchmark_export(FLAGS.export_dir, FLAGS.latency_queries)
+    records = benchmark_export(FLAGS.export_dir, FLAGS.latency_queries,
+                               {"prompts": FLAGS.lm_prompts, "new_tokens": FLAGS.lm_new_tokens,
+                                "max_windows": FLAGS.lm_windows})
     failures = parity_failures(records)
     for line in failures:
         print(f"parity FAILED: {line}", file=sys.stderr)

@@ -9,7 +9,8 @@
 The task comes from the teacher's config.json. A language-model teacher is distilled token by
 token (KL between the temperature-scaled next-token distributions at every position, plus the
 hard next-token loss); its student keeps the teacher's tokenizer, corpus, splits and context
-unless flags say otherwise.
+unless flags say otherwise. A named-entity (--task=ner) teacher is distilled per tagged
+position the same way, into a student with the teacher's tokenizer, data and sequence length.
 
 The teacher's outputs are computed once and cached under --data_dir (--nocache_teacher runs it
 online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer set. The output
@@ -39,10 +40,10 @@ def main(argv):
     from slm_tf.distill.run import DistillExperiment, distill
 
     from slm_tf.distill.run import inherited_flags
-    from slm_tf.train.artifacts import is_complete, load_run
+    from slm_tf.train.artifacts import is_complete
 
     if is_complete(FLAGS.teacher_dir):
-        for name, value in inherited_flags(load_run(FLAGS.teacher_dir)).items():
+        for name, value in inherited_flags(FLAGS.teacher_dir).items():
             if name in FLAGS and not FLAGS[name].present:
                 FLAGS[name].value = value
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
@@ -51,6 +52,10 @@ def main(argv):
     if m["task"] == "lm":
         from slm_tf.distill.lm import print_distill_summary
         print_distill_summary(m, exp)
+        return
+    if m["task"] == "ner":
+        from slm_tf.distill.ner import print_ner_distill_summary
+        print_ner_distill_summary(m, exp)
         return
     print_table([[m["data"]["name"], exp.model.model, f"{m['accuracy']:.4f}",
                   f"{m['teacher_accuracy']:.4f}", f"{m['teacher_agreement']:.4f}",

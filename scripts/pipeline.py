@@ -18,7 +18,7 @@ import sys
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
 from absl import flags
 
-from slm_tf.cli import friendly_errors, run
+from slm_tf.cli import command_line_flag_names, friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.pipeline.config import PipelineConfig
@@ -55,7 +55,11 @@ def main(argv):
 
     if FLAGS.task == "lm":
         _lm_defaults()
-    ctx = Context(from_flags(PipelineConfig), _data_overrides())
+    # No --student_recipe (here or in a flagfile): the student's recipe comes from the data.
+    ctx = Context(from_flags(PipelineConfig), _data_overrides(),
+                  auto_student=not FLAGS["student_recipe"].present,
+                  data_on_command_line=command_line_flag_names(sys.argv, FLAGS)
+                  & set(DataConfig.__dataclass_fields__))
     status = run_stages(ctx)
     paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
     if ctx.cfg.task == "lm":
@@ -68,12 +72,18 @@ def main(argv):
               f"/report.md  TensorBoard: tensorboard --logdir {ctx.cfg.output_dir}")
         return
     summary = write_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir,
-                           " ".join(shlex.quote(a) for a in sys.argv), status)
+                           " ".join(shlex.quote(a) for a in sys.argv), status,
+                           ctx.cfg.max_stage_drop)
     f = summary["final"]
     print(f"\nfinal: {f['name']}: accuracy {f['accuracy']:.4f} (teacher "
           f"{f['teacher_accuracy']:.4f}), {f['file_bytes']:,} bytes, p50 {f['p50_ms_1t']:.3f} ms"
           f"\nreport: {ctx.cfg.output_dir}/report.md  TensorBoard: tensorboard --logdir "
           f"{ctx.cfg.output_dir}")
+    gap = f.get("below_earlier_stage")
+    if gap:
+        print(f"WARNING: the final model is {gap['points']:.2f} points below the {gap['stage']} "
+              f"model (margin {gap['margin_points']:.1f}); the stage that lost most: "
+              f"{gap['biggest_loss']}", file=sys.stderr)
     base = f.get("baseline_accuracy")
     if base is not None and f["accuracy"] < base:
         print(f"WARNING: the final model is {(base - f['accuracy']) * 100:.2f} points below the "

@@ -3,8 +3,13 @@
   python scripts/serve.py --model=banking77=runs/quickstart/export --port=8501
   curl -d '{"instances": ["I lost my card"]}' localhost:8501/v1/models/banking77:predict
 
+  curl -N -d '{"prompt": "ROMEO:", "max_new_tokens": 50}' localhost:8501/v1/models/lm:generate
+
 Each --model dir is one export (served as version 1) or holds version folders <dir>/<n>/;
 a new folder moved in while serving is loaded and becomes the default within --poll_s.
+Classification and NER exports serve from TFLite (or --format=saved_model); a language
+model serves from its train_lm.py run folder, and :generate streams its tokens as
+server-sent events.
 SIGTERM stops accepting connections, answers every accepted request, then exits.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)

@@ -16,11 +16,12 @@ from slm_tf.cli import command_line_flag_names, friendly_errors, print_table, ru
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.train.config import ExperimentConfig, TrainConfig
 from slm_tf.trust.config import DPConfig
 
-for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig):
+for _cfg in (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig, FineTuneConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
 
@@ -34,11 +35,16 @@ def main(argv):
     from slm_tf.train.trainer import train
 
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
-                           from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig))
+                           from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig),
+                           from_flags(FineTuneConfig))
+    inherited = set()
+    if exp.finetune.init_from:  # the pretrained run fixes the architecture and tokenizer
+        from slm_tf.peft.finetune import inherit_config
+        inherited = set(inherit_config(exp, {n for n in FLAGS if FLAGS[n].present})) | {"tokenizer", "vocab_size", "model"}
     profile = None
     if exp.train.auto_recipe and exp.train.task == "classification":
-        given = {name for name in FLAGS if FLAGS[name].present}
-        on_command_line = command_line_flag_names(sys.argv, FLAGS)
+        given = {name for name in FLAGS if FLAGS[name].present} | inherited
+        on_command_line = command_line_flag_names(sys.argv, FLAGS) | inherited
         if exp.model.init_checkpoint:  # the checkpoint owns the tokenizer and vocabulary
             on_command_line |= {"tokenizer", "vocab_size"}
         profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given,

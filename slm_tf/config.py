@@ -137,8 +137,17 @@ def parse_flagfile(classes: Sequence[type], flagfile: str, overrides: Sequence[s
     Uses a private FlagValues, so benchmarks and the pipeline can read several recipes in one
     process exactly as the command line would.
     """
+    return parse_recipe(classes, flagfile, overrides, defaults)[0]
+
+
+def parse_recipe(classes: Sequence[type], flagfile: str, overrides: Sequence[str] = (),
+                 defaults: Sequence[str] = ()):
+    """``(configs, names of the flags set)``: :func:`parse_flagfile`, also saying which flags
+    the recipe or the overrides set (what the automatic recipe must not change); an empty
+    ``flagfile`` means no recipe, only the overrides."""
     fv = flags.FlagValues()
     for cls in classes:
         define_flags(cls, fv)
-    fv(expand_flagfiles(["recipe", *defaults, f"--flagfile={flagfile}", *overrides]))
-    return tuple(from_flags(cls, fv) for cls in classes)
+    recipe = [f"--flagfile={flagfile}"] if flagfile else []
+    fv(expand_flagfiles(["recipe", *defaults, *recipe, *overrides]))
+    return tuple(from_flags(cls, fv) for cls in classes), {n for n in fv if fv[n].present}

@@ -135,3 +135,118 @@ def call(url, body=None, headers=None, method=None, timeout=30):
         return status, json.loads(raw)
     except ValueError:
         return status, raw
+
+
+# --- NER and LM servables --------------------------------------------------------------------
+NER_NAMES = ["Ann", "Bob", "Carla", "Dmitri", "Eve", "Farid"]
+NER_CITIES = ["Paris", "Lima", "Oslo", "Quito", "Rome", "Seoul"]
+NER_FILLER = ["today", "again", "briefly", "yesterday"]
+
+
+def ner_sentence(rng):
+    """``(text, [(start, end, type)])``: "I met <name> in <city> <filler> ." with the entities'
+    character offsets counted while the text is built."""
+    name, city = rng.choice(NER_NAMES), rng.choice(NER_CITIES)
+    text = "I met "
+    spans = [(len(text), len(text) + len(name), "PER")]
+    text += name + " in "
+    spans.append((len(text), len(text) + len(city), "LOC"))
+    text += f"{city} {rng.choice(NER_FILLER)} ."
+    return text, spans
+
+
+def make_ner_export(root, data_dir):
+    """A word-level CNN tagger trained for a few seconds on :func:`ner_sentence` text and
+    exported (tflite_float, android bundle) with the real export step; returns the export
+    dir."""
+    import numpy as np
+    import tf_keras as keras
+
+    from slm_tf.data.config import DataConfig
+    from slm_tf.export.run import ExportConfig, export_run
+    from slm_tf.io_utils import write_json
+    from slm_tf.models import ModelConfig, build_tagger
+    from slm_tf.ner import offsets
+    from slm_tf.ner.schemes import Span
+    from slm_tf.ner.training import TokenCrossEntropy
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    from slm_tf.train import artifacts
+    from slm_tf.train.trainer import ExperimentConfig, TrainConfig
+
+    rng = random.Random(0)
+    data = [ner_sentence(rng) for _ in range(200)]
+    path = os.path.join(root, "ner.txt")  # CoNLL, so config.json names a real data file
+    with open(path, "w", encoding="utf-8") as f:
+        for text, spans in data:
+            for word in text.split(" "):
+                tag = "O"
+                for a, b, t in spans:
+                    if text[a:b] == word:
+                        tag = f"B-{t}"
+                f.write(f"{word}\t{tag}\n")
+            f.write("\n")
+    run_dir = os.path.join(root, "ner_run")
+    os.makedirs(run_dir)
+    length, tags = 12, ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    exp = ExperimentConfig(DataConfig(data=path, data_dir=data_dir, max_seq_len=length),
+                           TokenizerConfig(min_frequency=1),
+                           ModelConfig(model="cnn", embedding_dim=16, hidden_dim=0,
+                                       num_filters=16, kernel_sizes=["3"]),
+                           TrainConfig(output_dir=run_dir, epochs=1, task="ner"))
+    tokenizer = build_tokenizer(exp.tokenizer, [t for t, _ in data])
+    tokenizer.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
+    aligned = [offsets.align(tokenizer, t) for t, _ in data]
+    ids = np.stack([offsets.encode_ids(tokenizer, a, length) for a in aligned])
+    targets = np.stack([offsets.encode_targets(a, [Span(*s) for s in spans], "BIO",
+                                               {t: i for i, t in enumerate(tags)}, length)
+                        for a, (_, spans) in zip(aligned, data)])
+    keras.utils.set_random_seed(0)
+    model = build_tagger(exp.model, tokenizer.vocab_size, len(tags), length)
+    model.compile(keras.optimizers.Adam(0.02), TokenCrossEntropy())
+    model.fit(ids, targets, epochs=20, batch_size=32, verbose=0)
+    artifacts.save_model(run_dir, model, tokenizer, length)
+    artifacts.save_labels(run_dir, tags)
+    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
+    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"entity_f1": 1.0})
+    out = os.path.join(root, "ner_export")
+    # The static batch-1 file only: the server runs a batch row by row (the classification
+    # fixture covers the dynamic-batch file).
+    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float"], output_dir=out))
+    return out
+
+
+LM_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na bird in the hand.\n"
+
+
+def make_lm_run(root, data_dir, seed=2):
+    """An untrained character GPT (context 24) saved as a ``--task=lm`` run (model.keras,
+    tokenizer/, config.json, metrics.json: what the server reads; no SavedModel); returns
+    (run dir, the Keras model, its tokenizer) so tests can compare with in-process
+    generation."""
+    import tf_keras as keras
+
+    from slm_tf.data.config import DataConfig
+    from slm_tf.io_utils import write_json
+    from slm_tf.models import ModelConfig, build_model
+    from slm_tf.tokenizers import TOKENIZERS, TokenizerConfig
+    from slm_tf.train import artifacts
+    from slm_tf.train.trainer import ExperimentConfig, TrainConfig
+
+    run_dir = os.path.join(root, "lm_run")
+    os.makedirs(run_dir)
+    corpus = os.path.join(root, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write(LM_TEXT)
+    tok = TOKENIZERS.get("char_exact").learn([LM_TEXT], 100)
+    exp = ExperimentConfig(DataConfig(data=corpus, data_dir=data_dir, max_seq_len=24),
+                           TokenizerConfig(tokenizer="char_exact"),
+                           ModelConfig(model="gpt", hidden_dim=32, embedding_dim=16,
+                                       num_layers=2, num_heads=4, ff_dim=64, dropout=0.0),
+                           TrainConfig(output_dir=run_dir, epochs=1, task="lm"))
+    keras.utils.set_random_seed(seed)
+    model = build_model(exp.model, tok.vocab_size, tok.vocab_size, 24)
+    tok.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
+    model.save(os.path.join(run_dir, artifacts.MODEL_FILE))  # what the server reads
+    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
+    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"bits_per_character": 0.0})
+    return run_dir, model, tok

@@ -99,3 +99,36 @@ def test_train_script_applies_the_profile_under_a_recipe(tmp_path, data_dir):
     assert profile["choices"]["vocab_size"]["applied"] is False
     assert profile["choices"]["model"]["applied"] is False
     assert 80 < profile["profile"]["num_examples"] < 120  # the training split only
+
+
+def test_pipeline_student_recipe_is_automatic_without_recipe_flags(tmp_path):
+    """pipeline.py --data=X with no --student_recipe: the student (plain and distilled) gets
+    the automatic recipe; a data flag on the command line wins; a named recipe keeps its model
+    but takes the data-dependent choices from the data it is applied to."""
+    from slm_tf.pipeline.config import PipelineConfig
+    from slm_tf.pipeline.stages import Context
+    texts = ["银行卡丢了怎么办", "我的转账还没有到账", "汇率是多少", "怎么修改密码"]
+    rows = [(texts[i % 4] + "请帮我" * (i % 3), f"l{i % 4}") for i in range(80)]
+    data = write_csv(tmp_path / "zh.csv", rows)
+    out = str(tmp_path / "pipe")
+    overrides = [f"--data={data}", f"--data_dir={tmp_path / 'tfds'}"]
+    ctx = Context(PipelineConfig(output_dir=out), overrides, auto_student=True,
+                  data_on_command_line={"data"})
+    (d, tok, model, train), profile = ctx.student(os.path.join(out, "student"))
+    assert tok.tokenizer == "char"  # all ideographs: one token per character
+    assert model.model == "cnn" and model.embedding_dim == 128  # < 5,000 training rows
+    assert model.dropout == 0.5 and d.batch_size == 32
+    assert profile["choices"]["model"]["applied"] and d.max_seq_len >= 16
+    # A data flag given on the pipeline's command line wins over the automatic choice.
+    ctx = Context(PipelineConfig(output_dir=out), [*overrides, "--max_seq_len=40"],
+                  auto_student=True, data_on_command_line={"data", "max_seq_len"})
+    (d, tok, _, _), profile = ctx.student(os.path.join(out, "student"))
+    assert d.max_seq_len == 40 and not profile["choices"]["max_seq_len"]["applied"]
+    # A recipe that names its model keeps it (and its sizes); the tokenizer follows the data.
+    recipe = tmp_path / "student.flags"
+    recipe.write_text("--data=banking77\n--model=bow\n--embedding_dim=24\n--tokenizer=wordpiece\n")
+    ctx = Context(PipelineConfig(output_dir=out, student_recipe=str(recipe)), overrides,
+                  auto_student=False, data_on_command_line={"data"})
+    (d, tok, model, _), _ = ctx.student(os.path.join(out, "student"))
+    assert model.model == "bow" and model.embedding_dim == 24 and tok.tokenizer == "char"
+    assert d.data == data

@@ -150,3 +150,29 @@ def test_feature_distillation_online_and_cached_agree(tmp_path):
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_two_replicas_shares_sum_to_the_global_batch_average():
+    """Two replicas' per-example losses -> each replica's share is its sum over the GLOBAL
+    counts, so the shares (and the gradients the optimizer sums) add up to the average over
+    the global batch, not to the sum of the two replicas' own averages."""
+    t = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 1.0, 0.0]],
+                 np.float32)
+    s = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0], [0.0, 2.0, 0.0]],
+                 np.float32)
+    y = np.array([0, -1, 2, 1])  # replica A holds rows 0-1 (one labelled), B rows 2-3
+    ce_rows = -np.log(_softmax(s)[[0, 2, 3], [0, 2, 1]])  # the three labelled rows
+    kd_rows = 4.0 * (_softmax(t / 2) * (np.log(_softmax(t / 2)) - np.log(_softmax(s / 2)))).sum(-1)
+    counts = (tf.constant(3, tf.int64), tf.constant(4, tf.int64))  # labelled, all (global)
+    shares = [distillation_loss(y[i:i + 2], t[i:i + 2], s[i:i + 2], 2.0, 0.25, counts)
+              for i in (0, 2)]
+    total, ce, kd = (sum(float(share[k]) for share in shares) for k in range(3))
+    assert ce == pytest.approx(ce_rows.sum() / 3, rel=1e-5)
+    assert kd == pytest.approx(kd_rows.sum() / 4, rel=1e-5)
+    assert total == pytest.approx(0.25 * ce_rows.sum() / 3 + 0.75 * kd_rows.sum() / 4, rel=1e-5)
+    # Each replica averaging its own half (the bug this guards against) gives another value.
+    own = [distillation_loss(y[i:i + 2], t[i:i + 2], s[i:i + 2], 2.0, 0.25) for i in (0, 2)]
+    assert abs(sum(float(o[0]) for o in own) - total) > 0.1
+    # One replica (no strategy): the counts come from the batch itself.
+    whole = distillation_loss(y, t, s, 2.0, 0.25)
+    assert float(whole[0]) == pytest.approx(total, rel=1e-5)

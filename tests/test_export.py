@@ -208,3 +208,43 @@ def test_exported_files_carry_the_fitted_temperature(exported):
     runner = Interpreter(model_path=os.path.join(out, "model_float.tflite")).get_signature_runner()
     got = np.concatenate([runner(ids=row[None])["probabilities"] for row in ids])
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _hand_ece(probs, labels, bins=15):
+    """ECE written out independently: bin i holds confidences in ((i-1)/15, i/15], the
+    gap |accuracy - mean confidence| of each bin weighted by its share of rows."""
+    conf, hit = probs.max(1), probs.argmax(1) == labels
+    which = np.clip(np.ceil(conf * bins).astype(int), 1, bins)
+    return sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+               for b in range(1, bins + 1) if (which == b).any())
+
+
+@pytest.mark.integration
+def test_benchmark_ece_of_the_int8_file_equals_a_hand_computed_ece(exported):
+    """benchmark.json's ECE before/after temperature for the int8 file equals ECE computed by
+    hand from that file's own outputs, read here straight from LiteRT."""
+    from slm_tf.config import from_dict
+    from slm_tf.data.config import DataConfig
+    from slm_tf.data.pipeline import prepare_data
+    from slm_tf.train.artifacts import load_run
+    run_dir, out, _ = exported
+    t = json.load(open(os.path.join(run_dir, "metrics.json")))["trust"]["temperature"]
+    records = {r["format"]: r for r in json.load(open(os.path.join(out, "benchmark.json")))}
+    cal = records["tflite_int8"]["calibration"]
+    assert cal["temperature"] == pytest.approx(t) and cal["bins"] == 15
+    manifest = json.load(open(os.path.join(out, "export.json")))
+    data = prepare_data(from_dict(DataConfig, manifest["data"]))
+    run = load_run(run_dir)
+    ids = run.tokenizer.encode(data.texts("test"), run.max_seq_len)
+    labels = np.asarray(data.labels("test"))
+    runner = Interpreter(model_path=os.path.join(out, "model_int8.tflite")).get_signature_runner()
+    outs = [runner(ids=row[None].astype(np.int32)) for row in ids]
+    probs = np.concatenate([o["probabilities"] for o in outs]).astype(np.float64)
+    raw = np.concatenate([o["logits"] for o in outs]).astype(np.float64) * t  # T undone
+    before = np.exp(raw - raw.max(1, keepdims=True))
+    before /= before.sum(1, keepdims=True)
+    assert cal["ece_after"] == pytest.approx(_hand_ece(probs, labels), abs=1e-9)
+    assert cal["ece_before"] == pytest.approx(_hand_ece(before, labels), abs=1e-6)
+    assert cal["ece_before"] != pytest.approx(cal["ece_after"], abs=1e-4)  # T changed them
+    md = open(os.path.join(out, "benchmark.md")).read()
+    assert "ece_before" in md and f"{cal['ece_after']:.4f}" in md

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from conftest import _KILL_AT_BATCH, REPO
 from test_end_to_end import TINY, _banking_subset
 
-pytestmark = pytest.mark.integration  # four training processes end to end
+pytestmark = pytest.mark.integration  # training processes end to end
 
 EPOCHS = 4
 STEPS_LINE = re.compile(r"worker (\d+) of (\d+): (\d+) training batches in this process, "
@@ -36,11 +37,11 @@ def _free_ports(n):
             s.close()
 
 
-def _start(index, ports, args, kill_at=None):
+def _start(index, ports, args, kill_at=None, script="train"):
     env = dict(os.environ, TF_CONFIG=json.dumps({
         "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
         "task": {"type": "worker", "index": index}}))
-    script = os.path.join(REPO, "scripts", "train.py")
+    script = os.path.join(REPO, "scripts", f"{script}.py")
     cmd = [sys.executable, script, *args] if kill_at is None else \
         [sys.executable, "-c", _KILL_AT_BATCH, "slm_tf.train.trainer", str(kill_at[0]),
          str(kill_at[1]), script, *args]
@@ -74,6 +75,15 @@ def _assert_all_ok(results):
     failed = [f"worker {i} exited {code}\n{err[-3000:]}"
               for i, (code, err) in enumerate(results) if code != 0]
     assert not failed, "\n".join(failed)
+
+
+LOSS_LINE = re.compile(r"worker (\d+) of (\d+): training loss per epoch (\[.*\])")
+
+
+def _losses(stderr):
+    found = LOSS_LINE.findall(stderr)
+    assert len(found) == 1, stderr[-3000:]
+    return json.loads(found[0][2])
 
 
 def _steps(stderr):
@@ -148,3 +158,63 @@ def test_two_workers_train_shard_and_resume(tmp_path, data_dir):
               "chief exit code and seconds after the kill:", chief_after_kill)
     finally:
         _kill_all(procs)
+
+
+def test_two_workers_distill_like_one_worker_on_the_global_batch(tmp_path):
+    """distill.py across two workers: both step through every global batch, the chief alone
+    writes the teacher cache and the student run, and the training loss equals that of one
+    process distilling with the same global batch (same seed, so the same initial student and
+    batch order): each replica's loss share is divided by the global count, so nothing is
+    scaled by the number of replicas."""
+    from tiny_run import make_run
+    teacher = str(tmp_path / "teacher")
+    data = make_run(teacher, str(tmp_path / "tfds0"), rows=240)  # untrained bow, 3 labels
+    batch = 32
+    args = [f"--teacher_dir={teacher}", f"--data={data}", "--epochs=1", "--dropout=0",
+            "--alpha=0.5", "--temperature=2", "--model=bow", "--embedding_dim=8",
+            "--hidden_dim=8", "--max_seq_len=8", f"--batch_size={batch}",
+            "--learning_rate=1e-2", "--nocalibrate", "--nobaseline", "--min_frequency=1"]
+    out, one = str(tmp_path / "student"), str(tmp_path / "one")
+    data_dir = str(tmp_path / "tfds")  # the cluster's own: its teacher caches are counted
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    procs = []
+    try:
+        ports = _free_ports(2)
+        procs = [_start(i, ports, [*args, f"--output_dir={out}", f"--data_dir={data_dir}",
+                                   "--strategy=multi_worker"], script="distill")
+                 for i in range(2)]
+        # The one-process reference runs beside the cluster, on its own data dir.
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "scripts", "distill.py"), *args,
+             f"--output_dir={one}", f"--data_dir={tmp_path / 'tfds1'}"], cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        results = _finish(procs, timeout=2 * TIMEOUT)
+        _assert_all_ok(results)
+    finally:
+        _kill_all(procs)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    per_epoch = math.ceil(m["data"]["sizes"]["train"] / batch)
+    steps = [_steps(err) for _, err in results[:2]]
+    assert steps == [(0, 2, per_epoch, per_epoch), (1, 2, per_epoch, per_epoch)], steps
+    assert m["workers"]["count"] == 2 and m["workers"]["chief"]
+    # The chief wrote a complete student run, the worker nothing (its scratch dir is gone).
+    names = set(os.listdir(out))
+    assert {"model.keras", "metrics.json", "config.json", "tokenizer", "labels.json",
+            "saved_model", "logs"} <= names, names
+    assert not [n for n in names if n.startswith(".")], names
+    # One teacher cache for the training split, computed and written by the chief; the other
+    # worker waited for it and read it.
+    caches = [n for n in os.listdir(os.path.join(data_dir, "teacher_cache"))
+              if n.startswith("train-train-") and n.endswith(".tfrecord")]
+    assert len(caches) == 1, caches
+    assert "computing" in results[0][1] and "computing" not in results[1][1]
+    assert "reusing the cache" in results[1][1]
+    both, alone = _losses(results[0][1]), _losses(results[2][1])
+    assert both == _losses(results[1][1]) and len(alone) == 1
+    np.testing.assert_allclose(both, alone, rtol=2e-4)
+    m1 = json.load(open(os.path.join(one, "metrics.json")))
+    assert m["accuracy"] == pytest.approx(m1["accuracy"], abs=1e-6)
+    print("two-worker training loss:", both, "one worker:", alone, "steps:", steps,
+          "CPU seconds of the three processes:",
+          round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1))

@@ -98,5 +98,15 @@ def _check_report(out):
     report = open(os.path.join(out, "report.md"), encoding="utf-8").read()
     assert f"{final['accuracy']:.4f}" in report
     assert "classical baseline" in report and f"{base['accuracy']:.4f}" in report
+    # What each stage cost against the one before it, from the same rows; the final file's
+    # ECE before/after temperature is its benchmark's.
+    costs = {c["stage"]: c for c in summary["stage_costs"]}
+    assert costs["pruned"]["previous"] == "distilled"
+    assert costs["pruned"]["points"] == pytest.approx(
+        (rows["pruned (Keras)"]["accuracy"] - rows["distilled (Keras)"]["accuracy"]) * 100)
+    assert "## What each stage cost" in report and costs["qat"]["text"] in report
+    cal = bench["tflite_int8"]["calibration"]
+    assert rows["final tflite_int8"]["ece_after"] == cal["ece_after"]
+    assert rows["final tflite_int8"]["ece_before"] == cal["ece_before"]
     card = open(os.path.join(out, "model_card.md"), encoding="utf-8").read()
     assert "## Intended use" in card and "## Calibration" in card and "pipeline.py" in card

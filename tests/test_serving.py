@@ -40,14 +40,32 @@ def test_key_check_and_request_parsing():
     assert key_ok("beta", keys) and not key_ok("bet", keys) and not key_ok(None, keys)
     cfg = ServeConfig(max_texts=2, max_chars=5)
     assert parse_predict(b'{"instances": [{"text": "ab"}, "cd"]}', cfg)["texts"] == ["ab", "cd"]
-    assert parse_predict(b'{"inputs": {"text": ["ab"]}}', cfg) == {"texts": ["ab"],
-                                                                   "columnar": True}
+    parsed = parse_predict(b'{"inputs": {"text": ["ab"]}}', cfg)
+    assert (parsed["texts"], parsed["columnar"]) == (["ab"], True)
     for body, status in ((b'{"instances": ["a", "b", "c"]}', 413),
                          (b'{"instances": ["toolong"]}', 413), (b"[1,", 400),
                          (b'{"instances": [1]}', 400), (b'{"other": 1}', 400)):
         with pytest.raises(ApiError) as e:
             parse_predict(body, cfg)
         assert e.value.status == status
+
+
+def test_sampling_settings_of_a_request():
+    from slm_tf.serving.lm import Limits, sampling_from_request
+    limits = Limits(max_new_tokens=100, default_new_tokens=7)
+    cfg = sampling_from_request({"temperature": 0, "top_k": 5, "top_p": 0.5, "seed": 3,
+                                 "stop": "\n"}, limits)
+    assert (cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed, cfg.stop) == \
+        (7, 0.0, 5, 0.5, 3, ["\n"])
+    assert sampling_from_request({"max_new_tokens": 100}, limits).max_new_tokens == 100
+    for req, error in (({"max_new_tokens": 101}, OverflowError), ({"stop": ["a"] * 9},
+                                                                 OverflowError),
+                       ({"stop": ["x" * 65]}, OverflowError), ({"max_new_tokens": 0}, ValueError),
+                       ({"temperature": True}, ValueError), ({"top_p": 1.5}, ValueError),
+                       ({"top_k": 2.5}, ValueError), ({"seed": -1}, ValueError),
+                       ({"stop": [""]}, ValueError), ({"temperature": "hot"}, ValueError)):
+        with pytest.raises(error):
+            sampling_from_request(req, limits)
 
 
 def test_loadtest_refuses_other_hosts():
@@ -176,6 +194,27 @@ def test_batching_groups_concurrent_requests(server):
     assert batches < 24  # some requests shared a batch
     buckets = _metric(server, "slm_batch_size_bucket")
     assert buckets['{le="1.0",model="toy"}'] < buckets['{le="+Inf",model="toy"}']
+
+
+@pytest.mark.integration
+def test_load_generator_counts_match_the_servers(server):
+    """scripts/loadtest.py's client (asyncio, keep-alive): its request count equals the
+    server's own counter, and a wrong key shows up as 401 errors, not as successes."""
+    from slm_tf.serving.loadtest import LoadTestConfig, run_load
+
+    def served(code):
+        return _metric(server, "slm_requests_total").get(f'{{code="{code}",route="predict"}}', 0)
+    before = served(200)
+    report = run_load(LoadTestConfig(url=server.url, model="toy", api_key=KEY, concurrency=4,
+                                     duration_s=2, max_requests=120))
+    assert report["errors"] == 0 and 0 < report["ok"] == report["requests"] <= 120, report
+    assert served(200) - before == report["ok"]
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+    assert report["mean_batch_size"] >= 1 and report["server_ms_per_request"] > 0
+    bad = run_load(LoadTestConfig(url=server.url, model="toy", api_key="wrong", concurrency=2,
+                                  duration_s=2, max_requests=10))
+    assert bad["ok"] == 0 and bad["errors_by_status"] == {"401": bad["requests"]} and \
+        0 < bad["requests"] <= 10
 
 
 @pytest.mark.integration

@@ -78,13 +78,14 @@ def test_flags_mirror_dataclasses_and_validate():
 
 
 def _flagfiles(kind):
-    """Shipped flagfiles of one kind: pipeline (names recipes), compress (names a run) or
-    training recipes (everything else)."""
+    """Shipped flagfiles of one kind: pipeline (names recipes), compress (names a run),
+    pretrain (names an objective) or training recipes (everything else)."""
     out = []
     for f in sorted(os.listdir(os.path.join(REPO, "configs"))):
         text = open(os.path.join(REPO, "configs", f), encoding="utf-8").read()
         found = ("pipeline" if "--student_recipe" in text or "_pipeline." in f else
-                 "compress" if "--run_dir" in text or "compress" in f else "train")
+                 "compress" if "--run_dir" in text or "compress" in f else
+                 "pretrain" if "--objective" in text else "train")
         if f.endswith(".flags") and found == kind:
             out.append(f)
     return out
@@ -113,7 +114,21 @@ def test_every_shipped_pipeline_parses_and_names_existing_recipes(flagfile, monk
                                 os.path.join(REPO, "configs", flagfile), ["--output_dir=x"])
     for recipe in (pipe.teacher_recipe, pipe.student_recipe, pipe.compress_recipe):
         assert os.path.exists(os.path.join(REPO, recipe)), recipe
-    assert pipe.export_formats and data.data in ("banking77", "clinc150")
+    assert pipe.export_formats
+    # Classification pipelines name a registered dataset; an LM pipeline a corpus of plain text.
+    if pipe.task == "lm":
+        assert data.data.rstrip("/").endswith("shakespeare/plays"), data.data
+    else:
+        assert data.data in ("banking77", "clinc150")
+
+
+@pytest.mark.parametrize("flagfile", _flagfiles("pretrain"))
+def test_every_shipped_pretrain_recipe_parses(flagfile):
+    from slm_tf.peft.config import PretrainConfig
+    pre, data, tok, model, train = parse_flagfile(
+        (PretrainConfig,) + CONFIGS[:4], os.path.join(REPO, "configs", flagfile),
+        ["--output_dir=x"])
+    assert pre.objective in ("mlm", "clm") and data.data and train.epochs > 0
 
 
 @pytest.mark.parametrize("flagfile", _flagfiles("compress"))

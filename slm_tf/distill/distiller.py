@@ -17,7 +17,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
-from slm_tf.distill.losses import distillation_loss, token_distillation_loss
+from slm_tf.distill.losses import (distillation_loss, global_counts, replica_sum,
+                                    token_distillation_loss)
 
 STUDENT_IDS, TEACHER_IDS = "student_ids", "teacher_ids"
 TEACHER_LOGITS, TEACHER_FEATURES = "teacher_logits", "teacher_features"
@@ -63,7 +64,10 @@ class Distiller(keras.Model):
                 raise ValueError("feature distillation needs the teacher or teacher_feature_dim")
             self.projection = keras.layers.Dense(teacher_feature_dim, name="feature_projection")
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self._accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # A mean of per-batch accuracies weighted by their labelled counts (= accuracy), fed
+        # global counts under a strategy (see _record).
+        self._accuracy = keras.metrics.Mean(name="accuracy")
+        self.distribute_reduction_method = "first"
 
     @property
     def metrics(self):
@@ -93,33 +97,55 @@ class Distiller(keras.Model):
         return self.student(inputs[STUDENT_IDS], training=training), None
 
     def _loss_terms(self, labels, mask, teacher, t_feats, student, s_feats):
+        """This replica's share of the global-batch loss and of each term (see
+        ``distillation_loss``): summed over the replicas they are the global averages.
+        Token-level tasks average over this replica's positions (distill.py runs them on one
+        replica)."""
         if mask is None:  # one label per example (classification)
+            counts = global_counts(labels)
             loss, ce, kd = distillation_loss(labels, teacher, student, self.temperature,
-                                             self.alpha)
+                                             self.alpha, counts)
+            examples = counts[1]
         else:
             loss, ce, kd = token_distillation_loss(labels, mask, teacher, student,
                                                    self.temperature, self.alpha)
+            examples = tf.cast(tf.shape(labels)[0], tf.int64)
         terms = {"ce_loss": ce, "kd_loss": kd}
         if self.feature_weight:
-            feat = tf.reduce_mean(tf.square(self.projection(s_feats) - tf.cast(t_feats,
-                                                                                tf.float32)))
+            per_example = tf.reduce_mean(tf.square(
+                self.projection(s_feats) - tf.cast(t_feats, tf.float32)), axis=-1)
+            feat = tf.nn.compute_average_loss(per_example, global_batch_size=examples)
             loss += self.feature_weight * feat
             terms["feature_loss"] = feat
         return loss, terms
 
     def _record(self, labels, mask, teacher, student, loss, terms):
-        self._trackers["loss"].update_state(loss)
-        for name, value in terms.items():
-            self._trackers[name].update_state(value)
+        # Every replica records the global-batch values (all-reduced) and Keras reports one
+        # replica's (distribute_reduction_method "first"), so on every worker the logs, early
+        # stopping and the best epoch are those of the global batch. With one replica the
+        # values are the batch's own: accuracy and agreement weighted by their counts.
         # A top-k teacher's first id is its argmax (tf.math.top_k sorts).
         top = teacher[0][..., 0] if isinstance(teacher, (tuple, list)) else \
             tf.argmax(teacher, -1)
-        agree = tf.cast(tf.equal(tf.cast(top, tf.int64), tf.argmax(student, -1)), tf.float32)
-        weight = None if mask is None else tf.cast(mask, tf.float32)
-        self._trackers["agreement"].update_state(agree, sample_weight=weight)
-        known = tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32)
-        self._accuracy.update_state(tf.maximum(tf.cast(labels, tf.int32), 0), student,
-                                    sample_weight=known if weight is None else known * weight)
+        predicted = tf.argmax(student, -1)
+        agree = tf.cast(tf.equal(tf.cast(top, tf.int64), predicted), tf.float32)
+        weight = tf.ones_like(agree) if mask is None else tf.cast(mask, tf.float32)
+        labels = tf.cast(labels, tf.int64)
+        known = tf.cast(labels >= 0, tf.float32) * weight
+        correct = tf.cast(tf.equal(labels, predicted), tf.float32) * known
+        totals = replica_sum({"loss": loss, "terms": terms,
+                              "counts": tf.stack([tf.reduce_sum(agree * weight),
+                                                  tf.reduce_sum(weight),
+                                                  tf.reduce_sum(correct),
+                                                  tf.reduce_sum(known)])})
+        self._trackers["loss"].update_state(totals["loss"])
+        for name, value in totals["terms"].items():
+            self._trackers[name].update_state(value)
+        agreed, n, right, n_known = tf.unstack(totals["counts"])
+        self._trackers["agreement"].update_state(tf.math.divide_no_nan(agreed, n),
+                                                 sample_weight=n)
+        self._accuracy.update_state(tf.math.divide_no_nan(right, n_known),
+                                    sample_weight=n_known)
         logs = {m.name: m.result() for m in self.metrics}
         logs.update(temperature=self.temperature.value(), alpha=self.alpha.value())
         return logs

@@ -1,4 +1,6 @@
 """Knowledge-distillation losses as pure functions of logits."""
+from typing import Optional, Tuple
+
 import tensorflow as tf
 
 
@@ -24,15 +26,42 @@ def masked_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.where(known, ce, tf.zeros_like(ce))
 
 
-def distillation_loss(labels, teacher_logits, student_logits, temperature: float, alpha: float):
-    """``alpha * CE(y, s) + (1 - alpha) * T^2 * KL``, averaged; also returns both terms.
+def replica_sum(value):
+    """``value`` (a tensor or nest of tensors) summed over every replica in sync; ``value``
+    itself outside a ``tf.distribute`` replica or with a single replica."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return value
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
-    CE is averaged over labelled examples only, KD over all of them.
+
+def global_counts(labels) -> Tuple[tf.Tensor, tf.Tensor]:
+    """``(labelled examples, all examples)`` of the global batch: this replica's counts summed
+    over every replica in sync (the denominators of the global-batch averages)."""
+    labels = tf.cast(labels, tf.int32)
+    local = tf.stack([tf.reduce_sum(tf.cast(labels >= 0, tf.float32)),
+                      tf.cast(tf.size(labels), tf.float32)])
+    total = tf.cast(tf.round(replica_sum(local)), tf.int64)
+    return total[0], total[1]
+
+
+def distillation_loss(labels, teacher_logits, student_logits, temperature: float, alpha: float,
+                      counts: Optional[Tuple] = None):
+    """``alpha * CE(y, s) + (1 - alpha) * T^2 * KL``; also returns both terms.
+
+    CE is averaged over the labelled examples of the global batch, KD over all of them. Each
+    value is this replica's share of those global averages (its per-example losses summed and
+    divided by the global count, ``tf.nn.compute_average_loss``): the optimizer sums the
+    replicas' gradients, so with N replicas that sum is the gradient of the global average, not
+    N times it, and ``replica_sum`` of the values is the global loss. ``counts`` =
+    ``(labelled, all)`` over the global batch, by default all-reduced (``global_counts``); with
+    one replica these are the batch's own averages.
     """
-    ce = masked_cross_entropy(labels, student_logits)
-    n_known = tf.maximum(tf.reduce_sum(tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32)), 1.0)
-    ce = tf.reduce_sum(ce) / n_known
-    kd = tf.reduce_mean(kd_loss(teacher_logits, student_logits, temperature))
+    n_known, n_all = counts if counts is not None else global_counts(labels)
+    ce = tf.nn.compute_average_loss(masked_cross_entropy(labels, student_logits),
+                                    global_batch_size=n_known)
+    kd = tf.nn.compute_average_loss(kd_loss(teacher_logits, student_logits, temperature),
+                                    global_batch_size=n_all)
     return alpha * ce + (1.0 - alpha) * kd, ce, kd
 
 

@@ -3,7 +3,7 @@ teacher outputs, the Distiller fit, and a complete student run directory."""
 import dataclasses
 import math
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -19,6 +19,7 @@ from slm_tf.distill.config import DistillConfig
 from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATURES, TEACHER_IDS,
                                       TEACHER_LOGITS, Distiller, with_features)
 from slm_tf.errors import UserError
+from slm_tf.io_utils import read_json
 from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
@@ -27,8 +28,9 @@ from slm_tf.train import artifacts
 from slm_tf.train.artifacts import Run, load_run, require_complete
 from slm_tf.train.metrics import classification_report, predict_logits
 from slm_tf.train.optim import optimizer_for
-from slm_tf.train.trainer import (TrainConfig, finish_run, fit, prepare_tokenizer,
-                                  require_default_strategy, start_run)
+from slm_tf.train.strategies import make_strategy
+from slm_tf.train.trainer import (TrainConfig, chief_first, close_run, finish_run, fit,
+                                  prepare_tokenizer, require_default_strategy, start_run)
 
 
 @dataclasses.dataclass
@@ -117,8 +119,14 @@ def distill_dataset(source: tf.data.Dataset, student_tok: Tokenizer, teacher: Ru
 
 
 def teacher_source(exp, teacher: Run, teacher_digest: str, data: PreparedData, split: str,
-                   texts: List[str], labels: List[int]) -> tf.data.Dataset:
-    """The transfer examples of ``split`` with cached teacher logits, or without (online)."""
+                   texts: List[str], labels: List[int], scratch_dir: Optional[str] = None
+                   ) -> tf.data.Dataset:
+    """The transfer examples of ``split`` with cached teacher logits, or without (online).
+
+    ``scratch_dir``: this process is a worker that is not the chief. It reads the chief's cache
+    when it sees it (a shared file system) and otherwise computes the same outputs into its own
+    scratch folder: it never writes the shared cache, which the chief alone owns.
+    """
     if not exp.distill.cache_teacher:
         return tf.data.Dataset.from_tensor_slices((texts, tf.constant(labels, tf.int32)))
     features = exp.distill.feature_weight > 0
@@ -126,6 +134,8 @@ def teacher_source(exp, teacher: Run, teacher_digest: str, data: PreparedData, s
                           to_dict(exp.augment) if split == "train" else None,
                           exp.distill.unlabeled_data, exp.distill.max_unlabeled, features)
     path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
+    if scratch_dir and not os.path.exists(path):
+        path = os.path.join(scratch_dir, cache.CACHE_DIR, os.path.basename(path))
     model = with_features(teacher.model) if features else teacher.model
     cache.cached_teacher_outputs(path, model, teacher.tokenizer, texts, labels,
                                  teacher.max_seq_len, features)
@@ -137,18 +147,19 @@ def _feature_dim(teacher: Run) -> int:
 
 
 def transfer_datasets(exp: DistillExperiment, teacher: Run, data: PreparedData,
-                      student_tok: Tokenizer):
+                      student_tok: Tokenizer, scratch_dir: Optional[str] = None):
     """``(train, validation, transfer-set size, counts)``: Distiller batches of the transfer
-    set and of the validation split, with teacher logits cached or computed online."""
+    set and of the validation split, with teacher logits cached or computed online
+    (``scratch_dir``: see ``teacher_source``)."""
     texts, labels, counts = transfer_set(data, teacher, exp)
     val_texts, val_labels = data.texts("validation"), data.labels("validation")
     # The cache key hashes the teacher's 90 MB weights file: read it once, not per split.
     digest = cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)) \
         if exp.distill.cache_teacher else ""
-    train_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "train", texts, labels),
-                               student_tok, teacher, exp.data, True, exp.train.seed)
+    train_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "train", texts, labels,
+                                              scratch_dir), student_tok, teacher, exp.data, True, exp.train.seed)
     val_ds = distill_dataset(teacher_source(exp, teacher, digest, data, "validation", val_texts,
-                                            val_labels), student_tok, teacher, exp.data, False,
+                                            val_labels, scratch_dir), student_tok, teacher, exp.data, False,
                              exp.train.seed)
     return train_ds, val_ds, len(texts), counts
 
@@ -162,9 +173,13 @@ DISTILL_TASKS: Registry[Callable] = Registry("distillation task")
 def distill(exp: DistillExperiment) -> Dict:
     """Trains ``exp.model`` as a student of ``exp.distill.teacher_dir``; writes a run directory
     whose model is the student alone (so evaluation and export treat it like any run). The
-    task comes from the teacher's ``config.json``."""
+    task comes from the teacher's ``config.json``; classification runs under ``--strategy``
+    (e.g. multi_worker), other tasks on one device."""
     tcfg, kcfg = exp.train, exp.distill
-    require_default_strategy(tcfg, "distill.py")
+    if tcfg.strategy != "default" and not kcfg.cache_teacher:
+        raise UserError(f"--strategy={tcfg.strategy} needs the cached teacher outputs: the "
+                        "online teacher is loaded outside the tf.distribute scope. Fix: drop "
+                        "--nocache_teacher.")
     require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
     if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
         raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "
@@ -173,33 +188,56 @@ def distill(exp: DistillExperiment) -> Dict:
     if task not in DISTILL_TASKS:
         raise UserError(f"{kcfg.teacher_dir} is a --task={task} run; distill.py distils "
                         f"{', '.join(DISTILL_TASKS.names())} teachers so far.")
-    return DISTILL_TASKS.get(task)(exp, load_run(kcfg.teacher_dir))
+    if task != "classification":
+        require_default_strategy(tcfg, f"distill.py with a --task={task} teacher",
+                                 "its student is built outside a tf.distribute scope")
+    # First: a multi-worker strategy configures collective ops before any other op runs (the
+    # teacher's loading included).
+    strategy = make_strategy(tcfg.strategy)
+    return DISTILL_TASKS.get(task)(exp, load_run(kcfg.teacher_dir), strategy)
 
 
-def inherited_flags(teacher: Run) -> Dict[str, object]:
-    """Flag values a student of ``teacher`` takes unless given on the command line: for an LM
-    teacher train_lm.py's defaults and the teacher's data section (corpus, splits, context,
-    batch size), so ``--teacher_dir`` plus the student's size is a complete command."""
-    if teacher.task != "lm":
+def inherited_flags(teacher_dir: str) -> Dict[str, object]:
+    """Flag values a student of the run in ``teacher_dir`` takes unless given on the command
+    line: for an LM teacher train_lm.py's defaults and the teacher's data section (corpus,
+    splits, context, batch size), for a NER teacher its data section (files, splits, sequence
+    length), so ``--teacher_dir`` plus the student's size is a complete command. Reads only
+    ``config.json``: no TensorFlow op runs before a multi-worker strategy is made."""
+    task = artifacts.run_task(teacher_dir)
+    config = read_json(os.path.join(teacher_dir, artifacts.CONFIG_FILE))
+    if task == "ner":  # the teacher's data files, splits and sequence length
+        return dict(config.get("data", {}))
+    if task != "lm":
         return {}
     from slm_tf.tasks.lm import LM_DEFAULTS
-    return {**LM_DEFAULTS, **teacher.config.get("data", {})}
+    return {**LM_DEFAULTS, **config.get("data", {})}
 
 
 @DISTILL_TASKS.register("classification")
-def _distill_classifier(exp: DistillExperiment, teacher: Run) -> Dict:
-    tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
-    ctx = start_run(tcfg)
-    data = prepare_data(dcfg)
-    check_labels(teacher, data)
-    student_tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
-    train_ds, val_ds, size, counts = transfer_datasets(exp, teacher, data, student_tok)
+def _distill_classifier(exp: DistillExperiment, teacher: Run,
+                        strategy: tf.distribute.Strategy) -> Dict:
+    tcfg, dcfg = exp.train, exp.data
+    kcfg = exp.distill
+    ctx = start_run(tcfg, strategy)
+
+    def prepare():
+        # The chief prepares the data and writes the teacher cache; the others then read both
+        # (see teacher_source). Every worker builds the same transfer set and student
+        # tokenizer from the same seeds, so their data shards line up.
+        data = prepare_data(dcfg)
+        check_labels(teacher, data)
+        tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
+        return (data, tok, *transfer_datasets(exp, teacher, data, tok,
+                                              None if ctx.is_chief else ctx.run_dir))
+    data, student_tok, train_ds, val_ds, size, counts = chief_first(strategy, ctx, prepare)
     steps_per_epoch = math.ceil(size / dcfg.batch_size)
-    student = build_model(exp.model, student_tok.vocab_size, data.num_classes, dcfg.max_seq_len)
-    distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
-                          kcfg.temperature, kcfg.alpha, kcfg.feature_weight,
-                          _feature_dim(teacher) if kcfg.feature_weight else None)
-    distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
+    with strategy.scope():
+        student = build_model(exp.model, student_tok.vocab_size, data.num_classes,
+                              dcfg.max_seq_len)
+        distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
+                              kcfg.temperature, kcfg.alpha, kcfg.feature_weight,
+                              _feature_dim(teacher) if kcfg.feature_weight else None)
+        distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
     logging.info("student %s: %s; transfer set %s", exp.model.model,
                  describe(student, dcfg.max_seq_len), counts)
     if kcfg.temperature_schedule == "linear":
@@ -217,10 +255,20 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run) -> Dict:
              "teacher_num_params": teacher.model.count_params(),
              "teacher_agreement": float((s_logits.argmax(1) == t_logits.argmax(1)).mean()),
              "transfer_set": counts, "cached_teacher": kcfg.cache_teacher}
-    return finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)
+    # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
+    # into its scratch directory, which goes once it is done.
+    metrics = finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)
+    close_run(strategy, ctx)
+    return metrics
 
 
 @DISTILL_TASKS.register("lm")
-def _distill_lm(exp: DistillExperiment, teacher: Run) -> Dict:
+def _distill_lm(exp: DistillExperiment, teacher: Run, strategy=None) -> Dict:
     from slm_tf.distill.lm import distill_lm
     return distill_lm(exp, teacher)
+
+
+@DISTILL_TASKS.register("ner")
+def _distill_ner(exp: DistillExperiment, teacher: Run, strategy=None) -> Dict:
+    from slm_tf.distill.ner import distill_ner
+    return distill_ner(exp, teacher)

@@ -17,7 +17,10 @@ def agreement(reference_logits: np.ndarray, logits: np.ndarray) -> float:
 
 
 def parity_failures(records: List[Dict]) -> List[str]:
-    """One line per benchmark record whose agreement is below its format's floor."""
-    return [f"{r['format']}: agreement {r['agreement']:.4f} < {MIN_AGREEMENT[r['format']]}"
-            for r in records
-            if r["format"] in MIN_AGREEMENT and r["agreement"] < MIN_AGREEMENT[r["format"]]]
+    """One line per benchmark record whose agreement is below its format's floor (or that
+    carries its own ``parity_failure``, as language-model records do)."""
+    return [f"{r['format']}: {r['parity_failure']}" if "parity_failure" in r else
+            f"{r['format']}: agreement {r['agreement']:.4f} < {MIN_AGREEMENT[r['format']]}"
+            for r in records if "parity_failure" in r or (
+                "agreement" in r and r["format"] in MIN_AGREEMENT
+                and r["agreement"] < MIN_AGREEMENT[r["format"]])]

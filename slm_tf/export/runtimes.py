@@ -15,6 +15,7 @@ from slm_tf.errors import CorruptArtifactError, UserError
 
 INPUT_NAME = "ids"  # the exporters' input name (slm_tf.models.INPUT_NAME, without importing TF)
 _RUNTIMES: Dict[str, Callable] = {}
+ARRAY_OUTPUTS = ("logits", "probabilities")  # the outputs measure() keeps for every test row
 
 
 def _runtime(suffix: str):
@@ -38,6 +39,10 @@ class LiteRTRuntime:
         return np.concatenate([self.runner(**{INPUT_NAME: row[np.newaxis]})["logits"]
                                for row in ids.astype(np.int32)])
 
+    def outputs(self, ids: np.ndarray) -> Dict[str, np.ndarray]:
+        """Every named output of the signature for a batch-1 ``ids``."""
+        return self.runner(**{INPUT_NAME: ids.astype(np.int32)})
+
 
 @_runtime(".onnx")
 class OnnxRuntime:
@@ -52,6 +57,11 @@ class OnnxRuntime:
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {INPUT_NAME: ids.astype(np.int32)})[0]
+
+    def outputs(self, ids: np.ndarray) -> Dict[str, np.ndarray]:
+        """Every named output of the graph."""
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {INPUT_NAME: ids.astype(np.int32)})))
 
 
 @_runtime("")
@@ -71,8 +81,12 @@ class SavedModelRuntime:
         self.fn = tf.saved_model.load(path).signatures["serving_default"]
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
+        return self.outputs(ids)["logits"]
+
+    def outputs(self, ids: np.ndarray) -> Dict[str, np.ndarray]:
+        """Every named output of the signature."""
         import tensorflow as tf
-        return self.fn(**{INPUT_NAME: tf.constant(ids, tf.int32)})["logits"].numpy()
+        return {k: v.numpy() for k, v in self.fn(**{INPUT_NAME: tf.constant(ids, tf.int32)}).items()}
 
 
 def open_runtime(path: str, threads: int = 1):
@@ -118,10 +132,12 @@ def measure(path: str, ids_file: str, threads: int, latency_queries: int = 300) 
     ids = np.load(ids_file)
     runtime = open_runtime(path, threads)
     # Row by row, as an app calls it (a 3k-row batch would measure the batch's own buffers).
-    logits = np.concatenate([runtime.logits(row[np.newaxis]) for row in ids])
+    rows = [runtime.outputs(row[np.newaxis]) for row in ids]
+    # The file's own probabilities (calibrated in-graph) when it has that output.
+    found = {k: np.concatenate([r[k] for r in rows]) for k in ARRAY_OUTPUTS if k in rows[0]}
     queries = ids[np.random.default_rng(0).permutation(len(ids))[:latency_queries]]
     t = latency_ms(runtime, queries)
-    return {"logits": logits, f"p50_ms_{threads}t": float(np.percentile(t, 50)),
+    return {**found, f"p50_ms_{threads}t": float(np.percentile(t, 50)),
             f"p95_ms_{threads}t": float(np.percentile(t, 95)),
             "peak_rss_bytes": peak_rss_bytes()}
 

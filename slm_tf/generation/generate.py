@@ -9,11 +9,13 @@ from slm_tf.generation.sampling import SamplingConfig, choose_tokens
 
 
 def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = None,
-             on_text: Optional[Callable[[int, str], None]] = None) -> List[str]:
+             on_text: Optional[Callable[[int, str], None]] = None,
+             reasons: Optional[List[str]] = None) -> List[str]:
     """Continuations of ``prompts`` (one batch, left-padded). ``on_text(row, piece)`` receives
     each row's text as it is produced (text that could still begin a stop string is held back
     until it cannot). A row ends at an end-of-document token, a stop string or
-    ``max_new_tokens``."""
+    ``max_new_tokens``; a ``reasons`` list given receives why each row ended (``"eod"``,
+    ``"stop"`` or ``"length"``)."""
     cfg = cfg or SamplingConfig()
     rng = np.random.default_rng(cfg.seed)
     eod = eod_id(tokenizer)
@@ -32,6 +34,7 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
     texts = [""] * len(prompts)
     streamed = [0] * len(prompts)
     done = [False] * len(prompts)
+    why = ["length"] * len(prompts)
     hold = max((len(s) for s in cfg.stop), default=1) - 1
     for _ in range(cfg.max_new_tokens):
         next_ids, _ = choose_tokens(np.asarray(logits[:, -1]), cfg, rng, seen)
@@ -39,7 +42,7 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
             if done[row]:
                 continue
             if tok == eod:
-                done[row] = True
+                done[row], why[row] = True, "eod"
             else:
                 new[row].append(int(tok))
                 seen[row].append(int(tok))
@@ -47,7 +50,7 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
                 cut = min((i for i in (texts[row].find(s) for s in cfg.stop) if i >= 0),
                           default=-1)
                 if cut >= 0:
-                    texts[row], done[row] = texts[row][:cut], True
+                    texts[row], done[row], why[row] = texts[row][:cut], True, "stop"
             if on_text:
                 upto = len(texts[row]) if done[row] else max(streamed[row],
                                                              len(texts[row]) - hold)
@@ -63,6 +66,8 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
         for row in range(len(prompts)):
             if len(texts[row]) > streamed[row]:
                 on_text(row, texts[row][streamed[row]:])
+    if reasons is not None:
+        reasons[:] = why
     return texts
 
 
@@ -83,8 +88,11 @@ def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int) -> dict:
         ids.append(int(np.argmax(logits.numpy()[0, -1])))
     recompute_s = time.perf_counter() - start
     recomputed = ids[len(prompt_ids):]
+    prompt_ids = list(prompt_ids)[-context:]
     state = model.init_state(1)
-    model.step(tf.constant([list(prompt_ids)], tf.int32), state)  # trace once
+    # Trace (and compile) the prompt's and a single token's step once, outside the timing.
+    _, warm = model.step(tf.constant([prompt_ids], tf.int32), state)
+    model.step(tf.constant([[prompt_ids[-1]]], tf.int32), warm)
     start = time.perf_counter()
     logits, state = model.step(tf.constant([list(prompt_ids)], tf.int32), state)
     cached = []
@@ -92,7 +100,10 @@ def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int) -> dict:
         cached.append(int(np.argmax(logits.numpy()[0, -1])))
         logits, state = model.step(tf.constant([[cached[-1]]], tf.int32), state)
     cached_s = time.perf_counter() - start
+    inside = max(0, context - len(prompt_ids))
     return {"prompt_tokens": len(prompt_ids), "new_tokens": new_tokens,
             "cached_tokens_per_s": new_tokens / cached_s,
             "recompute_tokens_per_s": new_tokens / recompute_s,
-            "speedup": recompute_s / cached_s, "same_tokens": cached == recomputed}
+            "speedup": recompute_s / cached_s, "same_tokens": cached == recomputed,
+            "same_tokens_within_context": cached[:inside] == recomputed[:inside],
+            "tokens_within_context": inside}

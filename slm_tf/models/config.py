@@ -35,6 +35,12 @@ class ModelConfig:
     layer_norm_eps: float = field(1e-6, "LayerNormalization epsilon (transformer, bert; a "
                                   "checkpoint's config.json overrides it).", validate=positive,
                                   rule="> 0")
+    dilations: list = field([], "Token classification with cnn: dilated width-3 convolutions "
+                            "stacked after the parallel ones, one per rate (e.g. 1,2,4).")
+    bigram_buckets: int = field(0, "Token classification with cnn: hashed embeddings of each "
+                                "token and its left neighbour (character bigrams for Chinese) "
+                                "in this many buckets, concatenated to the token embedding "
+                                "(0 = off).", validate=non_negative, rule=">= 0")
     crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
                       "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "

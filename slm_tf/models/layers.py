@@ -208,3 +208,32 @@ class MaskedPooling(keras.layers.Layer, _NothingToPrune):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@serializable
+class HashedBigrams(keras.layers.Layer, _NothingToPrune):
+    """``[B, L]`` bucket ids of each (left neighbour, token) id pair: ``(prev * vocab_size +
+    id) mod buckets``, the left neighbour of position 0 being padding. Integer ops only
+    (pad, multiply, add, floor-mod), so bigram features stay inside the exported graph."""
+
+    def __init__(self, vocab_size: int, buckets: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.buckets = buckets
+
+    def call(self, ids):
+        prev = tf.pad(ids[:, :-1], [[0, 0], [1, 0]])
+        return tf.math.floormod(prev * self.vocab_size + ids, self.buckets)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+
+
+@serializable
+class ZeroPadding(keras.layers.Layer, _NothingToPrune):
+    """``x * mask[..., None]``: padding positions hold zeros, so a ``same`` convolution sees
+    the same neighbours whether a sentence is padded to 40 or to 100 positions."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        return x * mask[:, :, tf.newaxis]

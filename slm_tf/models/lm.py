@@ -5,6 +5,7 @@ Each maps ``ids[int32, B x L]`` to next-token ``logits[B x L x V]`` as a functio
 decoding that reuses the same layers: the Transformer keeps a key/value cache per block, the
 recurrent models their states, so generating a token never recomputes the prefix.
 """
+import math
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
@@ -12,7 +13,7 @@ import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
 from slm_tf.models.base import TextClassifier
-from slm_tf.models.layers import PaddingMask, serializable
+from slm_tf.models.layers import PaddingMask, masked_softmax, rotate_positions, serializable
 from slm_tf.models.transformer import pre_ln_block
 
 
@@ -83,49 +84,95 @@ class GPTLanguageModel(CausalLM):
         x = layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="final_norm")(x)
         return embedding(x, mode="logits")
 
-    def init_state(self, batch_size: int):
-        """Empty caches: per block ``(keys, values)`` of shape ``[B, H, 0, D/H]``, and the
-        ``[B, 0]`` mask of real tokens."""
+    # A fixed-size key/value cache: one graph serves every decoding step (Python generation
+    # and the exported prefill/decode signatures alike), so no shape changes between tokens.
+    def cache_shape(self, batch_size) -> List:
+        """``[2 * layers (keys of block i at 2i, values at 2i + 1), batch, heads, max_seq_len,
+        head_width]``: 5-D, because LiteRT's slicing ops take at most 5 dimensions."""
         cfg = self.model_config
-        heads, width = cfg["num_heads"], cfg["hidden_dim"]
-        empty = tf.zeros([batch_size, heads, 0, width // heads])
-        return {"cache": [(empty, empty) for _ in range(cfg["num_layers"])],
-                "mask": tf.zeros([batch_size, 0])}
+        heads = cfg["num_heads"]
+        return [2 * cfg["num_layers"], batch_size, heads, self.max_seq_len,
+                cfg["hidden_dim"] // heads]
+
+    def init_state(self, batch_size: int):
+        """An empty cache: no slot written (``valid`` 0), next position 0."""
+        return {"cache": tf.zeros(self.cache_shape(batch_size)),
+                "valid": tf.zeros([batch_size, self.max_seq_len]),
+                "slot_position": tf.zeros([self.max_seq_len], tf.int32),
+                "position": tf.constant(0, tf.int32)}
+
+    def cached_forward(self, ids, cache, write, key_mask, positions):
+        """``(logits[B, n, V], cache)`` for ``n`` new tokens ``ids[B, n]`` at absolute
+        ``positions[n]``: their keys/values go to the cache slots one-hot in ``write[n, M]``
+        (other slots keep theirs), then query ``i`` attends to the slots where
+        ``key_mask[B, n, M]`` is 1. Builtin TFLite ops only (the exported step functions)."""
+        embedding = self.get_layer("token_embedding")
+        keep = 1.0 - tf.reduce_max(write, axis=0)[:, tf.newaxis]  # [M, 1]
+        scatter = tf.transpose(write)  # [M, n]: slot <- new token
+        mask = key_mask[:, tf.newaxis]  # [B, 1, n, M]
+        x = embedding(ids)
+        batch = tf.shape(ids)[0]
+        new_cache = []
+        for i in range(self.model_config["num_layers"]):
+            attention = self.get_layer(f"block{i}_attention")
+            h = self.get_layer(f"block{i}_attention_norm")(x)
+            q = attention._heads(attention.query(h), batch) * (1.0 / math.sqrt(
+                attention.head_dim))
+            k = attention._heads(attention.key(h), batch)
+            v = attention._heads(attention.value(h), batch)
+            if attention.rotary:
+                q, k = rotate_positions(q, positions), rotate_positions(k, positions)
+            keys = cache[2 * i] * keep + tf.matmul(scatter, k)
+            values = cache[2 * i + 1] * keep + tf.matmul(scatter, v)
+            new_cache += [keys, values]
+            weights = masked_softmax(tf.matmul(q, keys, transpose_b=True), mask)
+            context = tf.transpose(tf.matmul(weights, values), [0, 2, 1, 3])
+            context = tf.reshape(context, [batch, -1, attention.num_heads *
+                                           attention.head_dim])
+            x = x + attention.output_dense(context)
+            h = self.get_layer(f"block{i}_ffn_norm")(x)
+            x = x + self.get_layer(f"block{i}_ffn_out")(self.get_layer(f"block{i}_ffn_in")(h))
+        x = self.get_layer("final_norm")(x)
+        return embedding(x, mode="logits"), tf.stack(new_cache)
 
     def step(self, ids, state, mask=None):
         ids = tf.convert_to_tensor(ids, tf.int32)
         mask = tf.cast(tf.not_equal(ids, 0) if mask is None else mask, tf.float32)
         if not hasattr(self, "_compiled_step"):
-            # One trace for every batch size, chunk length and cache length.
-            cfg = self.model_config
-            kv = tf.TensorSpec([None, cfg["num_heads"], None,
-                                cfg["hidden_dim"] // cfg["num_heads"]], tf.float32)
+            # One trace for every batch size and chunk length: each token is one graph call.
+            # Single-token steps are compiled by XLA into a few fused kernels (per-op dispatch
+            # dominated them); prompts, one call each, skip the per-shape compilation.
             matrix = tf.TensorSpec([None, None], tf.float32)
-            self._compiled_step = tf.function(self._step, input_signature=[
-                tf.TensorSpec([None, None], tf.int32),
-                {"cache": [(kv, kv)] * cfg["num_layers"], "mask": matrix}, matrix])
+            signature = [tf.TensorSpec([None, None], tf.int32),
+                         {"cache": tf.TensorSpec(self.cache_shape(None), tf.float32),
+                          "valid": matrix,
+                          "slot_position": tf.TensorSpec([self.max_seq_len], tf.int32),
+                          "position": tf.TensorSpec([], tf.int32)}, matrix]
+            self._compiled_prompt = tf.function(self._step, input_signature=signature)
+            self._compiled_step = tf.function(self._step, jit_compile=True,
+                                              input_signature=signature)
+        if ids.shape[1] != 1:
+            return self._compiled_prompt(ids, state, mask)
         return self._compiled_step(ids, state, mask)
 
     def _step(self, ids, state, mask):
-        # Beyond the trained context the oldest keys drop out (a sliding window: rotary
-        # attention depends on relative positions only, so the kept keys stay valid).
-        keep = self.max_seq_len - tf.shape(ids)[1]
-        state = {"cache": [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in state["cache"]],
-                 "mask": state["mask"][:, -keep:]}
-        key_mask = tf.concat([state["mask"], mask], axis=1)
-        embedding = self.get_layer("token_embedding")
-        x = embedding(ids)
-        cache = []
-        for i in range(self.model_config["num_layers"]):
-            h = self.get_layer(f"block{i}_attention_norm")(x)
-            h, kv = self.get_layer(f"block{i}_attention").attend(h, key_mask,
-                                                                 state["cache"][i])
-            cache.append(kv)
-            x = x + h
-            h = self.get_layer(f"block{i}_ffn_norm")(x)
-            x = x + self.get_layer(f"block{i}_ffn_out")(self.get_layer(f"block{i}_ffn_in")(h))
-        x = self.get_layer("final_norm")(x)
-        return embedding(x, mode="logits"), {"cache": cache, "mask": key_mask}
+        # Slots form a ring: beyond the trained context a new token overwrites the oldest key
+        # (a sliding window; rotary attention depends on relative positions only, so the kept
+        # keys stay valid). Chunks are at most max_seq_len tokens (generate cuts prompts).
+        n = tf.shape(ids)[1]
+        positions = state["position"] + tf.range(n)
+        write = tf.one_hot(positions % self.max_seq_len, self.max_seq_len)  # [n, M]
+        written = tf.reduce_max(write, axis=0)
+        slot_position = tf.where(written > 0, tf.reduce_max(
+            tf.cast(write, tf.int32) * positions[:, tf.newaxis], axis=0),
+            state["slot_position"])
+        valid = state["valid"] * (1.0 - written) + tf.matmul(mask, write)
+        earlier = tf.cast(slot_position[tf.newaxis, :] <= positions[:, tf.newaxis], tf.float32)
+        # A query always sees itself, so a padding query's row is never all-masked.
+        key_mask = tf.maximum(valid[:, tf.newaxis, :] * earlier, write)
+        logits, cache = self.cached_forward(ids, state["cache"], write, key_mask, positions)
+        return logits, {"cache": cache, "valid": valid, "slot_position": slot_position,
+                        "position": positions[-1] + 1}
 
 
 def _recurrent_lm_graph(cell_layer, ids, vocab_size, cfg):
@@ -164,6 +211,12 @@ class _RecurrentLM(CausalLM):
     def step(self, ids, state, mask=None):
         ids = tf.convert_to_tensor(ids, tf.int32)
         mask = tf.not_equal(ids, 0) if mask is None else tf.cast(mask, tf.bool)
+        if not hasattr(self, "_compiled_step"):
+            # A graph per input shape (prompt, then [B, 1] for every later token).
+            self._compiled_step = tf.function(self._step, reduce_retracing=True)
+        return self._compiled_step(ids, state, mask)
+
+    def _step(self, ids, state, mask):
         embedding = self.get_layer("token_embedding")
         x = embedding(ids)
         new_state = []

@@ -61,6 +61,10 @@ class PipelineConfig:
                                  rule=f"a list of {', '.join(EXPORT_FORMATS)}")
     latency_queries: int = field(300, "Batch-1 queries timed per exported file.",
                                  validate=positive, rule="> 0")
+    max_stage_drop: float = field(0.01, "Accuracy (0.01 = 1 point) the recommended file may "
+                                  "lose to an earlier student stage before the report and the "
+                                  "terminal warn and name the stage and knob to fix.",
+                                  validate=fraction, rule="in [0, 1)")
     teacher_latency_queries: int = field(100, "Batch-1 queries timed for the teacher's float "
                                          "TFLite file (the speed-up reference).",
                                          validate=positive, rule="> 0")

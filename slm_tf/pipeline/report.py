@@ -21,7 +21,8 @@ FINAL_TOLERANCE = 0.005  # the final model may give up this much accuracy for a 
 COLUMNS = [("name", "model"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"),
            ("num_params", "params"), ("file_bytes", "file bytes"), ("p50_ms_1t", "p50 ms"),
            ("p95_ms_1t", "p95 ms"), ("speedup_vs_teacher", "speed-up"),
-           ("compression_vs_teacher", "compression")]
+           ("compression_vs_teacher", "compression"), ("ece_before", "ECE before T"),
+           ("ece_after", "ECE after T")]
 
 
 def _keras_row(stage: str, run_dir: str) -> Dict:
@@ -30,7 +31,13 @@ def _keras_row(stage: str, run_dir: str) -> Dict:
     return {"name": f"{stage} (Keras)", "stage": stage, "format": "keras",
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "num_params": m["num_params"],
             "file_bytes": os.path.getsize(os.path.join(run_dir, MODEL_FILE)),
-            "p50_ms_1t": None, "p95_ms_1t": None, "ece": m.get("ece"), "source": path}
+            "p50_ms_1t": None, "p95_ms_1t": None, "ece": m.get("ece"), "source": path,
+            **_ece_pair(m.get(TRUST_KEY, {}).get("calibration", {}))}
+
+
+def _ece_pair(calibration: Dict) -> Dict:
+    """Test ECE before and after temperature scaling, as the stage or benchmark measured it."""
+    return {k: calibration.get(k) for k in ("ece_before", "ece_after")}
 
 
 def _export_rows(stage: str, export_dir: str, num_params: int) -> List[Dict]:
@@ -40,7 +47,7 @@ def _export_rows(stage: str, export_dir: str, num_params: int) -> List[Dict]:
              "file_bytes": r["file_bytes"], "p50_ms_1t": r["p50_ms_1t"],
              "p95_ms_1t": r["p95_ms_1t"], "p50_ms_2t": r["p50_ms_2t"],
              "agreement": r["agreement"], "parity_ok": r["parity_ok"], "ece": r["ece"],
-             "source": path, "_record": r}
+             **_ece_pair(r.get("calibration", {})), "source": path, "_record": r}
             for r in read_json(path) if r["format"] != "keras"]
 
 
@@ -158,13 +165,66 @@ def _plots(report: Dict, out: str) -> Dict[str, str]:
 def _fmt(key: str, v) -> str:
     if v is None:
         return "-"
-    if key in ("accuracy", "macro_f1"):
+    if key in ("accuracy", "macro_f1", "ece_before", "ece_after"):
         return f"{v:.4f}"
     if key in ("speedup_vs_teacher", "compression_vs_teacher"):
         return f"{v:.1f}x"
     if isinstance(v, float):
         return f"{v:.3f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+# Each stage's knob: what to turn when the stage costs accuracy against the one before it.
+STAGE_KNOBS = {
+    "student": "use a larger student (--student_recipe: wider model, longer --max_seq_len, "
+               "more epochs)",
+    "distilled": "tune distillation: --temperature, --alpha or --augment_copies",
+    "pruned": "lower --prune or raise --prune_epochs",
+    "qat": "raise --qat_epochs (or --noqat)",
+    "final": "export another format (--export_formats=tflite_dynamic,tflite_float) or keep "
+             "--qat on so int8 keeps the QAT ranges",
+}
+
+
+def stage_costs(report: Dict) -> List[Dict]:
+    """Accuracy of each stage against the stage before it (the teacher for the labels-only
+    student, the labels-only student for the distilled one, then each stage's input, and the
+    recommended file against the Keras model it was exported from), in points, with the knob
+    that trades a loss back."""
+    keras_rows = [r for r in report["rows"] if r["format"] == "keras"]
+    by_stage = {r["stage"]: r for r in keras_rows}
+    chain = [r["stage"] for r in keras_rows]
+    out = []
+    for prev, stage in zip(chain, chain[1:]):  # teacher, student, distilled, pruned, qat
+        out.append(_cost(stage, by_stage[stage], prev, by_stage[prev]))
+    out.append(_cost("final", report["final"], chain[-1], by_stage[chain[-1]]))
+    return out
+
+
+def _cost(stage: str, row: Dict, prev: str, prev_row: Dict) -> Dict:
+    delta = (row["accuracy"] - prev_row["accuracy"]) * 100
+    text = f"{stage}: {delta:+.2f} pts vs {prev}"
+    if delta < 0:
+        text += f"; {STAGE_KNOBS[stage]}"
+    return {"stage": stage, "name": row["name"], "previous": prev, "points": delta,
+            "knob": STAGE_KNOBS[stage] if delta < 0 else None, "text": text}
+
+
+def earlier_stage_gap(report: Dict, margin: float) -> Optional[Dict]:
+    """The best student stage (labels-only, distilled, pruned, QAT; not the teacher) when the
+    recommended file is more than ``margin`` accuracy below it, else None."""
+    students = [r for r in report["rows"] if r["format"] == "keras" and r["stage"] != "teacher"]
+    if not students:
+        return None
+    best = max(students, key=lambda r: r["accuracy"])
+    gap = best["accuracy"] - report["final"]["accuracy"]
+    if gap <= margin:
+        return None
+    stages = [c["stage"] for c in report["costs"]]
+    after = report["costs"][stages.index(best["stage"]) + 1:]  # what lost the accuracy
+    worst = min(after, key=lambda c: c["points"])
+    return {"stage": best["stage"], "accuracy": best["accuracy"], "points": gap * 100,
+            "margin_points": margin * 100, "biggest_loss": worst["text"]}
 
 
 def _verdict(report: Dict) -> str:
@@ -175,7 +235,18 @@ def _verdict(report: Dict) -> str:
             f"teacher's float TFLite file), p50 {f['p50_ms_1t']:.3f} ms per query on one thread "
             f"({f['speedup_vs_teacher']:.0f}x faster). It is the smallest exported file that "
             f"passes its parity floor within {FINAL_TOLERANCE:.1%} of the best exported "
-            "accuracy." + _baseline_verdict(report))
+            "accuracy." + _gap_verdict(report) + _baseline_verdict(report))
+
+
+def _gap_verdict(report: Dict) -> str:
+    g = report.get("below_earlier_stage")
+    if not g:
+        return ""
+    return (f" **Warning: it is {g['points']:.2f} points below the {g['stage']} model "
+            f"({g['accuracy']:.4f}), more than the {g['margin_points']:.1f}-point margin "
+            f"(--max_stage_drop)**: every exported file comes from the last stage, so fix the "
+            f"stage that lost most ({g['biggest_loss']}) and rerun, or ship the {g['stage']} "
+            "run (scripts/export.py).")
 
 
 def _baseline_verdict(report: Dict) -> str:
@@ -192,9 +263,13 @@ def _baseline_verdict(report: Dict) -> str:
 
 
 def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str,
-                 stages: Optional[Dict] = None) -> Dict:
-    """Collects, plots and writes every report file into ``out``; returns the summary."""
+                 stages: Optional[Dict] = None, max_stage_drop: float = 0.01) -> Dict:
+    """Collects, plots and writes every report file into ``out``; returns the summary.
+    ``max_stage_drop``: the accuracy the recommended file may lose to an earlier student
+    stage before the report warns (see ``earlier_stage_gap``)."""
     report = collect(paths, final_stage)
+    report["costs"] = stage_costs(report)
+    report["below_earlier_stage"] = earlier_stage_gap(report, max_stage_drop)
     plots = _plots(report, out)
     rows = report["rows"]
     table = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -204,7 +279,8 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
           _verdict(report), "", "All rows are on the same test split "
           f"({t['num_examples']} examples). Speed-up and compression are against the teacher's "
           "float TFLite file; latency is batch 1 through LiteRT/onnxruntime.", "", *table, "",
-          "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), ""]
+          "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), "",
+          "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], ""]
     md += [f"![{k}]({v})" for k, v in plots.items()]
     trust = trust_section(paths, out)
     md += ["", *trust]
@@ -217,6 +293,8 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
             f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
             "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
             "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
+            "<h2>What each stage cost</h2><ul>" +
+            "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
             "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) +
             f"<pre>{html.escape(chr(10).join(trust))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
@@ -225,8 +303,9 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     final["teacher_accuracy"] = t["accuracy"]
     if report.get("baseline"):
         final["baseline_accuracy"] = report["baseline"]["accuracy"]
+    final["below_earlier_stage"] = report["below_earlier_stage"]
     summary = {"rows": [public(r) for r in rows], "final": final, "stages": stages or {},
-               "command": command, "plots": plots}
+               "stage_costs": report["costs"], "command": command, "plots": plots}
     write_json(os.path.join(out, "summary.json"), summary)
     write_text(os.path.join(out, "model_card.md"), model_card(report, paths, final_stage,
                                                              command))
@@ -246,6 +325,13 @@ def trust_section(paths: Dict[str, str], out: str) -> List[str]:
         lines += [f"![{stage} {k}]({os.path.relpath(os.path.join(paths[stage], v), out)})"
                   for k, v in m[TRUST_KEY].get("plots", {}).items()]
     return lines
+
+
+def _card_ece(final: Dict) -> str:
+    if final.get("ece_after") is None:
+        return ""
+    return (f"; measured on this file's own outputs in its runtime: {final['ece_before']:.4f} "
+            f"before and {final['ece_after']:.4f} after temperature scaling")
 
 
 def model_card(report: Dict, paths: Dict[str, str], final_stage: str, command: str) -> str:
@@ -288,8 +374,8 @@ accuracy {f['accuracy']:.4f}, macro-F1 {f['macro_f1']:.4f} (teacher {t['accuracy
 {per_class}
 
 ## Calibration
-Expected calibration error {rec['ece']:.4f} (15 equal-width bins; `reliability.png`). Treat
-probabilities as scores unless ECE is small for your use.
+Expected calibration error {rec['ece']:.4f} (15 equal-width bins; `reliability.png`){_card_ece(f)}.
+Treat probabilities as scores unless ECE is small for your use.
 
 ## Known limits
 - Weakest labels (lowest F1): {', '.join(weakest)}.

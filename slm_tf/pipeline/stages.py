@@ -5,16 +5,18 @@ that finished."""
 import dataclasses
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 from absl import logging
 
-from slm_tf.config import parse_flagfile
+from slm_tf.autorecipe import PROFILE_FILE, configure
+from slm_tf.config import parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
+from slm_tf.io_utils import write_json
 from slm_tf.models import ModelConfig
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
@@ -30,6 +32,9 @@ class Context:
     recipes, so one command works on any dataset) and the output root."""
     cfg: PipelineConfig
     data_overrides: List[str]
+    # No --student_recipe given: the student's recipe is the automatic one (slm_tf.autorecipe).
+    auto_student: bool = False
+    data_on_command_line: Set[str] = dataclasses.field(default_factory=set)
 
     def path(self, stage: str) -> str:
         if stage == "teacher" and self.cfg.teacher_dir:
@@ -39,6 +44,19 @@ class Context:
     def recipe(self, flagfile: str, run_dir: str, extra=()):
         return parse_flagfile(TRAIN_CLASSES, flagfile,
                               [*self.data_overrides, f"--output_dir={run_dir}", *extra])
+
+    def student(self, run_dir: str):
+        """``(configs, data profile or None)`` of the student: its recipe (none when
+        ``auto_student``) with the choices of the automatic recipe that apply, as train.py
+        does - data-dependent ones unless given on the command line (or by a recipe on its own
+        data), model and training ones when no model is named anywhere."""
+        auto = self.auto_student and self.cfg.task == "classification"
+        configs, given = parse_recipe(TRAIN_CLASSES, "" if auto else self.cfg.student_recipe,
+                                      [*self.data_overrides, f"--output_dir={run_dir}"])
+        if not configs[3].auto_recipe or configs[3].task != "classification":
+            return configs, None
+        return configs, configure(configs, configs[0], given - {"output_dir"},
+                                  self.data_on_command_line)
 
     def final_model_stage(self) -> str:
         """The last model-producing stage that is enabled."""
@@ -64,16 +82,24 @@ def _teacher(ctx: Context, path: str) -> None:
 
 
 def _student(ctx: Context, path: str) -> None:
-    train(ExperimentConfig(*ctx.recipe(ctx.cfg.student_recipe, path)))
+    configs, profile = ctx.student(path)
+    train(ExperimentConfig(*configs))
+    _write_profile(path, profile)
 
 
 def _distilled(ctx: Context, path: str) -> None:
-    data, tok, model, tcfg = ctx.recipe(ctx.cfg.student_recipe, path)
+    (data, tok, model, tcfg), profile = ctx.student(path)
     kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
                        alpha=ctx.cfg.alpha)
     # A language model's transfer set is its corpus (text augmentation is for classifiers).
     copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
     distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
+    _write_profile(path, profile)
+
+
+def _write_profile(path: str, profile: Optional[Dict]) -> None:
+    if profile is not None:
+        write_json(os.path.join(path, PROFILE_FILE), profile)
 
 
 def _previous_model(ctx: Context, stage: str) -> str:

@@ -17,10 +17,15 @@ class ServeConfig:
                         choices=("tflite", "saved_model"))
     max_batch_size: int = field(32, "Texts run through the model together; 1 turns batching "
                                 "off.", validate=positive, rule="> 0")
-    batch_timeout_ms: float = field(2.0, "How long a batch waits for more requests.",
+    batch_timeout_ms: float = field(0.0, "How long a batch waits for more requests beyond "
+                                    "those already queued (0: none, so an idle server adds no "
+                                    "latency; under load requests queue while the workers are "
+                                    "busy and still share batches).",
                                     validate=non_negative, rule=">= 0")
-    num_workers: int = field(2, "Inference threads, each with its own interpreter.",
-                             validate=positive, rule="> 0")
+    num_workers: int = field(2, "Inference threads, each with its own interpreter; 0 runs "
+                             "the batches on the event loop's thread (fastest for a model "
+                             "taking well under a millisecond, e.g. a small int8 classifier).",
+                             validate=non_negative, rule=">= 0")
     poll_s: float = field(2.0, "How often export dirs are scanned for new versions.",
                           validate=positive, rule="> 0")
     api_keys_file: str = field("", "File with one API key per line; requests must then send "
@@ -31,6 +36,10 @@ class ServeConfig:
                            rule="> 0")
     max_chars: int = field(10_000, "Most characters in one text (413 above).",
                            validate=positive, rule="> 0")
+    max_new_tokens: int = field(512, "Most tokens a language-model request may ask for "
+                                "(413 above).", validate=positive, rule="> 0")
+    default_new_tokens: int = field(64, "Tokens generated when a request names no "
+                                    "max_new_tokens.", validate=positive, rule="> 0")
     cors_origins: list = field([], "Origins allowed by CORS; none unless given.")
     drift_window: int = field(1000, "Latest predictions the drift PSI is computed over.",
                               validate=positive, rule="> 0")

@@ -3,6 +3,7 @@ import collections
 import threading
 from typing import Dict, List, Optional
 
+import numpy as np
 from absl import logging
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -41,6 +42,8 @@ class Metrics:
         self.psi = Gauge("slm_drift_psi", "Population stability index of live predictions "
                          "against the export's test-split reference.",
                          ["model", "version", "distribution"], registry=r)
+        self.generated = Counter("slm_generated_events", "Token events streamed by :generate.",
+                                 ["model"], registry=r)
         self.versions = Gauge("slm_model_versions_loaded", "Versions being served.", ["model"],
                               registry=r)
 
@@ -56,22 +59,31 @@ class DriftMonitor:
         self._recent: collections.deque = collections.deque(maxlen=window)
         self._lock = threading.Lock()
         self._warned = set()
+        self._labels = self._conf = None  # counts over the window, made on first use
 
     def observe(self, predictions: List[Dict]) -> Dict[str, float]:
         """Adds predictions, updates the gauges and warns once per crossing of 0.2."""
         if not self.reference:
             return {}
         with self._lock:
-            self._recent.extend((p["label_id"], confidence_bin(p["confidence"]))
-                                for p in predictions)
-            if len(self._recent) < self.min_examples:
-                return {}
-            labels = [0] * len(self.reference["label_counts"])
-            conf = [0] * len(self.reference["confidence_counts"])
-            for k, b in self._recent:
-                labels[k] += 1
-                conf[b] += 1
+            if self._labels is None:
+                self._labels = np.zeros(len(self.reference["label_counts"]), np.int64)
+                self._conf = np.zeros(len(self.reference["confidence_counts"]), np.int64)
+            # Counts kept up to date one prediction at a time (was: recounted over the whole
+            # window on every request, about 1 ms of CPU per request at window 1000).
+            for p in predictions:
+                if len(self._recent) == self._recent.maxlen:
+                    k, b = self._recent.popleft()
+                    self._labels[k] -= 1
+                    self._conf[b] -= 1
+                k, b = p["label_id"], confidence_bin(p["confidence"])
+                self._recent.append((k, b))
+                self._labels[k] += 1
+                self._conf[b] += 1
             n = len(self._recent)
+            if n < self.min_examples:
+                return {}
+            labels, conf = self._labels.copy(), self._conf.copy()
         values = {"label": psi(self.reference["label_counts"], labels),
                   "confidence": psi(self.reference["confidence_counts"], conf)}
         for kind, value in values.items():

@@ -1,9 +1,10 @@
 """Predictors: one export version turned into ``texts -> JSON-ready predictions``.
 
-``PREDICTORS`` is keyed by the export's task (``export.json``'s ``task``). Classification is
-registered here; an NER or LM predictor registers itself under its task name with the same
-three methods (``encode``, ``new_runner``, ``postprocess``) and the server needs no change.
-``RUNTIMES`` is keyed by ``--format``: each makes one inference callable per worker thread.
+``PREDICTORS`` is keyed by the export's task (``export.json``'s ``task``): classification and
+NER (``slm_tf/serving/ner.py``) serve exports, language models (``slm_tf/serving/lm.py``) serve
+a run directory. A predictor has ``new_runner`` (one inference callable per worker thread) and
+``predict(runner, texts, params)`` (a whole batch); ``Predictor.predict`` is
+``postprocess(runner(encode(texts)))``. ``RUNTIMES`` is keyed by ``--format``.
 """
 import os
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -18,6 +19,7 @@ from slm_tf.serving.drift import REFERENCE_FILE
 from slm_tf.tokenizers import load_tokenizer
 
 MANIFEST = "export.json"  # slm_tf.export.run.MANIFEST, not imported: that pulls in TensorFlow
+RUN_CONFIG = "config.json"  # slm_tf.train.artifacts.CONFIG_FILE (same reason)
 Runner = Callable[[np.ndarray], Dict[str, np.ndarray]]
 RUNTIMES: Registry[Callable[..., Runner]] = Registry("serving format")
 PREDICTORS: Registry[type] = Registry("serving task")
@@ -88,11 +90,24 @@ def saved_model_runner(version_dir: str, input_name: str, manifest: Dict) -> Run
     return run
 
 
-@PREDICTORS.register("classification")
-class ClassificationPredictor:
-    """Texts -> label, label id, confidence and the probability of every label."""
+class Predictor:
+    """What the server needs of a task: runners for worker threads and a batch function."""
 
-    task = "classification"
+    task = ""
+    reference = None  # drift reference histograms (classification only)
+    streams = False  # True when the task answers :generate
+
+    def new_runner(self):
+        """A fresh inference callable for one worker thread."""
+        raise NotImplementedError
+
+    def predict(self, runner, texts: Sequence[str], params=None) -> List[Dict]:
+        """One JSON-ready prediction per text, the texts run as one batch."""
+        return self.postprocess(runner(self.encode(texts)))
+
+
+class BundlePredictor(Predictor):
+    """A predictor over an export's Android bundle: its spec, tokenizer and labels."""
 
     def __init__(self, version_dir: str, fmt: str, manifest: Dict):
         bundle = os.path.join(version_dir, BUNDLE_DIR)
@@ -107,20 +122,35 @@ class ClassificationPredictor:
         self.version_dir, self.fmt, self.manifest = version_dir, fmt, manifest
         # A run trained on redacted text (--redact_pii) must see redacted text when serving.
         self.redact_pii = bool(manifest.get("data", {}).get("redact_pii"))
-        ref = os.path.join(version_dir, REFERENCE_FILE)
-        self.reference = read_json(ref, fix) if os.path.isfile(ref) else None
+        self.fix = fix
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``[len(texts), max_seq_len]`` int32 ids (PII redacted first when the run was
-        trained on redacted text)."""
+    def redacted(self, texts: Sequence[str]) -> Sequence[str]:
+        """``texts`` with PII replaced when the run was trained on redacted text."""
         if self.redact_pii:
             from slm_tf.trust.pii import redact
-            texts = [redact(t) for t in texts]
-        return self.tokenizer.encode(texts, self.max_seq_len)
+            return [redact(t) for t in texts]
+        return texts
 
     def new_runner(self) -> Runner:
         """A fresh inference callable for one worker thread."""
         return RUNTIMES.get(self.fmt)(self.version_dir, self.input_name, self.manifest)
+
+
+@PREDICTORS.register("classification")
+class ClassificationPredictor(BundlePredictor):
+    """Texts -> label, label id, confidence and the probability of every label."""
+
+    task = "classification"
+
+    def __init__(self, version_dir: str, fmt: str, manifest: Dict):
+        super().__init__(version_dir, fmt, manifest)
+        ref = os.path.join(version_dir, REFERENCE_FILE)
+        self.reference = read_json(ref, self.fix) if os.path.isfile(ref) else None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), max_seq_len]`` int32 ids (PII redacted first when the run was
+        trained on redacted text)."""
+        return self.tokenizer.encode(self.redacted(texts), self.max_seq_len)
 
     def postprocess(self, outputs: Dict[str, np.ndarray]) -> List[Dict]:
         """One JSON-ready prediction per row of the model's outputs."""
@@ -130,9 +160,11 @@ class ClassificationPredictor:
             z = outputs["logits"] - outputs["logits"].max(-1, keepdims=True)
             probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
         top = probs.argmax(-1)
+        # Rounded in float64 so JSON carries the short decimal (0.010953, not float32's
+        # 0.010952999629...); one numpy call per batch, not a round() per probability.
+        rounded = np.round(probs.astype(np.float64), 6).tolist()
         preds = [{"label": self.labels[k], "label_id": int(k), "confidence": float(p[k]),
-                  "probabilities": [round(float(x), 6) for x in p]}
-                 for k, p in zip(top, probs)]
+                  "probabilities": r} for k, p, r in zip(top, probs, rounded)]
         if "abstain" in outputs:  # the export folded in an abstention rule
             for pred, flag in zip(preds, outputs["abstain"].reshape(len(preds), -1)[:, 0]):
                 pred["abstained"] = bool(flag)
@@ -147,8 +179,20 @@ class ClassificationPredictor:
                 "method_name": "tensorflow/serving/predict"}
 
 
+def read_manifest(version_dir: str) -> Dict:
+    """``export.json`` of an export, or for a run directory (``config.json`` + ``model.keras``,
+    how language models are served until they export) a manifest naming its task."""
+    path = os.path.join(version_dir, MANIFEST)
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(version_dir, RUN_CONFIG)):
+        config = read_json(os.path.join(version_dir, RUN_CONFIG), "rerun the training")
+        return {"task": config.get("train", {}).get("task", "classification"),
+                "run_dir": ".", "data": config.get("data", {})}
+    return read_json(path, "re-export the run with scripts/export.py")
+
+
 def load_predictor(version_dir: str, fmt: str):
     """The predictor registered for the task of the export in ``version_dir``."""
-    manifest = read_json(os.path.join(version_dir, MANIFEST),
-                         "re-export the run with scripts/export.py")
+    # The task modules register themselves; imported here so the registry is complete.
+    from slm_tf.serving import lm, ner  # noqa: F401
+    manifest = read_manifest(version_dir)
     return PREDICTORS.get(manifest.get("task", "classification"))(version_dir, fmt, manifest)

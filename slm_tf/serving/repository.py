@@ -12,7 +12,16 @@ from slm_tf.errors import UserError
 from slm_tf.serving.batcher import Batcher
 from slm_tf.serving.config import ServeConfig
 from slm_tf.serving.metrics import DriftMonitor, Metrics
-from slm_tf.serving.predictors import MANIFEST, load_predictor
+from slm_tf.serving.predictors import MANIFEST, RUN_CONFIG, load_predictor
+
+RUN_DONE = "metrics.json"  # the last file a training run writes (slm_tf.train.artifacts)
+
+
+def is_complete(path: str) -> bool:
+    """An export (its ``export.json`` is written last) or a finished run directory."""
+    return os.path.isfile(os.path.join(path, MANIFEST)) or (
+        os.path.isfile(os.path.join(path, RUN_CONFIG))
+        and os.path.isfile(os.path.join(path, RUN_DONE)))
 
 
 @dataclasses.dataclass
@@ -46,8 +55,8 @@ def parse_models(specs: List[str]) -> Dict[str, str]:
 
 
 def version_dirs(base: str) -> Dict[int, str]:
-    """Complete versions under ``base``: ``<base>/<n>/`` holding export.json (written last by
-    the export), or ``base`` itself as version 1 when it is a plain export."""
+    """Complete versions under ``base``: ``<base>/<n>/`` holding an export (or a finished run,
+    how language models are served), or ``base`` itself as version 1."""
     found = {}
     try:
         entries = os.listdir(base)
@@ -55,9 +64,9 @@ def version_dirs(base: str) -> Dict[int, str]:
         return found
     for entry in entries:
         path = os.path.join(base, entry)
-        if entry.isdigit() and os.path.isfile(os.path.join(path, MANIFEST)):
+        if entry.isdigit() and is_complete(path):
             found[int(entry)] = path
-    if not found and os.path.isfile(os.path.join(base, MANIFEST)):
+    if not found and is_complete(base):
         found[1] = base
     return found
 

@@ -3,6 +3,7 @@ from slm_tf.tasks.base import DEFAULT_TASK, TASKS, Task, get_task
 from slm_tf.tasks import classification  # noqa: F401  (registers "classification")
 from slm_tf.tasks import ner  # noqa: F401  (registers "ner")
 from slm_tf.tasks import lm  # noqa: F401  (registers "lm")
+from slm_tf.tasks import mlm  # noqa: F401  (registers "mlm")
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Task", "get_task"]
 

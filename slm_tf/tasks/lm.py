@@ -11,6 +11,7 @@ the same for every tokenizer (with subwords an epoch sees each token several tim
 import os
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -155,6 +156,17 @@ class LanguageModelTask(Task):
             data = self.prepare_data(dcfg)
         log_dir = os.path.join(run.run_dir, LOG_DIR, f"eval_{data.name}_{split}")
         return self.evaluate(run.model, data, split, run.tokenizer, dcfg, log_dir), data
+
+    def calibration_inputs(self, run, count: int):
+        """``count`` windows of ``max_seq_len`` token ids evenly spaced over the training
+        stream (int8 calibration of the exported step functions)."""
+        from slm_tf.config import from_dict
+        from slm_tf.data.config import DataConfig
+        stream = self.prepare_data(from_dict(DataConfig, run.config["data"])).stream(
+            "train", run.tokenizer)
+        m = run.max_seq_len
+        starts = np.linspace(0, max(0, len(stream) - m), count).astype(int)
+        return np.stack([np.asarray(stream[s:s + m], np.int32) for s in starts])
 
     def run_metrics(self, test: Dict, validation: Dict) -> Dict:
         return {**{k: test[k] for k in REPORT_METRICS},

@@ -180,6 +180,27 @@ def evaluate_ner(model, data: NerData, split: str, tokenizer, max_seq_len: int,
     return report
 
 
+def _trim(ids, targets):
+    """Cuts a padded batch to its longest sentence (padding is id 0 at the end)."""
+    n = tf.reduce_max(tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1))
+    return ids[:, :n], targets[:, :n]
+
+
+def length_batches(ds, batch_size: int, size: int, seed: int, window: int = 32):
+    """Batches of similar lengths from a shuffled dataset of padded ``(ids, targets)``: each
+    window of ``window`` batches is sorted by length, cut into batches trimmed to their
+    longest sentence, and the batches are shuffled again. Still ``ceil(size / batch_size)``
+    batches per epoch (the learning-rate schedule counts on it); about half the positions of
+    fixed padding on MSRA."""
+    def by_length(ids, targets):
+        order = tf.argsort(tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1))
+        return tf.gather(ids, order), tf.gather(targets, order)
+
+    ds = ds.batch(batch_size * window).map(by_length).unbatch().batch(batch_size).map(_trim)
+    ds = ds.shuffle(window, seed=seed, reshuffle_each_iteration=True)
+    return ds.apply(tf.data.experimental.assert_cardinality(-(-size // batch_size)))
+
+
 @TASKS.register("ner")
 class NerTask(Task):
     """Named entities: one tag per word (WordPiece) or character (char tokenizer)."""
@@ -193,7 +214,13 @@ class NerTask(Task):
     def prepare_data(self, dcfg) -> NerData:
         return prepare_ner_data(dcfg)
 
+    # Encoders whose per-token states do not depend on how far a sentence is padded (the cnn
+    # tagger zeroes padding after every layer); their batches are cut to similar lengths.
+    PADDING_INVARIANT = ("cnn",)
+    _length_batches = False
+
     def build_model(self, model_cfg, tokenizer, data, dcfg):
+        self._length_batches = model_cfg.model in self.PADDING_INVARIANT
         return build_tagger(model_cfg, tokenizer.vocab_size, len(data.tag_names),
                             dcfg.max_seq_len)
 
@@ -202,7 +229,12 @@ class NerTask(Task):
         val = _encoded(data, "validation", tokenizer, dcfg.max_seq_len)
         train_ds = tf.data.Dataset.from_tensor_slices((train.ids, train.targets)).shuffle(
             min(len(train.ids), dcfg.shuffle_buffer), seed=tcfg.seed,
-            reshuffle_each_iteration=True).batch(dcfg.batch_size).prefetch(tf.data.AUTOTUNE)
+            reshuffle_each_iteration=True)
+        if self._length_batches:
+            train_ds = length_batches(train_ds, dcfg.batch_size, len(train.ids), tcfg.seed)
+        else:
+            train_ds = train_ds.batch(dcfg.batch_size)
+        train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
         val_ds = tf.data.Dataset.from_tensor_slices((val.ids, val.targets)).batch(
             dcfg.batch_size)
         return train_ds, val_ds
@@ -234,3 +266,14 @@ class NerTask(Task):
 
     def label_names(self, data):
         return list(data.tag_names)
+
+    def calibration_inputs(self, run, count: int):
+        """Id rows of an evenly spaced sample of the run's own training sentences, read with
+        the NER reader and encoded exactly as in training."""
+        from slm_tf.config import from_dict
+        from slm_tf.data.config import DataConfig
+        dcfg = from_dict(DataConfig, run.config["data"])
+        sentences = prepare_ner_data(dcfg, tag_names=run.label_names).split("train")
+        sample = sentences[::max(1, len(sentences) // count)][:count]
+        return np.stack([offsets.encode_ids(run.tokenizer, offsets.align(run.tokenizer, e.text),
+                                            run.max_seq_len) for e in sample])

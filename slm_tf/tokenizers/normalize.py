@@ -26,7 +26,9 @@ _ISOLATE_RE = f"([\\p{{P}}\\p{{S}}{_CJK_CLASS}])"
 def is_cjk(ch: str) -> bool:
     """True for a CJK ideograph."""
     cp = ord(ch)
-    return any(a <= cp <= b for a, b in CJK_RANGES)
+    # Below the first block (every Latin, Greek, Cyrillic ... character) no range is scanned:
+    # the servers call this for every character of every request.
+    return cp >= CJK_RANGES[0][0] and any(a <= cp <= b for a, b in CJK_RANGES)
 
 
 def _is_space(ch: str) -> bool:

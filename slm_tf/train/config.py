@@ -6,13 +6,14 @@ from typing import Dict
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.trust.config import DPConfig
 from slm_tf.trust.targets import valid_target
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
-TASK_NAMES = ("classification", "ner", "lm")
+TASK_NAMES = ("classification", "ner", "lm", "mlm")
 # The tf.distribute strategies (slm_tf.train.strategies.STRATEGIES), listed here for the same
 # reason; the registry refuses a name missing here and checks all are registered.
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
@@ -81,7 +82,8 @@ class ExperimentConfig:
     model: ModelConfig
     train: TrainConfig
     dp: DPConfig = dataclasses.field(default_factory=DPConfig)
+    finetune: FineTuneConfig = dataclasses.field(default_factory=FineTuneConfig)
 
     def to_dict(self) -> Dict:
         return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
-                                                       "dp")}
+                                                       "dp", "finetune")}

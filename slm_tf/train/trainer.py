@@ -8,7 +8,7 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, TypeVar
 
 import tensorflow as tf
 import tf_keras as keras
@@ -29,7 +29,10 @@ from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
+from slm_tf.peft import finetune
 from slm_tf.trust.serving import TRUST_KEY, ServingHead
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -117,14 +120,39 @@ def check_output_dir(run_dir: str, overwrite: bool, clear: bool = True) -> None:
     artifacts.clear_derived(run_dir)
 
 
-def require_default_strategy(tcfg: TrainConfig, script: str) -> None:
+def chief_first(strategy: tf.distribute.Strategy, ctx: "RunContext", work: Callable[[], T]) -> T:
+    """``work()`` on the chief first, then on the other workers once it has finished (a
+    barrier on each side), so files shared by the cluster (prepared data, the teacher cache)
+    are written by the chief alone and the others find them ready. One worker: just ``work()``.
+    """
+    if not ctx.is_chief:
+        wait_for_all_workers(strategy)
+    out = work()
+    if ctx.is_chief and ctx.num_workers > 1:
+        wait_for_all_workers(strategy)
+    return out
+
+
+def close_run(strategy: tf.distribute.Strategy, ctx: "RunContext") -> None:
+    """Returns once every worker has finished its run (the chief hosts the cluster's
+    coordination service: a worker still saving when it exits loses its heartbeat), then
+    removes a non-chief's scratch directory."""
+    if ctx.num_workers > 1:
+        wait_for_all_workers(strategy)
+    if not ctx.is_chief:
+        shutil.rmtree(ctx.run_dir, ignore_errors=True)
+
+
+def require_default_strategy(tcfg: TrainConfig, script: str,
+                             why: str = "its tfmot wrappers are rebuilt stage by stage (prune, "
+                                        "strip, QAT) outside a tf.distribute scope") -> None:
     """Rejects ``--strategy`` other than default for a script that does not build its models
     inside a strategy scope (it would silently train on one device)."""
     if tcfg.strategy != "default":
-        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: its "
-                        "models (the Distiller, tfmot wrappers) are built outside a "
-                        "tf.distribute scope, so it would silently train on one device. Fix: "
-                        "drop --strategy (train.py honours mirrored and multi_worker).")
+        raise UserError(f"--strategy={tcfg.strategy} is not supported by {script} yet: {why}, "
+                        "so it would silently train on one device. Fix: drop --strategy "
+                        "(train.py and distill.py of a classifier honour mirrored and "
+                        "multi_worker).")
 
 
 def start_run(tcfg: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None
@@ -198,6 +226,8 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
     logging.info("worker %d of %d: %d training batches in this process, optimizer at step %d",
                  ctx.worker_index, ctx.num_workers, throughput.batches,
                  int(model.optimizer.iterations.numpy()))
+    logging.info("worker %d of %d: training loss per epoch %s", ctx.worker_index,
+                 ctx.num_workers, [round(float(v), 6) for v in history.history.get("loss", [])])
     return FitResult(len(history.history.get("loss", [])), seconds, throughput.examples_per_s,
                      resume.start_epoch or 0, best.state["best_epoch"] + 1, throughput.batches)
 
@@ -265,14 +295,14 @@ def train(exp: ExperimentConfig) -> Dict:
     ctx = start_run(tcfg, strategy)
     # On a shared file system the workers would race to prepare the same tfds data dir: the
     # chief prepares it first, the others then find it ready (or prepare their own copy).
-    if not ctx.is_chief:
-        wait_for_all_workers(strategy)
-    data = task.prepare_data(dcfg)
-    if ctx.is_chief and ctx.num_workers > 1:
-        wait_for_all_workers(strategy)
+    data = chief_first(strategy, ctx, lambda: task.prepare_data(dcfg))
     if exp.model.init_checkpoint:
         exp = from_checkpoint(exp)
-    tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
+    data = finetune.prepare(exp, data, ctx.run_dir)  # --train_examples_per_class
+    if exp.finetune.init_from:  # the pretrained run's tokenizer, carried over
+        tokenizer = finetune.carry_tokenizer(exp, ctx.run_dir)
+    else:
+        tokenizer = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming, task)
     steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     total_steps = steps_per_epoch * tcfg.epochs
 
@@ -281,6 +311,7 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+        adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
         trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
         task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
@@ -289,13 +320,13 @@ def train(exp: ExperimentConfig) -> Dict:
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
                  keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
-        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else None
+        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
+    extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
                          task=task)
-    if not ctx.is_chief:
-        shutil.rmtree(ctx.run_dir, ignore_errors=True)
+    close_run(strategy, ctx)
     return metrics
 
 

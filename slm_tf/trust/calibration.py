@@ -13,6 +13,7 @@ from slm_tf.train.metrics import expected_calibration_error, reliability_bins, s
 # T is searched as log T in this range (T from about 0.02 to 50): wide enough for any
 # sensible classifier, bounded so a degenerate split cannot send T to 0 or infinity.
 _LOG_T_BOUNDS = (-4.0, 4.0)
+ECE_BINS = 15
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -38,6 +39,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(logits / temperature)``."""
     return softmax(np.asarray(logits, np.float64) / temperature)
+
+
+def before_after_ece(labels, raw_logits, calibrated_probs, temperature: float) -> Dict:
+    """ECE (15 equal-width bins) of ``softmax(raw_logits)`` and of ``calibrated_probs`` (what a
+    model or exported file outputs after temperature scaling) against ``labels``."""
+    labels = np.asarray(labels)
+    return {"temperature": float(temperature), "bins": ECE_BINS,
+            "ece_before": expected_calibration_error(
+                calibrated_probabilities(raw_logits, 1.0), labels, ECE_BINS),
+            "ece_after": expected_calibration_error(
+                np.asarray(calibrated_probs, np.float64), labels, ECE_BINS)}
 
 
 def calibration_report(val_logits, val_labels, test_logits, test_labels) -> Dict:

@@ -1,0 +1,170 @@
+"""LM export: the prefill/decode step functions against the Keras model's own forward pass,
+the exported files through LiteRT, onnxruntime and TensorFlow, the Android bundle's
+TensorFlow-free client against Keras generation, and BUILD.md's Kotlin loop against
+bundle.json."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from slm_tf.export.lm import StepFunctions
+from slm_tf.models import ModelConfig, build_model
+
+CONTEXT = 16
+
+
+def _tiny(arch):
+    tf.keras.utils.set_random_seed(3)
+    cfg = ModelConfig(model=arch, hidden_dim=16, embedding_dim=16, num_layers=2, num_heads=2,
+                      ff_dim=32, dropout=0.0)
+    return build_model(cfg, 40, 40, CONTEXT)
+
+
+def _check_steps(prefill, decode, model, prompt_len=10, new=4, atol=1e-4):
+    """Prefill a prompt, decode ``new`` tokens; every logit row must equal the Keras model's
+    full forward pass over the same ids (the independent oracle)."""
+    vocab = model.get_layer("token_embedding").vocab_size
+    ids = np.random.RandomState(5).randint(4, vocab, size=prompt_len + new).astype(np.int32)
+    full = model(ids[np.newaxis]).numpy()[0]
+    padded = np.zeros((1, CONTEXT), np.int32)
+    padded[0, :prompt_len] = ids[:prompt_len]
+    out = prefill(padded)
+    np.testing.assert_allclose(out["logits"][0, :prompt_len], full[:prompt_len], atol=atol)
+    cache = out["cache"]
+    for t in range(prompt_len, prompt_len + new):
+        out = decode(np.array([[ids[t]]], np.int32), cache, np.array([t], np.int32))
+        np.testing.assert_allclose(out["logits"][0], full[t], atol=atol)
+        cache = out["cache"]
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm_lm"])
+def test_step_functions_equal_the_keras_forward_pass(arch):
+    model = _tiny(arch)
+    steps = StepFunctions(model)
+    as_np = lambda d: {k: v.numpy() for k, v in d.items()}
+    _check_steps(lambda ids: as_np(steps.prefill(tf.constant(ids))),
+                 lambda tok, cache, pos: as_np(steps.decode(tf.constant(tok), tf.constant(cache),
+                                                            tf.constant(pos))), model)
+
+
+# --- a tiny LM run, exported -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lm_export(tmp_path_factory, data_dir):
+    from tiny_lm_run import make_lm_run
+    from slm_tf.export.run import ExportConfig, export_run
+    from slm_tf.train.artifacts import load_run
+    root = tmp_path_factory.mktemp("lm_export")
+    make_lm_run(str(root / "run"), data_dir, context=CONTEXT)
+    out = str(root / "export")
+    manifest = export_run(ExportConfig(run_dir=str(root / "run"), output_dir=out,
+                                       formats=["tflite_float", "onnx", "saved_model"]))
+    return load_run(str(root / "run")), out, manifest
+
+
+@pytest.mark.integration
+def test_exported_lm_files_run_prefill_and_decode_like_keras(lm_export):
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    run, out, manifest = lm_export
+    assert manifest["task"] == "lm"
+    assert {f["format"] for f in manifest["files"]} == {"tflite_float", "onnx", "saved_model"}
+    interpreter = Interpreter(model_path=os.path.join(out, "model_float.tflite"))
+    assert set(interpreter.get_signature_list()) == {"prefill", "decode"}
+    assert not [op for op in interpreter._get_ops_details()
+                if op["op_name"].startswith("Flex") or op["op_name"] == "CUSTOM"]
+    prefill, decode = (interpreter.get_signature_runner(k) for k in ("prefill", "decode"))
+    _check_steps(lambda ids: prefill(ids=ids),
+                 lambda tok, cache, pos: decode(token=tok, cache=cache, position=pos), run.model)
+    sessions = {k: ort.InferenceSession(os.path.join(out, "onnx", f"{k}.onnx"),
+                                        providers=["CPUExecutionProvider"])
+                for k in ("prefill", "decode")}
+
+    def onnx_decode(tok, cache, pos):
+        logits, new = sessions["decode"].run(["logits", "new_cache"],
+                                             {"token": tok, "cache": cache, "position": pos})
+        return {"logits": logits, "cache": new}
+    _check_steps(lambda ids: dict(zip(["logits", "cache"], sessions["prefill"].run(
+        ["logits", "cache"], {"ids": ids}))), onnx_decode, run.model)
+    saved = tf.saved_model.load(os.path.join(out, "saved_model"))
+    sig = saved.signatures
+    as_np = lambda d: {k: v.numpy() for k, v in d.items()}
+    _check_steps(lambda ids: as_np(sig["prefill"](ids=tf.constant(ids))),
+                 lambda tok, cache, pos: as_np(sig["decode"](
+                     token=tf.constant(tok), cache=tf.constant(cache),
+                     position=tf.constant(pos))), run.model)
+
+
+@pytest.mark.integration
+def test_lm_bundle_client_without_tensorflow_continues_like_keras(lm_export, tmp_path):
+    from slm_tf.generation import SamplingConfig, generate
+    run, out, _ = lm_export
+    bundle = os.path.join(out, "android")
+    assert {"model.tflite", "vocab.txt", "tokenizer.json", "generation.json", "bundle.json"} \
+        <= set(os.listdir(bundle))
+    stop = json.load(open(os.path.join(bundle, "generation.json")))["stop"]
+    # 30 new tokens after these prompts run past the 16-token context: the sliding window too.
+    prompts = ["Whether 'tis nobler", "sea of tr\u20ac"]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "lm_android_client.py"), bundle,
+                    str(tmp_path / "prompts.json"), str(tmp_path / "out.json"), "30"],
+                   check=True, cwd=tmp_path)
+    got = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert got["tensorflow_loaded"] is False
+    want = [generate(run.model, run.tokenizer, [p],
+                     SamplingConfig(max_new_tokens=30, temperature=0, stop=stop))[0]
+            for p in prompts]
+    assert got["texts"] == want
+    assert sum(len(t) for t in want) > 20  # the untrained model does say something
+
+
+@pytest.mark.integration
+def test_build_md_kotlin_loop_uses_the_bundle_names(lm_export):
+    _, out, _ = lm_export
+    spec = json.load(open(os.path.join(out, "android", "bundle.json")))
+    text = open(os.path.join(REPO, "BUILD.md"), encoding="utf-8").read()
+    section = text[text.index("## Language models on the phone"):]
+    kotlin = re.search(r"```kotlin\n(.*?)```", section, re.S).group(1)
+    calls = re.findall(r'runSignature\(\s*mapOf\((.*?)\),\s*mapOf\((.*?)\),\s*"(\w+)"\)',
+                       kotlin, re.S)
+    names = lambda args: set(re.findall(r'"(\w+)" to ', args))
+    assert {key for _, _, key in calls} == set(spec["signatures"]) == {"prefill", "decode"}
+    for inputs, outputs, key in calls:
+        assert names(inputs) == set(spec["signatures"][key]["inputs"]), key
+        assert names(outputs) == set(spec["signatures"][key]["outputs"]), key
+    for key in re.findall(r'spec\.get\w+\("(\w+)"\)', kotlin):
+        assert key in spec, key
+    for key in re.findall(r'tok\.get\w+\("(\w+)"\)', kotlin):
+        assert key in spec["tokenizer"], key
+    generation = json.load(open(os.path.join(out, "android", "generation.json")))
+    for key in re.findall(r'gen\.get\w+\("(\w+)"\)', kotlin):
+        assert key in generation, key
+
+
+@pytest.mark.integration
+def test_lm_benchmark_scores_the_tflite_file_like_keras(lm_export):
+    from slm_tf.export.lm_benchmark import benchmark_lm_export
+    from slm_tf.lm_metrics import evaluate_lm
+    from slm_tf.tasks import get_task
+    from slm_tf.config import from_dict
+    from slm_tf.data.config import DataConfig
+    run, out, manifest = lm_export
+    only_float = {**manifest, "files": [f for f in manifest["files"]
+                                        if f["format"] == "tflite_float"]}
+    records = {r["format"]: r for r in benchmark_lm_export(out, only_float, run, prompts=3,
+                                                           new_tokens=5)}
+    data = get_task("lm").prepare_data(from_dict(DataConfig, manifest["data"]))
+    oracle = evaluate_lm(run.model, run.tokenizer, data.texts("test"), CONTEXT)
+    assert records["keras"]["bits_per_character"] == pytest.approx(
+        oracle["bits_per_character"], rel=1e-4)
+    flt = records["tflite_float"]
+    assert flt["bits_per_character"] == pytest.approx(oracle["bits_per_character"], rel=1e-4)
+    assert flt["greedy_identical"] == 3 and flt["divergences"] == []
+    assert flt["ttft_ms_1t"] > 0 and flt["decode_tokens_per_s_1t"] > 0
+    assert flt["decode_tokens_per_s_2t"] > 0 and flt["peak_rss_bytes"] > 0
+    assert os.path.exists(os.path.join(out, "benchmark.md"))

@@ -1,0 +1,57 @@
+"""The CNN tagger's bigram hashing and padding invariance, and the length-sorted training
+batches that rely on it."""
+import numpy as np
+import tensorflow as tf
+
+import slm_tf  # noqa: F401
+from slm_tf.models import ModelConfig, build_tagger
+from slm_tf.models.layers import HashedBigrams
+from slm_tf.tasks.ner import length_batches
+
+
+def test_hashed_bigrams_by_hand():
+    ids = tf.constant([[5, 7, 2, 0]], tf.int32)
+    # left neighbours 0, 5, 7, 2: (0*10+5)%13, (5*10+7)%13, (7*10+2)%13, (2*10+0)%13
+    assert HashedBigrams(10, 13)(ids).numpy().tolist() == [[5, 5, 7, 7]]
+
+
+def test_cnn_tagger_states_do_not_depend_on_padding():
+    tf.keras.utils.set_random_seed(0)
+    cfg = ModelConfig(model="cnn", kernel_sizes=["3"], num_filters=8, dilations=["1", "2"],
+                      bigram_buckets=50, hidden_dim=0, crf=True, embedding_dim=8)
+    model = build_tagger(cfg, 30, 5, 20)
+    sentence = [2, 9, 4, 17, 3, 3, 8]
+    short = np.zeros((1, 10), np.int32)
+    long = np.zeros((1, 20), np.int32)
+    short[0, :7] = long[0, :7] = sentence
+    a = model(short, training=False).numpy()[0, :7]
+    b = model(long, training=False).numpy()[0, :7]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a).max() > 1e-3  # the weights are not all zero (the check would be vacuous)
+
+
+def test_length_batches_keep_every_row_once_and_trim():
+    rng = np.random.default_rng(0)
+    n, width, batch = 100, 30, 8
+    lengths = rng.integers(1, width + 1, n)
+    ids = np.zeros((n, width), np.int32)
+    targets = np.full((n, width), -1, np.int32)
+    for i, k in enumerate(lengths):
+        ids[i, :k] = i + 1  # the row number identifies the sentence
+        targets[i, :k] = i % 5
+    ds = length_batches(tf.data.Dataset.from_tensor_slices((ids, targets)).shuffle(n, seed=1),
+                        batch, n, seed=1, window=4)
+    assert int(ds.cardinality()) == -(-n // batch)
+    seen, positions = [], 0
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == -(-n // batch)
+    for b_ids, b_targets in batches:
+        row_lengths = (b_ids != 0).sum(1)
+        assert b_ids.shape[1] == row_lengths.max()  # trimmed to its longest sentence
+        positions += b_ids.size
+        for row, k, t in zip(b_ids, row_lengths, b_targets):
+            i = int(row[0]) - 1
+            assert k == lengths[i] and (row[:k] == i + 1).all() and (t[:k] == i % 5).all()
+            seen.append(i)
+    assert sorted(seen) == list(range(n))
+    assert positions < 0.75 * n * width  # sorted windows pad far less than fixed padding

@@ -1,0 +1,39 @@
+"""The pipeline report's stage costs and the guard on its recommendation, on hand-made rows."""
+import pytest
+
+
+def _rows(**acc):
+    return [{"name": f"{s} (Keras)", "stage": s, "format": "keras", "accuracy": a}
+            for s, a in acc.items()]
+
+
+def test_report_says_what_each_stage_cost_and_warns_below_an_earlier_stage():
+    """Each stage against the one before it, in points, with its knob; the recommendation is
+    flagged when it is more than the margin below the best earlier student stage."""
+    from slm_tf.pipeline.report import _verdict, earlier_stage_gap, stage_costs
+    final = {"name": "final tflite_int8", "stage": "final", "format": "tflite_int8",
+             "accuracy": 0.874, "file_bytes": 500_000, "p50_ms_1t": 0.05,
+             "compression_vs_teacher": 10.0, "speedup_vs_teacher": 20.0}
+    report = {"rows": _rows(teacher=0.92, student=0.88, distilled=0.90, pruned=0.877,
+                            qat=0.876) + [final], "final": final,
+              "teacher": {"accuracy": 0.92}}
+    costs = {c["stage"]: c for c in stage_costs(report)}
+    assert [c for c in costs] == ["student", "distilled", "pruned", "qat", "final"]
+    assert costs["student"]["previous"] == "teacher"
+    assert costs["student"]["points"] == pytest.approx(-4.0)
+    assert costs["distilled"]["points"] == pytest.approx(2.0) and costs["distilled"]["knob"] is None
+    assert costs["pruned"]["text"] == ("pruned: -2.30 pts vs distilled; lower --prune or raise "
+                                       "--prune_epochs")
+    assert costs["qat"]["points"] == pytest.approx(-0.1)
+    assert costs["final"]["previous"] == "qat" and costs["final"]["points"] == pytest.approx(-0.2)
+    report["costs"] = list(costs.values())
+    # 0.900 (distilled) - 0.874 = 2.6 points: over a 1-point margin, under a 3-point one.
+    gap = earlier_stage_gap(report, 0.01)
+    assert gap["stage"] == "distilled" and gap["points"] == pytest.approx(2.6)
+    assert gap["biggest_loss"].startswith("pruned: -2.30 pts vs distilled")
+    assert earlier_stage_gap(report, 0.03) is None
+    report["below_earlier_stage"] = gap
+    verdict = _verdict(report)
+    assert "2.60 points below the distilled model" in verdict
+    report["below_earlier_stage"] = None
+    assert "below the distilled" not in _verdict(report)

@@ -1,0 +1,117 @@
+"""Masked-LM masking statistics and --init_from (slm_tf.tasks.mlm, slm_tf.peft.finetune)."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slm_tf.errors import UserError
+from slm_tf.tasks.mlm import mask_tokens
+
+PAD, CLS, SEP, MASK, FIRST, VOCAB = 0, 2, 3, 4, 5, 1000
+
+
+def test_masking_statistics_match_bert():
+    rng = np.random.RandomState(0)
+    ids = rng.randint(FIRST, VOCAB, (4000, 50)).astype("int32")
+    ids[:, 0], ids[:, 40] = CLS, SEP
+    ids[:, 41:] = PAD
+    inputs, targets, weights = (t.numpy() for t in mask_tokens(
+        tf.constant(ids), MASK, [PAD, CLS, SEP], FIRST, VOCAB, tf.constant([7, 0], tf.int64)))
+    np.testing.assert_array_equal(targets, ids)
+    chosen = weights > 0
+    real = ids >= FIRST
+    assert not chosen[~real].any()  # padding, [CLS], [SEP] are never chosen
+    n_real, n = real.sum(), chosen.sum()
+
+    def within(count, total, p):  # 4 standard deviations of a binomial
+        return abs(count - total * p) < 4 * np.sqrt(total * p * (1 - p))
+
+    assert within(n, n_real, 0.15), n / n_real
+    masked = (inputs == MASK) & chosen
+    kept = (inputs == ids) & chosen
+    replaced = chosen & ~masked & ~kept
+    assert within(masked.sum(), n, 0.8)
+    # "kept" also holds random draws that hit the original token (1 in 995).
+    assert within(kept.sum(), n, 0.1 + 0.1 / (VOCAB - FIRST))
+    assert within(replaced.sum(), n, 0.1 * (1 - 1 / (VOCAB - FIRST)))
+    assert ((inputs[replaced] >= FIRST) & (inputs[replaced] < VOCAB)).all()
+    np.testing.assert_array_equal(inputs[~chosen], ids[~chosen])  # nothing else changes
+    again = mask_tokens(tf.constant(ids), MASK, [PAD, CLS, SEP], FIRST, VOCAB,
+                        tf.constant([7, 0], tf.int64))[0].numpy()
+    np.testing.assert_array_equal(again, inputs)  # same seed, same masks
+
+
+def test_few_shot_subsets_are_seeded_k_per_class():
+    from slm_tf.peft.finetune import few_shot_indices
+    labels = [0] * 30 + [1] * 3 + [2] * 12
+    keep = few_shot_indices(labels, 5, seed=1)
+    counts = np.bincount(np.asarray(labels)[keep])
+    assert counts.tolist() == [5, 3, 5]  # a class with fewer than K keeps all of them
+    assert keep == sorted(keep) and few_shot_indices(labels, 5, seed=1) == keep
+    assert few_shot_indices(labels, 5, seed=2) != keep
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A (untrained) masked-LM transformer saved as a finished run: model.keras, tokenizer,
+    config.json, metrics.json."""
+    from slm_tf.io_utils import write_json
+    from slm_tf.models import ModelConfig
+    from slm_tf.tasks.mlm import build_mlm_model
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    from slm_tf.train import artifacts
+    run_dir = str(tmp_path_factory.mktemp("pre"))
+    tokenizer = build_tokenizer(TokenizerConfig(min_frequency=1),
+                                ["my card was lost", "what is the exchange rate", "refund me"])
+    tokenizer.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
+    cfg = ModelConfig(model="transformer", hidden_dim=16, num_heads=2, ff_dim=32)
+    model = build_mlm_model(cfg, tokenizer.vocab_size, 10)
+    model.save(os.path.join(run_dir, artifacts.MODEL_FILE))
+    os.makedirs(os.path.join(run_dir, artifacts.SAVED_MODEL_DIR))
+    write_json(os.path.join(run_dir, artifacts.CONFIG_FILE),
+               {"model": cfg.__dict__, "data": {"max_seq_len": 10}, "train": {"task": "mlm"}})
+    write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"task": "mlm"})
+    return run_dir, model, cfg, tokenizer
+
+
+def test_init_from_loads_every_encoder_tensor(pretrained):
+    from slm_tf.models import build_model
+    from slm_tf.peft.finetune import load_init_from
+    run_dir, source, cfg, tokenizer = pretrained
+    target = build_model(cfg, tokenizer.vocab_size, 3, 10)
+    report = load_init_from(target, run_dir)
+    n_source = sum(len(layer.weights) for layer in source.layers
+                   if not layer.name.startswith("mlm_"))
+    # Every encoder tensor equals the pretrained one (compared layer by layer: Keras names
+    # the four attention projections' kernels alike).
+    for layer in target.layers:
+        if layer.name == "logits" or not layer.weights:
+            continue
+        for mine, theirs in zip(layer.weights, source.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    n_encoder = sum(len(layer.weights) for layer in target.layers if layer.name != "logits")
+    assert report["loaded_tensors"] == n_encoder == n_source
+    assert report["not_loaded"] == []
+
+
+def test_init_from_refuses_other_shapes_and_tokenizers(pretrained, tmp_path):
+    import dataclasses
+    from slm_tf.data.config import DataConfig
+    from slm_tf.models import build_model
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.peft.finetune import carry_tokenizer, load_init_from
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    from slm_tf.models import ModelConfig
+    run_dir, _, cfg, tokenizer = pretrained
+    wider = build_model(dataclasses.replace(cfg, hidden_dim=32), tokenizer.vocab_size, 3, 10)
+    with pytest.raises(UserError, match="token_embedding/embeddings has shape"):
+        load_init_from(wider, run_dir)
+    exp = ExperimentConfig(DataConfig(), TokenizerConfig(tokenizer="char"), ModelConfig(),
+                           TrainConfig(output_dir=str(tmp_path)),
+                           finetune=FineTuneConfig(init_from=run_dir))
+    with pytest.raises(UserError, match="pretrained with its own wordpiece tokenizer"):
+        carry_tokenizer(exp, str(tmp_path))
+    exp.tokenizer = TokenizerConfig()
+    assert carry_tokenizer(exp, str(tmp_path)).vocab == tokenizer.vocab
