@@ -27,6 +27,8 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    import gc
+
     import uvicorn
 
     from slm_tf.serving.app import create_app
@@ -36,6 +38,11 @@ def main(argv):
     cfg = from_flags(ServeConfig)
     metrics = Metrics()
     repo = Repository(cfg, metrics)  # load before listening: bad exports fail here, clearly
+    # TensorFlow and the models leave ~400k long-lived objects: a full garbage collection
+    # while serving would walk them all (0.9 s measured on the loaded 2-core machine) and
+    # stall every request in flight. Frozen objects are never scanned again.
+    gc.collect()
+    gc.freeze()
     server = uvicorn.Server(uvicorn.Config(
         create_app(cfg, repo, metrics), host=cfg.host, port=cfg.port, access_log=False,
         log_level="warning", timeout_graceful_shutdown=cfg.drain_s, lifespan="on"))

@@ -33,6 +33,31 @@ def test_confidence_bins_and_histograms():
     assert h["confidence_counts"] == [1, 0, 0, 0, 0, 1, 0, 0, 0, 1]
 
 
+def test_drift_window_counts_match_a_recount():
+    """The incrementally kept window (evictions included) gives the PSI of a plain recount of
+    the last ``window`` predictions; the gauge is read at scrape time."""
+    import random
+    from prometheus_client import generate_latest
+    from slm_tf.serving.drift import histograms, psi
+    from slm_tf.serving.metrics import DriftMonitor, Metrics
+    ref = histograms([0, 1, 2] * 30, [0.95, 0.55, 0.75] * 30, ["a", "b", "c"])
+    m = Metrics()
+    mon = DriftMonitor(m, "toy", "1", ref, window=50, min_examples=10, every_s=3600)
+    rng = random.Random(0)
+    preds = [{"label_id": rng.choice([0, 0, 1, 2]), "confidence": rng.random()}
+             for _ in range(137)]
+    for i in range(0, len(preds), 7):
+        mon.observe(preds[i:i + 7])
+    last = preds[-50:]
+    h = histograms([p["label_id"] for p in last], [p["confidence"] for p in last], ["a", "b", "c"])
+    got = mon.compute()
+    assert got["label"] == pytest.approx(psi(ref["label_counts"], h["label_counts"]))
+    assert got["confidence"] == pytest.approx(psi(ref["confidence_counts"],
+                                                  h["confidence_counts"]))
+    text = generate_latest(m.registry).decode()
+    assert f'slm_drift_psi{{distribution="label",model="toy",version="1"}} {got["label"]}' in text
+
+
 def test_key_check_and_request_parsing():
     from slm_tf.serving.app import ApiError, key_ok, parse_predict
     from slm_tf.serving.config import ServeConfig

@@ -1,5 +1,5 @@
 """A model server for slm_tf exports speaking TensorFlow Serving's REST API (scripts/serve.py).
 
 Importing this package pulls in nothing heavy: ``drift`` is used by the export step too; the
-FastAPI app lives in ``app`` and is imported only by the server.
+ASGI app (Starlette) lives in ``app`` and is imported only by the server.
 """

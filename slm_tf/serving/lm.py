@@ -78,13 +78,15 @@ class LmPredictor(Predictor):
         from slm_tf.train import artifacts
         # Only what generation needs (model.keras in safe mode, tokenizer/): the run's
         # SavedModel is not read.
-        fix = f"rerun the train_lm.py command that wrote {version_dir}"
-        self.model = artifacts.load_keras_model(
-            os.path.join(version_dir, artifacts.MODEL_FILE), fix)
+        # An LM export (export.json) is served through the Keras model of the run it names
+        # (its run_dir, relative to the export) until the server runs the exported files.
+        run_dir = os.path.normpath(os.path.join(version_dir, manifest.get("run_dir", ".")))
+        fix = f"rerun the train_lm.py command that wrote {run_dir}"
+        self.model = artifacts.load_keras_model(os.path.join(run_dir, artifacts.MODEL_FILE), fix)
         if not is_language_model(self.model):
             raise UserError(f"{version_dir}: its model is not a language model. Fix: serve a "
                             "train_lm.py (--task=lm) run")
-        self.tokenizer = load_tokenizer(os.path.join(version_dir, artifacts.TOKENIZER_DIR), fix)
+        self.tokenizer = load_tokenizer(os.path.join(run_dir, artifacts.TOKENIZER_DIR), fix)
         self.version_dir, self.fmt = version_dir, fmt
 
     def new_runner(self):

@@ -1,6 +1,7 @@
 """Prometheus metrics of the server and the drift monitor that feeds its PSI gauges."""
 import collections
 import threading
+import time
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -49,20 +50,28 @@ class Metrics:
 
 
 class DriftMonitor:
-    """PSI of the latest ``window`` predictions of one model version against its reference."""
+    """PSI of the latest ``window`` predictions of one model version against its reference.
+
+    Counts are updated per prediction; the PSI itself (two numpy passes over the bins, about
+    0.1 ms) is computed when /metrics is scraped and at most every ``every_s`` while serving
+    (for the warning), not on every request.
+    """
 
     def __init__(self, metrics: Metrics, model: str, version: str, reference: Optional[Dict],
-                 window: int, min_examples: int):
+                 window: int, min_examples: int, every_s: float = 1.0):
         self.metrics, self.model, self.version = metrics, model, version
         self.reference = reference
         self.min_examples = min_examples
+        self.every_s = every_s
         self._recent: collections.deque = collections.deque(maxlen=window)
         self._lock = threading.Lock()
         self._warned = set()
         self._labels = self._conf = None  # counts over the window, made on first use
+        self._last = 0.0  # monotonic time of the last PSI computation
+        self._gauges = False
 
     def observe(self, predictions: List[Dict]) -> Dict[str, float]:
-        """Adds predictions, updates the gauges and warns once per crossing of 0.2."""
+        """Adds predictions; recomputes the PSI (gauges, warning) when it is due."""
         if not self.reference:
             return {}
         with self._lock:
@@ -80,14 +89,25 @@ class DriftMonitor:
                 self._recent.append((k, b))
                 self._labels[k] += 1
                 self._conf[b] += 1
-            n = len(self._recent)
-            if n < self.min_examples:
+            if len(self._recent) < self.min_examples:
                 return {}
-            labels, conf = self._labels.copy(), self._conf.copy()
+            if not self._gauges:  # from now on every scrape reads a fresh value
+                self._gauges = True
+                for kind in ("label", "confidence"):
+                    self.metrics.psi.labels(self.model, self.version, kind).set_function(
+                        lambda kind=kind: self.compute()[kind])
+            if time.monotonic() - self._last < self.every_s:
+                return {}
+        return self.compute()
+
+    def compute(self) -> Dict[str, float]:
+        """PSI of labels and confidences now; warns once per crossing of 0.2."""
+        with self._lock:
+            self._last = time.monotonic()
+            labels, conf, n = self._labels.copy(), self._conf.copy(), len(self._recent)
         values = {"label": psi(self.reference["label_counts"], labels),
                   "confidence": psi(self.reference["confidence_counts"], conf)}
         for kind, value in values.items():
-            self.metrics.psi.labels(self.model, self.version, kind).set(value)
             if value > WARN_PSI and kind not in self._warned:
                 self._warned.add(kind)
                 logging.warning("drift: model %s version %s %s PSI %.3f > %.1f over the last "
