@@ -145,3 +145,17 @@ def test_lm_compresses_with_2_4_pruning_then_qat(tmp_path):
     for row in rows:
         assert row["sparsity"] == pytest.approx(0.5) and row["follows_2:4"], row
     assert np.isfinite(out(ids[:4]).numpy()).all()
+
+
+def test_lm_student_inherits_the_teachers_corpus_and_lm_defaults(tmp_path):
+    import json
+    from slm_tf.distill.run import inherited_flags
+    data = {"data": "corpus/", "test_data": "a.txt", "max_seq_len": 96, "batch_size": 8}
+    for task in ("lm", "classification"):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "config.json").write_text(json.dumps(
+            {"train": {"task": task}, "data": data}))
+    lm = inherited_flags(str(tmp_path / "lm"))
+    assert {k: lm[k] for k in data} == data  # the teacher's data section wins
+    assert lm["task"] == "lm" and lm["model"] == "gpt" and lm["tokenizer"] == "char_exact"
+    assert inherited_flags(str(tmp_path / "classification")) == {}

@@ -17,7 +17,9 @@ LM_PIPELINE_DEFAULTS = {
     "student_recipe": os.path.join(CONFIGS, "lm_student.flags"),
     "compress_recipe": os.path.join(CONFIGS, "lm_compress.flags"),
     "alpha": 0.5, "augment_copies": 0, "prune": 0.5, "prune_epochs": 1, "qat_epochs": 1,
-    "export_formats": ["tflite_dynamic", "tflite_float"],
+    # No export stages yet: the LM exporter (slm_tf/export/lm.py) builds prefill/decode from a
+    # CausalLM's step, which a QAT graph (tfmot wrappers) does not have.
+    "export_formats": [],
 }
 
 

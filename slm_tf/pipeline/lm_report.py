@@ -120,9 +120,10 @@ def _export_rows(stage: str, export_dir: str) -> List[Dict]:
     if not os.path.exists(path):
         return []
     rows = []
-    for r in read_json(path).get("results", []):
-        if "bits_per_character" not in r:
-            continue  # not an LM benchmark row
+    records = read_json(path)
+    for r in records.get("results", []) if isinstance(records, dict) else records:
+        if "bits_per_character" not in r or r.get("format") == "keras":
+            continue  # not an exported LM file
         rows.append({"name": f"{stage} {r.get('format')}", "stage": stage,
                      "format": r.get("format"), "bits_per_character": r["bits_per_character"],
                      "size_bytes": r.get("file_bytes"),
