@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 def measure_decoding(run_dir: str) -> dict:
     """Cached vs recomputing greedy decoding of a saved run, with the load average."""
     from slm_tf.config import from_dict
-    from slm_tf.generation.generate import decoding_speed
+    from slm_tf.generation.decode import decoding_speed
     from slm_tf.tasks import get_task
     from slm_tf.train.artifacts import load_run
     run = load_run(run_dir)
@@ -59,7 +59,7 @@ def main(argv):
         measure_decoding(FLAGS.decode_run_dir)
         return
 
-    from slm_tf.generation.generate import decoding_speed
+    from slm_tf.generation.decode import decoding_speed
     from slm_tf.lm_metrics import compressor_bits_per_character
     from slm_tf.tasks import get_task
     from slm_tf.train.trainer import (finish_run, fit, make_strategy, prepare_tokenizer,

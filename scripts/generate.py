@@ -14,9 +14,7 @@ from absl import flags
 from slm_tf.cli import friendly_errors, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.errors import UserError
-from slm_tf.generation import SamplingConfig, generate
-from slm_tf.models import is_language_model
-from slm_tf.train.artifacts import load_run, require_complete
+from slm_tf.generation import SamplingConfig
 
 define_flags(SamplingConfig)
 flags.DEFINE_string("run_dir", None, "The --output_dir of a finished train_lm.py run.")
@@ -27,6 +25,10 @@ FLAGS = flags.FLAGS
 
 @friendly_errors
 def main(argv):
+    # TensorFlow loads here, after the flags were parsed and its start-up notices filtered.
+    from slm_tf.generation import generate
+    from slm_tf.models import is_language_model
+    from slm_tf.train.artifacts import load_run, require_complete
     cfg = from_flags(SamplingConfig)
     # Flags cannot hold a real line break: "\n" and "\t" in stop strings mean them.
     cfg.stop = [s.encode("utf-8").decode("unicode_escape") for s in cfg.stop]

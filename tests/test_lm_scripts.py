@@ -47,6 +47,10 @@ def test_train_evaluate_generate_sentencepiece_gpt(tmp_path):
     first, again = run_script("generate", *args), run_script("generate", *args)
     assert first.stdout.startswith("the cat") and len(first.stdout) > len("the cat\n")
     assert first.stdout == again.stdout
+    # TensorFlow loads after the flags, so its start-up notices are filtered like train.py's.
+    from test_cli import NOISE
+    assert not [ln for ln in first.stderr.splitlines() if any(n in ln for n in NOISE)], \
+        first.stderr
 
 
 def test_lm_training_resumes_after_sigkill(tmp_path):
