@@ -9,11 +9,12 @@ Imports no TensorFlow unless the file is a SavedModel.
 """
 import json
 import os
-import resource
 import sys
 import time
 
 import numpy as np
+
+from slm_tf.export.runtimes import peak_rss_bytes
 
 
 class _LiteRT:
@@ -137,20 +138,6 @@ def timings(rt, prompt, context, decode_steps=128, repeats=5):
         token = np.array([[int(np.argmax(row[0]))]], np.int32)
     seconds = time.perf_counter() - start
     return {"ttft_ms": 1000 * float(np.median(ttft)), "decode_tokens_per_s": decode_steps / seconds}
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory. Linux keeps ``ru_maxrss`` across ``exec``, so a
-    child started by a large parent would report the parent's peak; ``VmHWM`` belongs to the
-    new address space."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main():
