@@ -2,8 +2,8 @@
 import tf_keras as keras
 
 from slm_tf.models.base import TextClassifier
-from slm_tf.models.layers import (HashedBigrams, MaskedPooling, PaddingMask, ZeroPadding,
-                                  serializable)
+from slm_tf.models.layers import (HashedBigrams, MaskedPooling, PaddingMask, ReverseByLength,
+                                  ZeroPadding, serializable)
 
 
 @serializable
@@ -55,7 +55,22 @@ class CNNClassifier(TextClassifier):
             x = layers.Conv1D(cfg.num_filters, 3, padding="same", dilation_rate=rate,
                               activation="relu", name=f"dilated{i}")(x)
             x = ZeroPadding(name=f"dilated{i}_mask")([x, mask])
+        if cfg.rnn_units:
+            x = _bigru(x, mask, cfg)
         if cfg.hidden_dim:
             x = layers.Dropout(cfg.dropout, name="hidden_dropout")(x)
             x = layers.Dense(cfg.hidden_dim, activation="relu", name="hidden")(x)
         return x, mask
+
+
+def _bigru(x, mask, cfg):
+    """A forward GRU and a GRU over each sentence reversed up to its length (not Keras'
+    ``Bidirectional``, whose backward pass would start in the padding), concatenated."""
+    layers = keras.layers
+    x = layers.Dropout(cfg.dropout, name="gru_dropout")(x)
+    forward = layers.GRU(cfg.rnn_units, return_sequences=True, name="gru_forward")(x)
+    backward = layers.GRU(cfg.rnn_units, return_sequences=True, name="gru_backward")(
+        ReverseByLength(name="gru_reverse_in")([x, mask]))
+    backward = ReverseByLength(name="gru_reverse_out")([backward, mask])
+    x = layers.Concatenate(name="gru_states")([forward, backward])
+    return ZeroPadding(name="gru_mask")([x, mask])

@@ -41,6 +41,10 @@ class ModelConfig:
                                 "token and its left neighbour (character bigrams for Chinese) "
                                 "in this many buckets, concatenated to the token embedding "
                                 "(0 = off).", validate=non_negative, rule=">= 0")
+    rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
+                           "many units per direction over the convolution states, for "
+                           "sentence-wide context (0 = off).", validate=non_negative,
+                           rule=">= 0")
     crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
                       "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "

@@ -237,3 +237,19 @@ class ZeroPadding(keras.layers.Layer, _NothingToPrune):
     def call(self, inputs):
         x, mask = inputs
         return x * mask[:, :, tf.newaxis]
+
+
+@serializable
+class ReverseByLength(keras.layers.Layer, _NothingToPrune):
+    """``[B, L, D]`` with each row's first ``sum(mask)`` positions reversed, padding left in
+    place: a backward recurrent layer run on it reads a sentence's last real token first, so
+    its states do not depend on how far the sentence is padded. A batched gather: one builtin
+    TFLite op (the same call undoes it)."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        steps = tf.shape(x)[1]
+        lengths = tf.cast(tf.reduce_sum(mask, axis=1), tf.int32)[:, tf.newaxis]
+        t = tf.range(steps)[tf.newaxis]
+        index = tf.where(t < lengths, lengths - 1 - t, t)
+        return tf.gather(x, index, batch_dims=1)
