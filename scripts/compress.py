@@ -42,7 +42,7 @@ def main(argv):
     exp = CompressExperiment(from_flags(CompressConfig), from_flags(TrainConfig))
     r = compress(exp)
     print()
-    metric = "bits_per_character" if "bits_per_character_before" in r else "accuracy"
+    metric = r["headline"]  # accuracy, bits_per_character or entity_f1
     print_table([["before", f"{r[metric + '_before']:.4f}", "", _size(r, "before")],
                  [f"after ({r['mode']})", f"{r[metric + '_after']:.4f}", f"{r['sparsity']:.3f}",
                   _size(r, "after")]],

@@ -39,10 +39,11 @@ def _data_overrides():
     return out
 
 
-def _lm_defaults():
-    """--task=lm: the LM recipes and settings for every pipeline flag the user left unset."""
-    from slm_tf.pipeline.config import LM_PIPELINE_DEFAULTS
-    for name, value in LM_PIPELINE_DEFAULTS.items():
+def _task_defaults(task):
+    """--task=lm / ner: the task's recipes and settings for every pipeline flag the user left
+    unset."""
+    from slm_tf.pipeline.config import TASK_PIPELINE_DEFAULTS
+    for name, value in TASK_PIPELINE_DEFAULTS.get(task, {}).items():
         if not FLAGS[name].present:
             FLAGS[name].value = value
 
@@ -50,11 +51,11 @@ def _lm_defaults():
 @friendly_errors
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
+    from slm_tf.pipeline import ner_report  # noqa: F401  (registers the NER report)
     from slm_tf.pipeline.report import write_report
     from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
 
-    if FLAGS.task == "lm":
-        _lm_defaults()
+    _task_defaults(FLAGS.task)
     # No --student_recipe (here or in a flagfile): the student's recipe comes from the data.
     ctx = Context(from_flags(PipelineConfig), _data_overrides(),
                   auto_student=not FLAGS["student_recipe"].present,
@@ -73,9 +74,9 @@ def main(argv):
         return
     summary = write_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir,
                            " ".join(shlex.quote(a) for a in sys.argv), status,
-                           ctx.cfg.max_stage_drop)
+                           ctx.cfg.max_stage_drop, task=ctx.cfg.task)
     f = summary["final"]
-    print(f"\nfinal: {f['name']}: accuracy {f['accuracy']:.4f} (teacher "
+    print(f"\nfinal: {f['name']}: {summary['metric_labels'][0]} {f['accuracy']:.4f} (teacher "
           f"{f['teacher_accuracy']:.4f}), {f['file_bytes']:,} bytes, p50 {f['p50_ms_1t']:.3f} ms"
           f"\nreport: {ctx.cfg.output_dir}/report.md  TensorBoard: tensorboard --logdir "
           f"{ctx.cfg.output_dir}")

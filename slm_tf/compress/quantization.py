@@ -156,6 +156,14 @@ QUANTIZE_CONFIGS.register("TiedEmbedding")(_config(["embeddings"]))
 QUANTIZE_CONFIGS.register("LayerNormalization")(_config(output=True))
 QUANTIZE_CONFIGS.register("MaskedPooling")(_config(output=True))
 QUANTIZE_CONFIGS.register("PaddingMask")(_config())
+# Taggers: masks, integer bigram ids, a reordering and the CRF (an identity holding the
+# transition scores, which stay float for the decoding step) need no quantizer of their own.
+for _name in ("ZeroPadding", "HashedBigrams", "ReverseByLength", "CRF"):
+    QUANTIZE_CONFIGS.register(_name)(_config())
+# A lone GRU/LSTM (the cnn tagger's two directions): both cell kernels and the output.
+for _name in ("GRU", "LSTM"):
+    QUANTIZE_CONFIGS.register(_name)(_config(["cell.kernel", "cell.recurrent_kernel"],
+                                             output=True))
 
 
 @QUANTIZE_CONFIGS.register("Bidirectional")

@@ -17,6 +17,7 @@ from absl import logging
 
 from slm_tf.compress.config import FINETUNE_DEFAULTS, CompressConfig, parse_m_by_n, summary
 from slm_tf.compress.modes import Stage, compress_model, mode_for
+from slm_tf.compress.ner import NerCompressOps
 from slm_tf.compress.report import layer_sparsity, overall_sparsity, size_report
 from slm_tf.config import from_dict, parse_flagfile, to_dict, validate
 from slm_tf.data.config import DataConfig
@@ -72,6 +73,7 @@ class _Training:
     steps_per_epoch: int
     make_trainer: object  # (wrapped student, stage TrainConfig, steps) -> compiled keras.Model
     info: Dict
+    task: object = None  # whose monitor picks the best epoch (None: the run's task)
 
 
 def _supervised(source: Run, data: PreparedData, dcfg: DataConfig, tcfg: TrainConfig):
@@ -224,6 +226,7 @@ class _LanguageModelOps:
 COMPRESS_TASKS: Registry[type] = Registry("compression task")
 COMPRESS_TASKS.register("classification")(_ClassifierOps)
 COMPRESS_TASKS.register("lm")(_LanguageModelOps)
+COMPRESS_TASKS.register("ner")(NerCompressOps)
 
 
 def _combine(results: List[FitResult]) -> FitResult:
@@ -295,7 +298,7 @@ def compress(exp: CompressExperiment) -> Dict:
                            extra_callbacks=stage.callbacks(os.path.join(stage_ctx.log_dir,
                                                                         "tfmot")),
                            select_from_epoch=stage.first_candidate_epoch(
-                               training.steps_per_epoch, total)))
+                               training.steps_per_epoch, total), task=training.task))
 
     model, stages = compress_model(source.model, ccfg, fit_stage, training.steps_per_epoch,
                                    tcfg.epochs, sample_ids=ops.sample_ids(data, source, dcfg))
@@ -303,7 +306,7 @@ def compress(exp: CompressExperiment) -> Dict:
     after = {headline: ops.evaluate(model, data, source, dcfg),
              "size": size_report(model, seq_len, ccfg.report_tflite)}
     report = {
-        "mode": mode.name, "stages": [s.name for s in stages],
+        "mode": mode.name, "stages": [s.name for s in stages], "headline": headline,
         "source_run": os.path.abspath(ccfg.run_dir), "settings": summary(ccfg),
         "distillation": training.info,
         f"{headline}_before": before[headline]["test"][headline],

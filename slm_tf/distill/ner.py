@@ -23,6 +23,7 @@ from slm_tf.distill.cache import CACHE_DIR, cache_key
 from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, Distiller
 from slm_tf.io_utils import file_digest
 from slm_tf.models import describe
+from slm_tf.ner.training import crf_layer
 from slm_tf.tasks.ner import NerTask, encode_split, evaluate_ner, prepare_ner_data
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train import artifacts
@@ -87,8 +88,9 @@ def distill_ner(exp, teacher) -> Dict:
     val_ds = ner_transfer(exp, teacher, data, "validation", digest, training=False)
     steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     student = task.build_model(exp.model, tokenizer, data, dcfg)
-    if student.crf is not None and teacher.model.crf is not None:
-        student.crf.set_weights(teacher.model.crf.get_weights())
+    teacher_crf = crf_layer(teacher.model)
+    if student.crf is not None and teacher_crf is not None:
+        student.crf.set_weights(teacher_crf.get_weights())
     distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
                           kcfg.temperature, kcfg.alpha)
     distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
@@ -107,7 +109,7 @@ def distill_ner(exp, teacher) -> Dict:
              "distillation": {"temperature": kcfg.temperature, "alpha": kcfg.alpha,
                               "cached_teacher": kcfg.cache_teacher,
                               "crf_from_teacher": student.crf is not None
-                              and teacher.model.crf is not None}}
+                              and teacher_crf is not None}}
     return finish_run(ctx, exp.to_dict(), student, tokenizer, data, dcfg, result, extra,
                       task=task)
 

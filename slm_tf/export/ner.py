@@ -32,7 +32,7 @@ from slm_tf.io_utils import atomic_path, write_json, write_text
 from slm_tf.ner import offsets
 from slm_tf.ner.metrics import entity_report
 from slm_tf.ner.schemes import SCHEMES, detect_scheme
-from slm_tf.ner.training import decode
+from slm_tf.ner.training import crf_layer, decode
 from slm_tf.tasks.ner import encode_split, prepare_ner_data
 from slm_tf.train.artifacts import MODEL_FILE as KERAS_FILE, load_run
 from slm_tf.trust.serving import ServingHead
@@ -88,7 +88,7 @@ def write_ner_bundle(out_dir: str, tflite_path: str, fmt: str, run) -> str:
     path = os.path.join(out_dir, BUNDLE_DIR)
     with open(tflite_path, "rb") as f:
         io = signature_io(f.read())
-    crf = run.model.crf
+    crf = crf_layer(run.model)
     tokenizer = run.tokenizer
     tok = tokenizer_spec(tokenizer, run.max_seq_len)
     # The classifier's id steps describe a [1, labels] output; NER's are in "decoding".
@@ -119,7 +119,7 @@ def export_tagger(run, cfg, out: str) -> Dict:
     ctx = _Context(run, cfg, ServingHead())
     files = write_formats(FORMATS, ctx, out)
     manifest = {**base_manifest(run, cfg, out, files), "scheme": detect_scheme(run.label_names),
-                "crf": run.model.crf is not None}
+                "crf": crf_layer(run.model) is not None}
     chosen = bundle_choice(cfg, files)
     if chosen:
         bundle = write_ner_bundle(out, os.path.join(out, file_name(chosen)), chosen, run)
@@ -177,7 +177,8 @@ def benchmark_tagger(export_dir: str, manifest: Dict, latency_queries: int = 300
                 "f1_delta_vs_keras": rep["f1"] - ref_report["f1"],
                 "agreement": float((tags == ref_tags)[tagged].mean()),
                 "min_agreement": MIN_AGREEMENT.get(fmt), **extra,
-                "per_type": {t: v["f1"] for t, v in rep["per_type"].items()}}
+                "per_type": {t: v["f1"] for t, v in rep["per_type"].items()},
+                "macro_f1": rep["macro_f1"], "type_confusion": rep["type_confusion"]}
 
     decode_ms = _decode_ms(run, reference, tagged)
     records = [record("keras", os.path.getsize(os.path.join(run.run_dir, KERAS_FILE)),

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from slm_tf.models.crf import CRFLoss, viterbi_decode_np
+from slm_tf.models.crf import CRF, CRFLoss, viterbi_decode_np
 
 
 class TokenCrossEntropy(keras.losses.Loss):
@@ -45,16 +45,26 @@ def entity_tag_f1(y_true, y_pred):
     return 2.0 * hit / tf.maximum(total, 1.0)
 
 
+def crf_layer(model) -> Optional[CRF]:
+    """The model's CRF layer or None: a ``TokenClassifier``'s, or one inside the plain
+    functional graphs compression trains (also when a QAT wrapper holds it)."""
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, CRF):
+            return inner
+    return None
+
+
 def tagger_loss(model) -> keras.losses.Loss:
     """The CRF's negative log-likelihood when the model has a CRF, else token cross-entropy."""
-    crf = getattr(model, "crf", None)
+    crf = crf_layer(model)
     return CRFLoss(crf) if crf is not None else TokenCrossEntropy()
 
 
 def decode(model, logits: np.ndarray, tagged: Optional[np.ndarray] = None) -> np.ndarray:
     """Tag ids ``[B, L]`` from per-token logits: Viterbi over the ``tagged`` positions when the
     model has a CRF, else the per-position argmax."""
-    crf = getattr(model, "crf", None)
+    crf = crf_layer(model)
     if crf is None:
         return np.asarray(logits).argmax(-1)
     if tagged is None:

@@ -23,11 +23,25 @@ LM_PIPELINE_DEFAULTS = {
 }
 
 
+# What --task=ner changes (generic tagger recipes for any CoNLL/span-JSONL data;
+# configs/msra_ner_pipeline.flags and wnut_ner_pipeline.flags are the tuned ones).
+NER_PIPELINE_DEFAULTS = {
+    "teacher_recipe": os.path.join(CONFIGS, "ner_teacher.flags"),
+    "student_recipe": os.path.join(CONFIGS, "ner_student.flags"),
+    "compress_recipe": os.path.join(CONFIGS, "ner_compress.flags"),
+    "temperature": 1.0, "alpha": 0.5, "augment_copies": 0, "prune": 0.5, "prune_epochs": 2,
+    "qat_epochs": 1, "export_formats": ["tflite_int8", "tflite_float"],
+}
+TASK_PIPELINE_DEFAULTS = {"lm": LM_PIPELINE_DEFAULTS, "ner": NER_PIPELINE_DEFAULTS}
+
+
 @dataclasses.dataclass
 class PipelineConfig:
-    task: str = field(TASK_NAMES[0], "What the models learn: classification, or lm (a causal "
+    task: str = field(TASK_NAMES[0], "What the models learn: classification, lm (a causal "
                       "language model on a text corpus; other defaults then follow "
-                      "LM_PIPELINE_DEFAULTS unless set).", choices=("classification", "lm"))
+                      "LM_PIPELINE_DEFAULTS unless set) or ner (named entities on CoNLL or "
+                      "span-JSONL data; NER_PIPELINE_DEFAULTS).",
+                      choices=("classification", "lm", "ner"))
     output_dir: str = field("", "Root of every stage's run directory, the report and the "
                             "TensorBoard logs.", validate=bool, rule="set")
     teacher_recipe: str = field(os.path.join(CONFIGS, "banking77_teacher.flags"),

@@ -3,15 +3,17 @@
 
 Writes ``summary.json``, ``report.md``, ``report.html``, ``model_card.md`` and the plots (PNG).
 """
+import dataclasses
 import html
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
 from slm_tf.plotting import HTML_FONT_STACK
+from slm_tf.registry import Registry
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
 from slm_tf.trust.evaluate import summary_lines
 from slm_tf.trust.serving import TRUST_KEY
@@ -25,11 +27,34 @@ COLUMNS = [("name", "model"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1")
            ("ece_after", "ECE after T")]
 
 
-def _keras_row(stage: str, run_dir: str) -> Dict:
+@dataclasses.dataclass(frozen=True)
+class ReportTask:
+    """What differs between tasks in the report. Rows keep the keys ``accuracy`` (the
+    headline) and ``macro_f1`` (the second score) whatever they measure, so picking the final
+    file, the stage costs and the Pareto plots are shared; ``headline``/``second`` name the
+    keys of ``metrics.json`` and ``benchmark.json`` they are read from, ``labels`` their
+    column titles. ``plots(report, save)`` draws the task's own figures of the final file
+    (``save(fig, name)``) and may add ``report["extra_markdown"]`` (lines after the figures)
+    and ``report["extra_summary"]`` (keys of summary.json); ``card(report, paths,
+    final_stage, command)`` is the model card."""
+    headline: str
+    second: str
+    labels: tuple
+    plots: Callable
+    card: Callable
+
+
+# Report hooks by the pipeline's task (slm_tf.pipeline.ner_report adds "ner").
+REPORT_TASKS: Registry[ReportTask] = Registry("report task")
+
+
+def _keras_row(stage: str, run_dir: str, spec: Optional[ReportTask] = None) -> Dict:
+    spec = spec or REPORT_TASKS.get("classification")
     path = os.path.join(run_dir, METRICS_FILE)
     m = read_json(path)
     return {"name": f"{stage} (Keras)", "stage": stage, "format": "keras",
-            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "num_params": m["num_params"],
+            "accuracy": m[spec.headline], "macro_f1": m.get(spec.second),
+            "num_params": m["num_params"],
             "file_bytes": os.path.getsize(os.path.join(run_dir, MODEL_FILE)),
             "p50_ms_1t": None, "p95_ms_1t": None, "ece": m.get("ece"), "source": path,
             **_ece_pair(m.get(TRUST_KEY, {}).get("calibration", {}))}
@@ -40,13 +65,16 @@ def _ece_pair(calibration: Dict) -> Dict:
     return {k: calibration.get(k) for k in ("ece_before", "ece_after")}
 
 
-def _export_rows(stage: str, export_dir: str, num_params: int) -> List[Dict]:
+def _export_rows(stage: str, export_dir: str, num_params: int,
+                 spec: Optional[ReportTask] = None) -> List[Dict]:
+    spec = spec or REPORT_TASKS.get("classification")
     path = os.path.join(export_dir, RESULT_FILE)
     return [{"name": f"{stage} {r['format']}", "stage": stage, "format": r["format"],
-             "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "num_params": num_params,
+             "accuracy": r[spec.headline], "macro_f1": r.get(spec.second),
+             "num_params": num_params,
              "file_bytes": r["file_bytes"], "p50_ms_1t": r["p50_ms_1t"],
              "p95_ms_1t": r["p95_ms_1t"], "p50_ms_2t": r["p50_ms_2t"],
-             "agreement": r["agreement"], "parity_ok": r["parity_ok"], "ece": r["ece"],
+             "agreement": r["agreement"], "parity_ok": r["parity_ok"], "ece": r.get("ece"),
              **_ece_pair(r.get("calibration", {})), "source": path, "_record": r}
             for r in read_json(path) if r["format"] != "keras"]
 
@@ -67,13 +95,15 @@ def _baseline_row(paths: Dict[str, str], final_stage: str) -> Optional[Dict]:
     return None
 
 
-def collect(paths: Dict[str, str], final_stage: str) -> Dict:
+def collect(paths: Dict[str, str], final_stage: str, task: str = "classification") -> Dict:
     """Rows of every stage present in ``paths`` (stage name -> directory)."""
-    rows = [_keras_row(s, paths[s]) for s in MODEL_STAGES if s in paths]
+    spec = REPORT_TASKS.get(task)
+    rows = [_keras_row(s, paths[s], spec) for s in MODEL_STAGES if s in paths]
     by_stage = {r["stage"]: r for r in rows}
     teacher_ref = _export_rows("teacher", paths["teacher_export"],
-                               by_stage["teacher"]["num_params"])[0]
-    exported = _export_rows("final", paths["export"], by_stage[final_stage]["num_params"])
+                               by_stage["teacher"]["num_params"], spec)[0]
+    exported = _export_rows("final", paths["export"], by_stage[final_stage]["num_params"],
+                            spec)
     baseline = _baseline_row(paths, final_stage)
     rows = ([baseline] if baseline else []) + rows[:1] + [teacher_ref] + rows[1:] + exported
     for r in rows:
@@ -86,8 +116,9 @@ def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     final = min((r for r in ok if r["accuracy"] >= best - FINAL_TOLERANCE),
                 key=lambda r: r["file_bytes"])
     teacher = read_json(os.path.join(paths["teacher"], METRICS_FILE))
+    teacher["accuracy"] = teacher[spec.headline]  # the headline, whatever the task
     return {"rows": rows, "final": final, "teacher": teacher, "teacher_row": by_stage["teacher"],
-            "teacher_ref": teacher_ref, "baseline": baseline}
+            "teacher_ref": teacher_ref, "baseline": baseline, "spec": spec}
 
 
 def pareto_front(points: List[tuple]) -> List[int]:
@@ -106,7 +137,8 @@ def _plots(report: Dict, out: str) -> Dict[str, str]:
     from slm_tf.plotting import pyplot
     plt = pyplot()
     files = {}
-    rows, final = report["rows"], report["final"]
+    rows = report["rows"]
+    headline = report["spec"].labels[0]
 
     def save(fig, name):
         with atomic_path(os.path.join(out, name)) as tmp:
@@ -126,9 +158,18 @@ def _plots(report: Dict, out: str) -> Dict[str, str]:
         ax.plot([p[0] for p in front], [p[1] for p in front], "r--o", label="Pareto front")
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(f"test {headline}")
         ax.legend()
         save(fig, name)
+    report["spec"].plots(report, save)
+    return files
+
+
+def _classification_plots(report: Dict, save) -> None:
+    """Confusion matrix, per-class F1 of teacher vs final, reliability diagram."""
+    from slm_tf.plotting import pyplot
+    plt = pyplot()
+    final = report["final"]
     rec = final["_record"]
     cm = np.asarray(rec["confusion_matrix"])
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -159,7 +200,6 @@ def _plots(report: Dict, out: str) -> Dict[str, str]:
     ax.set_title(f"reliability: {final['name']}, ECE {rec['ece']:.4f}")
     ax.legend()
     save(fig, "reliability.png")
-    return files
 
 
 def _fmt(key: str, v) -> str:
@@ -229,7 +269,8 @@ def earlier_stage_gap(report: Dict, margin: float) -> Optional[Dict]:
 
 def _verdict(report: Dict) -> str:
     f, t = report["final"], report["teacher"]
-    return (f"Recommended: **{f['name']}** — test accuracy {f['accuracy']:.4f} "
+    label = report["spec"].labels[0] if "spec" in report else "accuracy"
+    return (f"Recommended: **{f['name']}** — test {label} {f['accuracy']:.4f} "
             f"({f['accuracy'] / t['accuracy']:.1%} of the teacher's {t['accuracy']:.4f}), "
             f"{f['file_bytes']:,} bytes ({f['compression_vs_teacher']:.0f}x smaller than the "
             f"teacher's float TFLite file), p50 {f['p50_ms_1t']:.3f} ms per query on one thread "
@@ -263,16 +304,21 @@ def _baseline_verdict(report: Dict) -> str:
 
 
 def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str,
-                 stages: Optional[Dict] = None, max_stage_drop: float = 0.01) -> Dict:
+                 stages: Optional[Dict] = None, max_stage_drop: float = 0.01,
+                 task: str = "classification") -> Dict:
     """Collects, plots and writes every report file into ``out``; returns the summary.
     ``max_stage_drop``: the accuracy the recommended file may lose to an earlier student
-    stage before the report warns (see ``earlier_stage_gap``)."""
-    report = collect(paths, final_stage)
+    stage before the report warns (see ``earlier_stage_gap``); ``task`` picks the
+    ``REPORT_TASKS`` hooks (headline metric, figures, model card)."""
+    report = collect(paths, final_stage, task)
+    spec = report["spec"]
     report["costs"] = stage_costs(report)
     report["below_earlier_stage"] = earlier_stage_gap(report, max_stage_drop)
     plots = _plots(report, out)
     rows = report["rows"]
-    table = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    titles = {"accuracy": spec.labels[0], "macro_f1": spec.labels[1]}
+    columns = [(k, titles.get(k, h)) for k, h in COLUMNS]
+    table = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     table += ["| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
     t = report["teacher"]
     md = [f"# Pipeline report: {t['data']['name']}", "", f"Command: `{command}`", "",
@@ -282,6 +328,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
           "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), "",
           "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], ""]
     md += [f"![{k}]({v})" for k, v in plots.items()]
+    md += report.get("extra_markdown", [])
     trust = trust_section(paths, out)
     md += ["", *trust]
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
@@ -291,11 +338,13 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
             f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
             f"<p>Command: <code>{html.escape(command)}</code></p>"
             f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
-            "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
+            "<tr>" + "".join(f"<th>{h}</th>" for _, h in columns) + "</tr>" +
             "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
             "<h2>What each stage cost</h2><ul>" +
             "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
             "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) +
+            (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
+             if report.get("extra_markdown") else "") +
             f"<pre>{html.escape(chr(10).join(trust))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
@@ -305,10 +354,12 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
         final["baseline_accuracy"] = report["baseline"]["accuracy"]
     final["below_earlier_stage"] = report["below_earlier_stage"]
     summary = {"rows": [public(r) for r in rows], "final": final, "stages": stages or {},
-               "stage_costs": report["costs"], "command": command, "plots": plots}
+               "stage_costs": report["costs"], "command": command, "plots": plots,
+               "task": task, "metric_labels": list(spec.labels),
+               **report.get("extra_summary", {})}
     write_json(os.path.join(out, "summary.json"), summary)
-    write_text(os.path.join(out, "model_card.md"), model_card(report, paths, final_stage,
-                                                             command))
+    write_text(os.path.join(out, "model_card.md"), spec.card(report, paths, final_stage,
+                                                            command))
     return summary
 
 
@@ -388,3 +439,8 @@ Produced by: `{command}`. Stage configs: `config.json` in each stage directory; 
 {os.path.relpath(f['source'], os.path.dirname(os.path.dirname(f['source'])))} and the stages'
 `metrics.json`.
 """
+
+
+REPORT_TASKS.register("classification")(ReportTask("accuracy", "macro_f1",
+                                                   ("accuracy", "macro-F1"),
+                                                   _classification_plots, model_card))

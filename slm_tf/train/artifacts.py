@@ -60,12 +60,36 @@ class Run:
         return self.config.get("train", {}).get("task", DEFAULT_TASK)
 
 
+class _Untracked:
+    """Calls a Keras model without making it part of a SavedModel's object graph."""
+
+    def __init__(self, model):
+        self._call = model.__call__
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+
+def _layer_traces_savable(model) -> bool:
+    """False for a quantization-aware model with recurrent layers (see ``_Serving``)."""
+    from slm_tf.export.graph import has_recurrent_layers
+    return not has_recurrent_layers(model) or not any(
+        type(layer).__name__.startswith("Quantize") for layer in model.layers)
+
+
 class _Serving(tf.Module):
     """SavedModel wrapper: logits and probabilities from ids, or from raw text."""
 
     def __init__(self, model, tokenizer: Tokenizer, max_seq_len: int, head: ServingHead):
         super().__init__()
-        self.model = model
+        if _layer_traces_savable(model):
+            self.model = model
+        else:
+            # Only the variables are tracked: Keras would also save each layer's own call,
+            # and a QAT recurrent layer's call reads its cell kernel as a fake-quantized tensor
+            # of the wrapper's graph, which a SavedModel cannot capture.
+            self.model_variables = list(model.variables)
+            self.__dict__["model"] = _Untracked(model)
         self.head = head
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
