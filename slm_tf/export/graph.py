@@ -45,11 +45,13 @@ def deployment_model(model, seq_len: int, batch: int = 1):
     """
     if not has_recurrent_layers(model):
         return model
+    from slm_tf.compress.quantization import quantize_scope  # a QAT model's wrappers
     ids = keras.Input(batch_shape=(batch, seq_len), dtype="int32", name=INPUT_NAME)
-    clone = keras.models.clone_model(
-        model, input_tensors=ids,
-        clone_function=lambda l: _unrolled(l) if _recurrent(l) else l.__class__.from_config(
-            l.get_config()))
+    with quantize_scope():
+        clone = keras.models.clone_model(
+            model, input_tensors=ids,
+            clone_function=lambda l: _unrolled(l) if _recurrent(l) else l.__class__.from_config(
+                l.get_config()))
     clone.set_weights(model.get_weights())
     return clone
 
