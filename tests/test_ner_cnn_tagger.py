@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import slm_tf  # noqa: F401
 from slm_tf.models import ModelConfig, build_tagger
-from slm_tf.models.layers import HashedBigrams
+from slm_tf.models.layers import HashedBigrams, ReverseByLength
 from slm_tf.tasks.ner import length_batches
 
 
@@ -16,10 +16,22 @@ def test_hashed_bigrams_by_hand():
     assert HashedBigrams(10, 13)(ids).numpy().tolist() == [[5, 5, 7, 7]]
 
 
-def test_cnn_tagger_states_do_not_depend_on_padding():
+def test_reverse_by_length_by_hand():
+    x = tf.constant([[[1.], [2.], [3.], [0.], [0.]], [[4.], [5.], [0.], [0.], [0.]]])
+    mask = tf.constant([[1., 1., 1., 0., 0.], [1., 1., 0., 0., 0.]])
+    out = ReverseByLength()([x, mask])
+    assert out.numpy()[..., 0].tolist() == [[3, 2, 1, 0, 0], [5, 4, 0, 0, 0]]
+    np.testing.assert_array_equal(ReverseByLength()([out, mask]).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("rnn_units", [0, 6])
+def test_cnn_tagger_states_do_not_depend_on_padding(rnn_units):
+    """Also with the bidirectional GRU: its backward direction reads each sentence reversed
+    up to its length (Keras' Bidirectional would start in the padding)."""
     tf.keras.utils.set_random_seed(0)
     cfg = ModelConfig(model="cnn", kernel_sizes=["3"], num_filters=8, dilations=["1", "2"],
-                      bigram_buckets=50, hidden_dim=0, crf=True, embedding_dim=8)
+                      bigram_buckets=50, hidden_dim=0, crf=True, embedding_dim=8,
+                      rnn_units=rnn_units)
     model = build_tagger(cfg, 30, 5, 20)
     sentence = [2, 9, 4, 17, 3, 3, 8]
     short = np.zeros((1, 10), np.int32)
@@ -29,6 +41,11 @@ def test_cnn_tagger_states_do_not_depend_on_padding():
     b = model(long, training=False).numpy()[0, :7]
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.abs(a).max() > 1e-3  # the weights are not all zero (the check would be vacuous)
+    if rnn_units:  # the GRU sees the whole sentence: changing the last token moves the first
+        changed = long.copy()
+        changed[0, 6] = 11
+        c = model(changed, training=False).numpy()[0, :7]
+        assert np.abs(c[0] - b[0]).max() > 1e-6
 
 
 def test_length_batches_keep_every_row_once_and_trim():
