@@ -284,7 +284,7 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     s = Server(f"--model=toy={base}", "--poll_s=0.2", "--max_batch_size=64",
                "--batch_timeout_ms=1000")
     url = s.url + "/v1/models/toy:predict"
-    failures, seen, stop = [], {}, threading.Event()
+    failures, seen, ok, stop = [], {}, [], threading.Event()
 
     def load():
         while not stop.is_set():
@@ -293,6 +293,7 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
                 failures.append((status, body))
             else:
                 seen.setdefault(body["model_version"], time.time())
+                ok.append(1)
     try:
         threads = [threading.Thread(target=load) for _ in range(6)]
         for t in threads:
@@ -343,6 +344,10 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     # uvicorn re-raises the SIGTERM once drained, so the exit status is the signal's.
     assert code in (0, -signal.SIGTERM) and "drained: every accepted request answered" in log, \
         log[-2000:]
+    accepted, answered = map(int, re.search(r"\((\d+) accepted, (\d+) answered\)", log).groups())
+    # The server's own counts: every request it accepted was answered (the load's, the 8
+    # held in the batcher, the probes).
+    assert accepted == answered >= len(ok) + 8, log[-2000:]
 
 
 def test_predictor_redacts_pii_when_the_run_was_trained_redacted(tmp_path):
