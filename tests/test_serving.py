@@ -93,6 +93,47 @@ def test_sampling_settings_of_a_request():
             sampling_from_request(req, limits)
 
 
+class _SlowPredictor:
+    """A model that takes 60 ms per batch whatever its size; records each batch's worker
+    thread, size and time span."""
+    streams = False
+
+    def __init__(self):
+        self.batches, self.lock = [], threading.Lock()
+
+    def new_runner(self):
+        return None
+
+    def predict(self, runner, texts, params=None):
+        start = time.perf_counter()
+        time.sleep(0.06)
+        with self.lock:
+            self.batches.append((threading.current_thread().name, len(texts), start,
+                                 time.perf_counter()))
+        return [{"text": t} for t in texts]
+
+
+def test_batcher_workers_share_a_burst_side_by_side():
+    """16 requests arriving together at 2 idle workers (20 ms batch wait): both workers take a
+    share (the first worker to wake used to take the whole burst in one batch, leaving the
+    other idle), and every request gets its own rows back."""
+    import asyncio
+    from slm_tf.serving.batcher import Batcher
+    predictor = _SlowPredictor()
+    batcher = Batcher(predictor, max_batch_size=32, timeout_s=0.02, workers=2)
+
+    async def burst():
+        return await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(16)))
+    results = asyncio.run(burst())
+    batcher.close()
+    assert [r[0]["text"] for r in results] == [f"t{i}" for i in range(16)]
+    assert sum(n for _, n, _, _ in predictor.batches) == 16
+    # Which worker ran what, not when: a loaded machine may schedule the second thread late.
+    assert {name for name, _, _, _ in predictor.batches} == {"infer-0", "infer-1"}, \
+        predictor.batches
+    assert max(n for _, n, _, _ in predictor.batches) <= 8, predictor.batches
+
+
 def test_loadtest_refuses_other_hosts():
     from slm_tf.errors import UserError
     from slm_tf.serving.loadtest import require_loopback
@@ -281,8 +322,10 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     base = str(tmp_path / "toy")
     os.makedirs(base)
     _drop_version(base, export[0], 1)
+    # One worker: a lone worker waits --batch_timeout_ms for more requests (an idle second
+    # worker would start on them at once), so the drain below finds requests in the batcher.
     s = Server(f"--model=toy={base}", "--poll_s=0.2", "--max_batch_size=64",
-               "--batch_timeout_ms=1000")
+               "--batch_timeout_ms=1000", "--num_workers=1")
     url = s.url + "/v1/models/toy:predict"
     failures, seen, ok, stop = [], {}, [], threading.Event()
 
