@@ -143,6 +143,20 @@ def test_loadtest_refuses_other_hosts():
             require_loopback(url)
 
 
+def test_loadtest_survives_a_server_that_stopped():
+    """A load test across a SIGTERM ends with the server gone: its closing metrics scrape
+    finds nobody listening and the report goes on without the server-side breakdown."""
+    import urllib.parse
+    from serving_fixture import free_port
+    from slm_tf.serving.loadtest import LoadTestConfig, _scrape, run_load
+    url = f"http://127.0.0.1:{free_port()}"
+    assert _scrape(urllib.parse.urlsplit(url), {}) == {}
+    report = run_load(LoadTestConfig(url=url, model="toy", concurrency=2, duration_s=0.3,
+                                     max_requests=4))
+    assert report["ok"] == 0 and report["errors_by_status"] == {"ConnectionRefusedError": 4}
+    assert "server_ms_per_request" not in report
+
+
 # --- the server -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def export(tmp_path_factory, data_dir):
