@@ -92,7 +92,9 @@ def _child(path, inputs, threads, full) -> Dict:
 def benchmark_lm_export(export_dir: str, manifest: Dict, run, prompts: int = 50,
                         new_tokens: int = 64, max_windows: int = 0) -> List[Dict]:
     """One record per exported file plus the Keras reference, written to ``export_dir``."""
+    from slm_tf.export.lm import step_model
     from slm_tf.tasks import get_task
+    model = step_model(run)  # a QAT run: the zoo LM with its int8-grid weights, as exported
     data = get_task("lm").prepare_data(from_dict(DataConfig, manifest["data"]))
     stream = np.asarray(data.stream("test", run.tokenizer), np.int32)
     m = run.max_seq_len
@@ -116,10 +118,10 @@ def benchmark_lm_export(export_dir: str, manifest: Dict, run, prompts: int = 50,
     prompt_ids = np.stack([stream[s:s + prompt_len] for s in prompt_starts])
     logging.info("Keras reference: %d windows, %d prompts x %d tokens", len(windows), prompts,
                  new_tokens)
-    nats, keras_ids, keras_gaps = keras_reference(run.model, full_windows, prompt_ids,
+    nats, keras_ids, keras_gaps = keras_reference(model, full_windows, prompt_ids,
                                                   new_tokens)
     for w in tail:  # the last, shorter window
-        lp = _log_softmax(run.model(w[None, :-1], training=False).numpy()[0].astype(np.float64))
+        lp = _log_softmax(model(w[None, :-1], training=False).numpy()[0].astype(np.float64))
         nats -= float(lp[np.arange(len(w) - 1), w[1:]].sum())
     keras_bpc = nats / characters / math.log(2)
     records = [{"format": "keras", "path": MODEL_FILE, "bits_per_character": keras_bpc,
@@ -136,7 +138,8 @@ def benchmark_lm_export(export_dir: str, manifest: Dict, run, prompts: int = 50,
             two = _child(path, inputs, 2, full=False)
             file_nats = one["nats"]
             for w in tail:  # the tail window goes through Keras in both (a few tokens)
-                lp = _log_softmax(run.model(w[None, :-1]).numpy()[0].astype(np.float64))
+                lp = _log_softmax(model(w[None, :-1], training=False).numpy()[0]
+                                  .astype(np.float64))
                 file_nats -= float(lp[np.arange(len(w) - 1), w[1:]].sum())
             bpc = file_nats / characters / math.log(2)
             rec = {"format": f["format"], "path": f["path"], "file_bytes": f["file_bytes"],

@@ -11,7 +11,7 @@ import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
-from slm_tf.plotting import HTML_FONT_STACK
+from slm_tf.pipeline.html_page import plots_html, report_page
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
 from slm_tf.trust.evaluate import summary_lines
 from slm_tf.trust.serving import TRUST_KEY
@@ -285,18 +285,12 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     trust = trust_section(paths, out)
     md += ["", *trust]
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
-    cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
-    page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
-            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
-            f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
-            f"<p>Command: <code>{html.escape(command)}</code></p>"
-            f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
-            "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
-            "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
-            "<h2>What each stage cost</h2><ul>" +
-            "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
-            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) +
-            f"<pre>{html.escape(chr(10).join(trust))}</pre>")
+    page = report_page(
+        "slm_tf report", f"Pipeline report: {t['data']['name']}", command, _verdict(report),
+        COLUMNS, rows, _fmt,
+        "<h2>What each stage cost</h2><ul>" +
+        "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
+        plots_html(plots) + f"<pre>{html.escape(chr(10).join(trust))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
