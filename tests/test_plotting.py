@@ -55,9 +55,12 @@ def test_cjk_font_is_the_fallback_for_chinese_and_latin_stays_dejavu():
 
 
 def test_html_report_declares_charset_and_cjk_fonts():
+    from slm_tf.pipeline.html_page import report_page
     from slm_tf.plotting import HTML_FONT_STACK
-    import inspect
-    from slm_tf.pipeline import report
-    source = inspect.getsource(report.write_report)
-    assert "charset='utf-8'" in source and "HTML_FONT_STACK" in source
+    page = report_page("t", "银行 <report>", "cmd --x=1", "**ok**", [("acc", "accuracy")],
+                       [{"acc": 0.5}, {"acc": "<b>"}], lambda k, v: str(v))
+    assert "<meta charset='utf-8'>" in page and HTML_FONT_STACK in page
     assert "Noto Sans CJK SC" in HTML_FONT_STACK and HTML_FONT_STACK.endswith("sans-serif")
+    # every user-supplied string is escaped; the table has one row per stage
+    assert "银行 &lt;report&gt;" in page and "&lt;b&gt;" in page and "<b>" not in page
+    assert page.count("<tr>") == 3 and "**" not in page

@@ -17,7 +17,7 @@ import tensorflow as tf
 from slm_tf.compress.report import gzip_size, weights_blob
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
-from slm_tf.plotting import HTML_FONT_STACK
+from slm_tf.pipeline.html_page import plots_html, report_page
 from slm_tf.train.artifacts import METRICS_FILE, load_run
 
 MODEL_STAGES = ("teacher", "student", "distilled", "pruned", "qat")
@@ -139,6 +139,9 @@ def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     prompts = _prompts(teacher_run, SAMPLES)
     rows = [_stage_row(s, paths[s], prompts) for s in MODEL_STAGES if s in paths]
     rows += _export_rows("final", paths["export"]) if "export" in paths else []
+    # The teacher's float TFLite file: the final file's size and speed reference.
+    rows += _export_rows("teacher", paths["teacher_export"]) \
+        if "teacher_export" in paths else []
     teacher = rows[0]
     for r in rows:
         if r.get("bits_per_character") is not None:
@@ -198,7 +201,19 @@ def _verdict(report: Dict) -> str:
     return (f"**Final: {f['name']}**: test {f['bits_per_character']:.4f} bits per character "
             f"({100 * (f['bpc_vs_teacher'] - 1):+.1f}% vs the teacher's "
             f"{t['bits_per_character']:.4f}) at {f['size_vs_teacher']:.3f} of its size "
-            f"({f['size_bytes']:,} vs {t['size_bytes']:,} bytes).")
+            f"({f['size_bytes']:,} vs {t['size_bytes']:,} bytes)." + _against_file(report))
+
+
+def _against_file(report: Dict) -> str:
+    """The final file against the teacher's float TFLite file (size, tokens/s, TTFT)."""
+    f = report["final"]
+    t = next((r for r in report["rows"] if r["stage"] == "teacher" and r.get("format")), None)
+    if t is None or not f.get("format"):
+        return ""
+    return (f" Against the teacher's {t['format']} file: {f['size_bytes'] / t['size_bytes']:.3f}"
+            f" of its {t['size_bytes']:,} bytes, decode {_fmt('tokens_per_s', f['tokens_per_s'])}"
+            f" vs {_fmt('tokens_per_s', t['tokens_per_s'])} tokens/s, time to first token "
+            f"{_fmt('ttft_ms', f['ttft_ms'])} vs {_fmt('ttft_ms', t['ttft_ms'])} ms.")
 
 
 def _samples(report: Dict) -> List[str]:
@@ -235,21 +250,14 @@ def write_lm_report(paths: Dict[str, str], final_stage: str, out: str, command: 
           ""]
     md += [f"![{k}]({v})" for k, v in plots.items()] + [""] + _samples(report)
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
-    cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
     samples = "".join(
         f"<h3>Prompt {i + 1}</h3><pre>{html.escape(p)}</pre><table border=1>" +
         "".join(f"<tr><td>{html.escape(r['name'])}</td><td><pre>"
                 f"{html.escape(r['_continuations'][i])}</pre></td></tr>"
                 for r in rows if "_continuations" in r) + "</table>"
         for i, p in enumerate(rows[0]["_prompts"]))
-    page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf LM report</title>"
-            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
-            f"<h1>Language-model pipeline report: {html.escape(name)}</h1>"
-            f"<p>Command: <code>{html.escape(command)}</code></p>"
-            f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
-            "<tr>" + "".join(f"<th>{h}</th>" for _, h in COLUMNS) + "</tr>" +
-            "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
-            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) + samples)
+    page = report_page("slm_tf LM report", f"Language-model pipeline report: {name}", command,
+                       _verdict(report), COLUMNS, rows, _fmt, plots_html(plots) + samples)
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])

@@ -12,7 +12,7 @@ import numpy as np
 
 from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
-from slm_tf.plotting import HTML_FONT_STACK
+from slm_tf.pipeline.html_page import plots_html, report_page
 from slm_tf.registry import Registry
 from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
 from slm_tf.trust.evaluate import summary_lines
@@ -332,20 +332,15 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     trust = trust_section(paths, out)
     md += ["", *trust]
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
-    cells = lambda r: "".join(f"<td>{html.escape(_fmt(k, r.get(k)))}</td>" for k, _ in COLUMNS)
-    page = (f"<!doctype html><meta charset='utf-8'><title>slm_tf report</title>"
-            f"<style>body{{font-family:{HTML_FONT_STACK}}}</style>"
-            f"<h1>Pipeline report: {html.escape(t['data']['name'])}</h1>"
-            f"<p>Command: <code>{html.escape(command)}</code></p>"
-            f"<p>{html.escape(_verdict(report)).replace('**', '')}</p><table border=1>"
-            "<tr>" + "".join(f"<th>{h}</th>" for _, h in columns) + "</tr>" +
-            "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>" +
-            "<h2>What each stage cost</h2><ul>" +
-            "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
-            "".join(f"<h3>{k}</h3><img src='{v}'>" for k, v in plots.items()) +
-            (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
-             if report.get("extra_markdown") else "") +
-            f"<pre>{html.escape(chr(10).join(trust))}</pre>")
+    page = report_page(
+        "slm_tf report", f"Pipeline report: {t['data']['name']}", command, _verdict(report),
+        columns, rows, _fmt,
+        "<h2>What each stage cost</h2><ul>" +
+        "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
+        plots_html(plots) +
+        (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
+         if report.get("extra_markdown") else "") +
+        f"<pre>{html.escape(chr(10).join(trust))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
@@ -365,7 +360,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
 
 def trust_section(paths: Dict[str, str], out: str) -> List[str]:
     """Markdown: each stage's temperature, ECE before/after, abstention costs and plots."""
-    lines = ["## Calibration and abstention (per stage)"]
+    lines = ["## Calibration and abstention (per stage)", *shipped_abstention_lines(paths)]
     for stage in MODEL_STAGES:
         if stage not in paths:
             continue
@@ -376,6 +371,31 @@ def trust_section(paths: Dict[str, str], out: str) -> List[str]:
         lines += [f"![{stage} {k}]({os.path.relpath(os.path.join(paths[stage], v), out)})"
                   for k, v in m[TRUST_KEY].get("plots", {}).items()]
     return lines
+
+
+def shipped_abstention_lines(paths: Dict[str, str]) -> List[str]:
+    """Markdown: what the exported files' own in-graph ``abstain`` flag did on the test split,
+    through their runtimes (benchmark.json), final student and teacher side by side."""
+    rows = []
+    for stage in ("export", "teacher_export"):
+        path = os.path.join(paths.get(stage, ""), RESULT_FILE)
+        if stage not in paths or not os.path.exists(path):
+            continue
+        for r in read_json(path):
+            a = r.get("abstention")
+            if a and r["format"] != "keras":
+                rows.append(f"| {'final' if stage == 'export' else 'teacher'} {r['format']} | "
+                            f"{a['method']} | {a['oos_recall']:.4f} | {a['oos_precision']:.4f} | "
+                            f"{a['in_scope_accuracy']:.4f} | "
+                            f"{a['in_scope_accuracy_without_abstention']:.4f} | "
+                            f"{a['accuracy_cost_points']:.2f} | {a['auroc']:.4f} | "
+                            f"{a['fpr_at_95_in_scope_recall']:.4f} |")
+    if not rows:
+        return []
+    return ["", "What abstaining costs in the shipped files (their own `abstain` output on the "
+            "test split, threshold chosen on validation):", "",
+            "| file | method | OOS recall | OOS precision | in-scope acc. | without abstention |"
+            " cost (points) | AUROC | FPR@95 |", "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _card_ece(final: Dict) -> str:
