@@ -83,3 +83,31 @@ def test_entity_tag_f1_by_hand():
     # gold entity tags 3; predicted entity tags at tagged positions 4; 2 of them right.
     assert float(entity_tag_f1(y_true, logits)) == pytest.approx(2 * 2 / (3 + 4))
     assert float(entity_tag_f1(y_true, np.eye(4, dtype=np.float32)[np.zeros_like(pred)])) == 0.0
+
+
+def test_qat_gru_tagger_keeps_its_crf_and_saves(tmp_path):
+    """QAT wraps every layer of the GRU-CRF tagger; the CRF is still found (decoding and the
+    loss need it) and the SavedModel writes, although a QAT recurrent layer's own call reads a
+    fake-quantized kernel that a SavedModel cannot capture."""
+    from slm_tf.compress.quantization import quantize
+    from slm_tf.models.crf import CRF
+    from slm_tf.ner.training import crf_layer, decode
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    from slm_tf.train.artifacts import save_saved_model
+    tf.keras.utils.set_random_seed(0)
+    cfg = ModelConfig(model="cnn", kernel_sizes=["3"], num_filters=8, dilations=["1"],
+                      bigram_buckets=50, hidden_dim=0, crf=True, embedding_dim=8, rnn_units=4)
+    model = build_tagger(cfg, 30, 5, 12)
+    model.crf.transitions.assign(np.eye(5, dtype=np.float32) * 50.0)  # Viterbi must see it
+    qat = quantize(model)
+    assert crf_layer(qat) is not None and crf_layer(qat) is not model.crf
+    assert isinstance(crf_layer(qat), CRF)
+    ids = np.array([[2, 9, 4, 17, 3, 0, 0, 0, 0, 0, 0, 0]], np.int32)
+    logits = qat(ids, training=False).numpy()
+    tags = decode(qat, logits, ids != 0)[0, :5]
+    assert len(set(tags.tolist())) == 1  # the huge self-transitions win over any emissions
+    tok = build_tokenizer(TokenizerConfig(tokenizer="char", min_frequency=1), ["张三在北京"])
+    save_saved_model(str(tmp_path / "saved"), qat, tok, 12)
+    loaded = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    np.testing.assert_allclose(loaded(ids=tf.constant(ids))["logits"].numpy(), logits,
+                               atol=1e-4)
