@@ -52,7 +52,11 @@ def test_ner_pipeline_resumes_after_kill_in_distillation(tmp_path):
     assert t["entity_f1"] > 0.5  # the toy sentences are learnable
 
     pruned = json.load(open(out / "pruned" / "compression.json"))
-    assert pruned["mode"] == "prune" and pruned["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert pruned["mode"] == "prune"
+    targets = [r for r in pruned["layers"] if r["prune_target"]]
+    assert {r["layer"] for r in targets} >= {"token_embedding", "conv3", "logits"}
+    for row in targets:  # every pruned kernel reached the target
+        assert row["sparsity"] == pytest.approx(0.5, abs=0.02), row
     assert pruned["distillation"]["teacher_dir"] == str(out / "teacher")
     assert pruned["entity_f1_before"] == pytest.approx(distilled["entity_f1"], abs=1e-9)
     qat = json.load(open(out / "qat" / "compression.json"))
