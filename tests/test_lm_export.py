@@ -81,6 +81,15 @@ def test_exported_lm_files_run_prefill_and_decode_like_keras(lm_export):
     prefill, decode = (interpreter.get_signature_runner(k) for k in ("prefill", "decode"))
     _check_steps(lambda ids: prefill(ids=ids),
                  lambda tok, cache, pos: decode(token=tok, cache=cache, position=pos), run.model)
+    # Both signatures read one copy of the weights, and prefill holds no [M, M] mask or
+    # rotary table of its own (they are computed at run time): what only one signature
+    # holds is smaller than a single float [M, M] matrix.
+    from slm_tf.export.lm_benchmark import lm_size_breakdown
+    sizes = lm_size_breakdown(open(os.path.join(out, "model_float.tflite"), "rb").read())
+    kernels = sum(w.numpy().nbytes for w in run.model.weights if len(w.shape) == 2)
+    assert sizes["shared_buffer_bytes"] >= kernels  # (zero biases are stored once)
+    assert sizes["prefill_only_buffer_bytes"] < 4 * CONTEXT * CONTEXT
+    assert sizes["decode_only_buffer_bytes"] < 4 * CONTEXT * CONTEXT
     sessions = {k: ort.InferenceSession(os.path.join(out, "onnx", f"{k}.onnx"),
                                         providers=["CPUExecutionProvider"])
                 for k in ("prefill", "decode")}
@@ -168,3 +177,61 @@ def test_lm_benchmark_scores_the_tflite_file_like_keras(lm_export):
     assert flt["ttft_ms_1t"] > 0 and flt["decode_tokens_per_s_1t"] > 0
     assert flt["decode_tokens_per_s_2t"] > 0 and flt["peak_rss_bytes"] > 0
     assert os.path.exists(os.path.join(out, "benchmark.md"))
+
+
+
+@pytest.mark.integration
+def test_qat_lm_exports_and_the_tflite_file_continues_like_the_compressed_model(
+        tmp_path, data_dir):
+    """A QAT LM (tfmot's functional graph, as compress.py leaves it; no ``step``) exports: the step functions are rebuilt from its int8-grid weights, and the
+    float TFLite file reproduces that model's logits and greedy continuation."""
+    import dataclasses
+    from tiny_lm_run import make_lm_run
+    from slm_tf.compress.quantization import _resolve, calibrate, quantize
+    from slm_tf.compress.rebuild import as_functional
+    from slm_tf.export.lm import step_model
+    from slm_tf.export.run import ExportConfig, exporter_for
+    from slm_tf.pipeline.lm_report import greedy
+    from slm_tf.train.artifacts import load_run
+    from ai_edge_litert.interpreter import Interpreter
+    make_lm_run(str(tmp_path / "run"), data_dir, context=CONTEXT)
+    run = load_run(str(tmp_path / "run"))
+    qat = quantize(as_functional(run.model))
+    ids = np.random.RandomState(1).randint(4, run.tokenizer.vocab_size, (8, CONTEXT))
+    calibrate(qat, run.model, ids)  # activation ranges, as compress.py starts them
+    qat(ids, training=True)  # one training-mode call sets every weight's int8 range
+    float_model, run = run.model, dataclasses.replace(run, model=qat)
+    rebuilt = step_model(run)
+    # Oracle: the float model's weights, kernels rounded by numpy to the symmetric 8-bit grid
+    # of tfmot's weight quantizer (255 levels, max |w| / 127 apart); the rest unchanged.
+    layer, source = rebuilt.get_layer, float_model.get_layer
+    quantized = {"token_embedding": ["embeddings"], "block0_ffn_in": ["kernel"],
+                 "block1_attention": ["query.kernel", "value.kernel"]}
+    for name, paths in quantized.items():
+        for path in paths:
+            w = _resolve(source(name), path).numpy()
+            step = np.abs(w).max() / 127
+            np.testing.assert_allclose(_resolve(layer(name), path).numpy(),
+                                       np.round(w / step) * step, atol=1e-6)
+    np.testing.assert_array_equal(layer("block1_attention").value.bias.numpy(),
+                                  source("block1_attention").value.bias.numpy())
+    np.testing.assert_array_equal(layer("final_norm").gamma.numpy(),
+                                  source("final_norm").gamma.numpy())
+    out = str(tmp_path / "export")
+    exporter_for("lm")(run, ExportConfig(run_dir=str(tmp_path / "run"), output_dir=out,
+                                         formats=["tflite_float"]), out)
+    interpreter = Interpreter(model_path=os.path.join(out, "model_float.tflite"))
+    prefill, decode = (interpreter.get_signature_runner(k) for k in ("prefill", "decode"))
+    _check_steps(lambda ids: prefill(ids=ids),
+                 lambda tok, cache, pos: decode(token=tok, cache=cache, position=pos), rebuilt)
+    prompt = run.tokenizer.ids("Whether 'tis")
+    padded = np.zeros((1, CONTEXT), np.int32)
+    padded[0, :len(prompt)] = prompt
+    res = prefill(ids=padded)
+    tokens, cache = [int(np.argmax(res["logits"][0, len(prompt) - 1]))], res["cache"]
+    for t in range(len(prompt), len(prompt) + 9):
+        res = decode(token=np.array([[tokens[-1]]], np.int32), cache=cache,
+                     position=np.array([t], np.int32))
+        tokens.append(int(np.argmax(res["logits"][0])))
+        cache = res["cache"]
+    assert tokens == greedy(rebuilt, prompt, 10)

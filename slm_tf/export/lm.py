@@ -39,6 +39,66 @@ ONNX_NEW_CACHE = "new_cache"
 LM_FORMATS: Registry = Registry("LM export format", EXPORT_FORMATS)
 
 
+def step_model(run: Run):
+    """The run's language model with its incremental ``step`` (what the step functions and
+    the benchmark's Keras reference call).
+
+    A plain run's model is returned as is. A compressed run whose ``model.keras`` is tfmot's
+    functional QAT graph has no ``step``: it becomes a fresh zoo LM of the run's architecture
+    holding the weights the QAT graph computes with (every fake-quantized weight rounded to
+    its int8 grid with its trained range, the rest copied); its activations are float, as in
+    the float/dynamic-range files (the int8 file calibrates its own ranges).
+    """
+    from slm_tf.compress.quantization import float_layer
+    from slm_tf.models import ModelConfig, build_model, is_language_model
+    from slm_tf.config import from_dict
+    model = run.model
+    if is_language_model(model):
+        return model
+    vocab = run.tokenizer.vocab_size
+    fresh = build_model(from_dict(ModelConfig, run.config["model"]), vocab, vocab,
+                        run.max_seq_len)
+    sources = {float_layer(layer).name: layer for layer in model.layers}
+    for layer in fresh.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in sources:
+            raise UserError(f"{run.run_dir}: layer {layer.name} of a {fresh.arch} is missing "
+                            "from its model.keras; it cannot be exported as prefill/decode "
+                            "step functions.")
+        _copy_quantized(sources[layer.name], layer)
+    return fresh
+
+
+def _copy_quantized(wrapper, layer) -> None:
+    """Sets ``layer``'s weights from ``wrapper`` (a tfmot QuantizeWrapper around a layer of the
+    same kind, or that layer itself): quantized weights as the wrapper's weight quantizers
+    round them (inference mode: the trained ranges), the others as they are."""
+    from slm_tf.compress.quantization import _resolve, float_layer
+    inner = float_layer(wrapper)
+    weight_vars = getattr(wrapper, "_weight_vars", [])
+    config = getattr(wrapper, "quantize_config", None)
+    paths = list(getattr(config, "weight_paths", None) or getattr(config, "weight_attrs", []))
+    if len(paths) != len(weight_vars):
+        raise UserError(f"internal: {wrapper.name} quantizes {len(weight_vars)} weights but "
+                        f"its config names {paths}")
+    quantized = set()
+    for path, (weight, quantizer, quantizer_vars) in zip(paths, weight_vars):
+        target = _resolve(layer, path)
+        target.assign(quantizer(weight, False, quantizer_vars))
+        quantized.add(target.ref())
+    # While wrapped, the inner layer may track its quantized weights or not (tfmot swaps
+    # them for tensors in call): the others follow in the same order either way.
+    sources = {weight.ref() for weight, _, _ in weight_vars}
+    rest = [w for w in inner.weights if w.ref() not in sources]
+    targets = [w for w in layer.weights if w.ref() not in quantized]
+    if [tuple(w.shape) for w in rest] != [tuple(w.shape) for w in targets]:
+        raise UserError(f"internal: {wrapper.name}'s weights do not match a fresh "
+                        f"{type(layer).__name__}")
+    for source, target in zip(rest, targets):
+        target.assign(source)
+
+
 class StepFunctions(tf.Module):
     """``prefill`` and ``decode`` of a causal LM as fixed-shape ``tf.function``s."""
 
@@ -64,10 +124,14 @@ class StepFunctions(tf.Module):
         if not self.is_gpt:
             return self._recurrent_prefill(ids)
         m = self.context
-        positions = tf.range(m)
-        write = tf.eye(m)
+        # The [M, M] masks and rotary tables are computed at run time from the positions: as
+        # constants the converter would fold them into the file (147 KB at M = 128, a
+        # tenth of a dynamic-range file). The zero comes from the input (ids are never
+        # negative), so nothing downstream folds.
+        positions = tf.range(m) + tf.reduce_min(tf.minimum(ids, 0))
+        write = tf.cast(tf.equal(positions[:, tf.newaxis], positions[tf.newaxis]), tf.float32)
         real = tf.cast(tf.not_equal(ids, 0), tf.float32)  # [1, M]
-        causal = tf.linalg.band_part(tf.ones([m, m]), -1, 0)
+        causal = tf.cast(positions[tf.newaxis] <= positions[:, tf.newaxis], tf.float32)
         key_mask = tf.maximum(causal[tf.newaxis] * real[:, tf.newaxis, :], write[tf.newaxis])
         logits, cache = self.model.cached_forward(ids, tf.zeros(self.cache_shape), write,
                                                   key_mask, positions)
@@ -262,6 +326,8 @@ def export_lm(run: Run, cfg: ExportConfig, out: str) -> Dict:
     from absl import logging
     from slm_tf.export.lm_bundle import write_lm_bundle
     from slm_tf.tasks import get_task
+    import dataclasses
+    run = dataclasses.replace(run, model=step_model(run))
     steps = StepFunctions(run.model)
     n_windows = max(1, cfg.calibration_examples // 5)  # each window gives 5 calls
     files = []

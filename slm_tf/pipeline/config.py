@@ -17,9 +17,9 @@ LM_PIPELINE_DEFAULTS = {
     "student_recipe": os.path.join(CONFIGS, "lm_student.flags"),
     "compress_recipe": os.path.join(CONFIGS, "lm_compress.flags"),
     "alpha": 0.5, "augment_copies": 0, "prune": 0.5, "prune_epochs": 1, "qat_epochs": 1,
-    # No export stages yet: the LM exporter (slm_tf/export/lm.py) builds prefill/decode from a
-    # CausalLM's step, which a QAT graph (tfmot wrappers) does not have.
-    "export_formats": [],
+    # The recommended phone file and its float reference (int8's activations cost more bits
+    # per character and its benchmark is slow; add tflite_int8 to measure it).
+    "export_formats": ["tflite_dynamic", "tflite_float"],
 }
 
 

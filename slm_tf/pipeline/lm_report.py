@@ -139,6 +139,9 @@ def collect(paths: Dict[str, str], final_stage: str) -> Dict:
     prompts = _prompts(teacher_run, SAMPLES)
     rows = [_stage_row(s, paths[s], prompts) for s in MODEL_STAGES if s in paths]
     rows += _export_rows("final", paths["export"]) if "export" in paths else []
+    # The teacher's float TFLite file: the final file's size and speed reference.
+    rows += _export_rows("teacher", paths["teacher_export"]) \
+        if "teacher_export" in paths else []
     teacher = rows[0]
     for r in rows:
         if r.get("bits_per_character") is not None:
@@ -198,7 +201,19 @@ def _verdict(report: Dict) -> str:
     return (f"**Final: {f['name']}**: test {f['bits_per_character']:.4f} bits per character "
             f"({100 * (f['bpc_vs_teacher'] - 1):+.1f}% vs the teacher's "
             f"{t['bits_per_character']:.4f}) at {f['size_vs_teacher']:.3f} of its size "
-            f"({f['size_bytes']:,} vs {t['size_bytes']:,} bytes).")
+            f"({f['size_bytes']:,} vs {t['size_bytes']:,} bytes)." + _against_file(report))
+
+
+def _against_file(report: Dict) -> str:
+    """The final file against the teacher's float TFLite file (size, tokens/s, TTFT)."""
+    f = report["final"]
+    t = next((r for r in report["rows"] if r["stage"] == "teacher" and r.get("format")), None)
+    if t is None or not f.get("format"):
+        return ""
+    return (f" Against the teacher's {t['format']} file: {f['size_bytes'] / t['size_bytes']:.3f}"
+            f" of its {t['size_bytes']:,} bytes, decode {_fmt('tokens_per_s', f['tokens_per_s'])}"
+            f" vs {_fmt('tokens_per_s', t['tokens_per_s'])} tokens/s, time to first token "
+            f"{_fmt('ttft_ms', f['ttft_ms'])} vs {_fmt('ttft_ms', t['ttft_ms'])} ms.")
 
 
 def _samples(report: Dict) -> List[str]:
