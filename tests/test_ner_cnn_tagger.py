@@ -85,6 +85,7 @@ def test_entity_tag_f1_by_hand():
     assert float(entity_tag_f1(y_true, np.eye(4, dtype=np.float32)[np.zeros_like(pred)])) == 0.0
 
 
+@pytest.mark.integration  # writes a SavedModel of a QAT graph (tens of seconds when loaded)
 def test_qat_gru_tagger_keeps_its_crf_and_saves(tmp_path):
     """QAT wraps every layer of the GRU-CRF tagger; the CRF is still found (decoding and the
     loss need it) and the SavedModel writes, although a QAT recurrent layer's own call reads a
