@@ -81,6 +81,15 @@ def test_exported_lm_files_run_prefill_and_decode_like_keras(lm_export):
     prefill, decode = (interpreter.get_signature_runner(k) for k in ("prefill", "decode"))
     _check_steps(lambda ids: prefill(ids=ids),
                  lambda tok, cache, pos: decode(token=tok, cache=cache, position=pos), run.model)
+    # Both signatures read one copy of the weights, and prefill holds no [M, M] mask or
+    # rotary table of its own (they are computed at run time): what only one signature
+    # holds is smaller than a single float [M, M] matrix.
+    from slm_tf.export.lm_benchmark import lm_size_breakdown
+    sizes = lm_size_breakdown(open(os.path.join(out, "model_float.tflite"), "rb").read())
+    kernels = sum(w.numpy().nbytes for w in run.model.weights if len(w.shape) == 2)
+    assert sizes["shared_buffer_bytes"] >= kernels  # (zero biases are stored once)
+    assert sizes["prefill_only_buffer_bytes"] < 4 * CONTEXT * CONTEXT
+    assert sizes["decode_only_buffer_bytes"] < 4 * CONTEXT * CONTEXT
     sessions = {k: ort.InferenceSession(os.path.join(out, "onnx", f"{k}.onnx"),
                                         providers=["CPUExecutionProvider"])
                 for k in ("prefill", "decode")}
