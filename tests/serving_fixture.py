@@ -56,6 +56,7 @@ def make_export(root, data_dir):
     tokenizer = build_tokenizer(exp.tokenizer, [t for t, _ in data])
     tokenizer.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
     labels = sorted(GROUPS)
+    keras.utils.set_random_seed(0)  # unseeded, a rare run confused "card stolen" with a rate
     model = build_model(exp.model, tokenizer.vocab_size, len(labels), 8)
     model.compile(keras.optimizers.Adam(0.05),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -219,10 +220,9 @@ LM_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na bird in the hand.
 
 
 def make_lm_run(root, data_dir, seed=2):
-    """An untrained character GPT (context 24) saved as a ``--task=lm`` run (model.keras,
-    tokenizer/, config.json, metrics.json: what the server reads; no SavedModel); returns
-    (run dir, the Keras model, its tokenizer) so tests can compare with in-process
-    generation."""
+    """An untrained character GPT (context 24) saved as a complete ``--task=lm`` run
+    (model.keras, saved_model/, tokenizer/, config.json, metrics.json); returns (run dir, the
+    Keras model, its tokenizer) so tests can compare with in-process generation."""
     import tf_keras as keras
 
     from slm_tf.data.config import DataConfig
@@ -246,7 +246,16 @@ def make_lm_run(root, data_dir, seed=2):
     keras.utils.set_random_seed(seed)
     model = build_model(exp.model, tok.vocab_size, tok.vocab_size, 24)
     tok.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
-    model.save(os.path.join(run_dir, artifacts.MODEL_FILE))  # what the server reads
+    artifacts.save_model(run_dir, model, tok, 24)  # the SavedModel makes it exportable
     write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
     write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"bits_per_character": 0.0})
     return run_dir, model, tok
+
+
+def make_lm_export(run_dir, out):
+    """Exports an LM run with the real export step: ``model_float.tflite`` (prefill/decode,
+    also the Android bundle's file) and the SavedModel; returns ``out``."""
+    from slm_tf.export.run import ExportConfig, export_run
+    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float", "saved_model"],
+                            output_dir=out))
+    return out

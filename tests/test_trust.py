@@ -14,7 +14,8 @@ from slm_tf.export.tflite import to_tflite
 from slm_tf.models import ModelConfig, build_model
 from slm_tf.train.metrics import expected_calibration_error
 from slm_tf.trust.abstention import (Target, abstention_metrics, choose_threshold, energy_score,
-                                     max_prob_score, oos_class_score)
+                                     max_prob_score, oos_class_score,
+                                     oos_margin_score)
 from slm_tf.trust.calibration import fit_temperature
 from slm_tf.trust.serving import ServingHead
 
@@ -66,6 +67,11 @@ def test_scores_match_their_formulas_by_hand():
     assert oos_class_score(z, t, 3)[0] == pytest.approx(e[3] / sum(e))
     with pytest.raises(UserError, match="out-of-scope class"):
         oos_class_score(z, t, None)
+    # log p(oos) - log max in-scope p = (3.0 - 2.0) / t
+    assert oos_margin_score(z, t, 3)[0] == pytest.approx(math.log(e[3] / e[0]))
+    assert oos_margin_score(z, t, 3)[0] == pytest.approx(1.0 / 1.7)
+    with pytest.raises(UserError, match="out-of-scope class"):
+        oos_margin_score(z, t, None)
 
 
 def test_threshold_selection_hits_the_stated_target():
@@ -108,7 +114,7 @@ def test_abstention_metrics_match_sklearn_and_brute_force():
 
 
 @pytest.mark.integration  # three real conversions (TFLite + ONNX): tens of seconds
-@pytest.mark.parametrize("method", ["max_prob", "energy", "oos_class"])
+@pytest.mark.parametrize("method", ["max_prob", "energy", "oos_class", "oos_margin"])
 def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(method, tmp_path):
     from slm_tf.export.runtimes import open_runtime
     from ai_edge_litert.interpreter import Interpreter
@@ -121,7 +127,7 @@ def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(met
     model.layers[-1].set_weights([w * 20 for w in model.layers[-1].get_weights()])
     t, oos = 2.5, 4
     score = {"max_prob": max_prob_score, "energy": energy_score,
-             "oos_class": oos_class_score}[method](raw, t, oos)
+             "oos_class": oos_class_score, "oos_margin": oos_margin_score}[method](raw, t, oos)
     threshold = float(np.median(score))
     head = ServingHead(t, {"method": method, "threshold": threshold, "oos_index": oos})
     want_p = _softmax(raw / t)
@@ -142,7 +148,7 @@ def test_exported_files_output_calibrated_probabilities_and_the_abstain_flag(met
 
 
 @pytest.mark.integration  # int8 calibration + conversion: tens of seconds
-@pytest.mark.parametrize("method", ["max_prob", "energy"])
+@pytest.mark.parametrize("method", ["max_prob", "energy", "oos_margin"])
 def test_int8_tflite_keeps_the_abstain_output_with_builtin_ops(method):
     from ai_edge_litert.interpreter import Interpreter
     keras.utils.set_random_seed(0)
@@ -151,7 +157,8 @@ def test_int8_tflite_keeps_the_abstain_output_with_builtin_ops(method):
     ids = np.random.default_rng(0).integers(4, 50, size=(40, seq)).astype(np.int32)
     model.layers[-1].set_weights([w * 20 for w in model.layers[-1].get_weights()])  # spread
     raw = model(ids, training=False).numpy().astype(np.float64)
-    score = (max_prob_score if method == "max_prob" else energy_score)(raw, 1.5, 4)
+    score = {"max_prob": max_prob_score, "energy": energy_score,
+             "oos_margin": oos_margin_score}[method](raw, 1.5, 4)
     threshold = float(np.median(score))
     head = ServingHead(1.5, {"method": method, "threshold": threshold, "oos_index": 4})
     interp = Interpreter(model_content=to_tflite(model, "int8", seq, ids, head=head))

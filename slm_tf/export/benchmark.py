@@ -25,6 +25,7 @@ from slm_tf.io_utils import read_json, write_json, write_text
 from slm_tf.registry import Registry
 from slm_tf.train.artifacts import MODEL_FILE, load_run
 from slm_tf.train.metrics import classification_report
+from slm_tf.trust.abstention import METHODS, abstention_metrics, in_scope_prediction
 from slm_tf.trust.calibration import before_after_ece, calibrated_probabilities
 from slm_tf.trust.serving import load_head
 
@@ -34,7 +35,7 @@ TABLE_FILE = "benchmark.md"
 # ``slm_tf/export/<task>.py``; tasks without one are measured as classifiers.
 BENCHMARKS: Registry = Registry("task benchmark")
 COLUMNS = ("format", "file_bytes", "accuracy", "macro_f1", "agreement", "ece_before",
-           "ece_after", "p50_ms_1t", "p95_ms_1t", "p50_ms_2t", "p95_ms_2t", "peak_rss_bytes")
+           "ece_after", "oos_recall", "abstain_cost_points", "p50_ms_1t", "p95_ms_1t", "p50_ms_2t", "p95_ms_2t", "peak_rss_bytes")
 
 
 def _measure_in_child(path: str, ids_file: str, threads: int, queries: int) -> Dict:
@@ -86,6 +87,20 @@ def benchmark_export(export_dir: str, latency_queries: int = 300,
     # The temperature folded into the files (export.json), else the run's own.
     temperature = float(manifest.get("temperature") or load_head(run.run_dir).temperature)
 
+    rule = manifest.get("abstain_rule")
+    oos_index = rule and rule.get("oos_index")
+    is_oos = labels == oos_index if oos_index is not None else np.zeros(len(labels), bool)
+
+    def abstention(logits, score, flags=None):
+        """The file's abstention on the test split: its own score and in-graph flag (the
+        Keras row applies the rule to its logits), at the threshold chosen on validation."""
+        if not rule or not is_oos.any() or is_oos.all():
+            return {}
+        m = abstention_metrics(score, labels, is_oos, in_scope_prediction(logits, oos_index),
+                               rule["threshold"], flags)
+        return {"abstention": {"method": rule["method"], **m},
+                "oos_recall": m["oos_recall"], "abstain_cost_points": m["accuracy_cost_points"]}
+
     def record(fmt, file_bytes, logits, calibration, **extra):
         rep = classification_report(labels, logits, names)
         return {"format": fmt, "file_bytes": file_bytes, "accuracy": rep["accuracy"],
@@ -101,7 +116,9 @@ def benchmark_export(export_dir: str, latency_queries: int = 300,
                       reference, before_after_ece(
                           labels, reference, calibrated_probabilities(reference, temperature),
                           temperature), p50_ms_1t=None, p95_ms_1t=None, p50_ms_2t=None,
-                      p95_ms_2t=None, peak_rss_bytes=None, path=MODEL_FILE)]
+                      p95_ms_2t=None, peak_rss_bytes=None, path=MODEL_FILE,
+                      **abstention(reference, METHODS.get(rule["method"])(
+                          reference, temperature, oos_index) if rule else None))]
     with tempfile.TemporaryDirectory() as tmp:
         ids_file = os.path.join(tmp, "ids.npy")
         np.save(ids_file, ids)
@@ -120,6 +137,9 @@ def benchmark_export(export_dir: str, latency_queries: int = 300,
                 labels, logits * temperature,
                 probs if probs is not None else calibrated_probabilities(logits, 1.0),
                 temperature)
+            score, flags = m.pop("oos_score", None), m.pop("abstain", None)
+            if score is not None:
+                m.update(abstention(logits, score.reshape(-1), flags.reshape(-1) > 0.5))
             if path.endswith(".tflite"):
                 with open(path, "rb") as fh:
                     m["size_breakdown"] = size_breakdown(fh.read())

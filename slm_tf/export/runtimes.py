@@ -15,7 +15,8 @@ from slm_tf.errors import CorruptArtifactError, UserError
 
 INPUT_NAME = "ids"  # the exporters' input name (slm_tf.models.INPUT_NAME, without importing TF)
 _RUNTIMES: Dict[str, Callable] = {}
-ARRAY_OUTPUTS = ("logits", "probabilities")  # the outputs measure() keeps for every test row
+# The outputs measure() keeps for every test row (the last two when the file abstains).
+ARRAY_OUTPUTS = ("logits", "probabilities", "oos_score", "abstain")
 
 
 def _runtime(suffix: str):

@@ -308,7 +308,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
 
 def trust_section(paths: Dict[str, str], out: str) -> List[str]:
     """Markdown: each stage's temperature, ECE before/after, abstention costs and plots."""
-    lines = ["## Calibration and abstention (per stage)"]
+    lines = ["## Calibration and abstention (per stage)", *shipped_abstention_lines(paths)]
     for stage in MODEL_STAGES:
         if stage not in paths:
             continue
@@ -319,6 +319,31 @@ def trust_section(paths: Dict[str, str], out: str) -> List[str]:
         lines += [f"![{stage} {k}]({os.path.relpath(os.path.join(paths[stage], v), out)})"
                   for k, v in m[TRUST_KEY].get("plots", {}).items()]
     return lines
+
+
+def shipped_abstention_lines(paths: Dict[str, str]) -> List[str]:
+    """Markdown: what the exported files' own in-graph ``abstain`` flag did on the test split,
+    through their runtimes (benchmark.json), final student and teacher side by side."""
+    rows = []
+    for stage in ("export", "teacher_export"):
+        path = os.path.join(paths.get(stage, ""), RESULT_FILE)
+        if stage not in paths or not os.path.exists(path):
+            continue
+        for r in read_json(path):
+            a = r.get("abstention")
+            if a and r["format"] != "keras":
+                rows.append(f"| {'final' if stage == 'export' else 'teacher'} {r['format']} | "
+                            f"{a['method']} | {a['oos_recall']:.4f} | {a['oos_precision']:.4f} | "
+                            f"{a['in_scope_accuracy']:.4f} | "
+                            f"{a['in_scope_accuracy_without_abstention']:.4f} | "
+                            f"{a['accuracy_cost_points']:.2f} | {a['auroc']:.4f} | "
+                            f"{a['fpr_at_95_in_scope_recall']:.4f} |")
+    if not rows:
+        return []
+    return ["", "What abstaining costs in the shipped files (their own `abstain` output on the "
+            "test split, threshold chosen on validation):", "",
+            "| file | method | OOS recall | OOS precision | in-scope acc. | without abstention |"
+            " cost (points) | AUROC | FPR@95 |", "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def _card_ece(final: Dict) -> str:

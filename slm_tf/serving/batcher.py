@@ -5,7 +5,9 @@ the first waiting request and every request already queued behind it (up to
 ``max_batch_size`` texts), then, only if ``timeout_s`` > 0, keeps waiting for more up to that
 long; it runs them as one batch and resolves each request's future with its own rows. With
 ``timeout_s`` = 0 an idle server adds no wait at all, and under load the requests that queue
-while the workers are busy form the next batches.
+while the workers are busy form the next batches. While other workers wait idle, a worker
+takes only its share of the queue (queued / (idle workers + 1)) and does not wait for more,
+so the workers run their batches side by side.
 
 ``workers`` = 0 runs the batches on the event loop's own thread instead: every request
 parsed in one turn of the loop joins one batch, run right after them. For a model that takes
@@ -48,6 +50,7 @@ class Batcher:
         self.on_batch = on_batch or (lambda n, seconds: None)
         self._queue: "queue.Queue" = queue.Queue()
         self._carry: List[Optional[_Job]] = [None] * workers  # a job that did not fit a batch
+        self._idle, self._idle_lock = 0, threading.Lock()  # workers waiting for a first job
         # Build every runner before serving so a broken model fails at load, not per request.
         runners = [predictor.new_runner() for _ in range(max(workers, 1))]
         self._inline = runners[0] if workers == 0 else None
@@ -101,16 +104,31 @@ class Batcher:
             t.join()
 
     def _gather(self, slot: int) -> Optional[List[_Job]]:
-        first = self._carry[slot] or self._queue.get()
+        first = self._carry[slot]
+        if first is None:
+            with self._idle_lock:
+                self._idle += 1
+            first = self._queue.get()
+            with self._idle_lock:
+                self._idle -= 1
         self._carry[slot] = None
         if first is _STOP:
             return None
         jobs, rows = [first], len(first.texts)
         deadline = time.monotonic() + self.timeout_s
         while rows < self.max_batch_size and first.fn is None:
+            # Leave idle workers their share: one worker hoarding every queued request (the
+            # clients answered by one batch come back together) ran the batches of a 2-worker
+            # server one after the other, each worker idle a third of the time (measured:
+            # 107 requests/s with batching vs 149 without, the same 12 ms of model per text).
+            idle = self._idle
+            if idle and rows * (idle + 1) >= rows + self._queue.qsize():
+                break
             left = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                # No waiting for more while another worker could start on them now.
+                job = self._queue.get(timeout=left) if left > 0 and not idle \
+                    else self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is _STOP or job.fn is not None or job.params != first.params \

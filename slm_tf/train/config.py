@@ -9,7 +9,9 @@ from slm_tf.models.config import ModelConfig
 from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.trust.config import DPConfig
-from slm_tf.trust.targets import valid_target
+from slm_tf.trust.targets import (ABSTAIN_METHOD_HELP, ABSTAIN_METHODS, ABSTAIN_TARGET_HELP,
+                                  ABSTAIN_TARGET_RULE, DEFAULT_ABSTAIN_METHOD,
+                                  DEFAULT_ABSTAIN_TARGET, valid_target)
 
 # The registered tasks (slm_tf.tasks.TASKS), the default first; listed here because the registry
 # loads TensorFlow. slm_tf.tasks checks at import that both agree.
@@ -63,15 +65,10 @@ class TrainConfig:
     calibrate: bool = field(True, "Fit temperature scaling on the validation split; "
                             "metrics.json reports ECE before/after and exported models output "
                             "the calibrated probabilities.")
-    abstain_method: str = field("auto", "Out-of-scope score whose threshold exported models "
-                                "apply (an 'abstain' output); auto = oos_class when the labels "
-                                "have 'oos', else max_prob; none = no rule. Needs out-of-scope "
-                                "validation examples.", choices=("auto", "none", "max_prob",
-                                                                 "energy", "oos_class"))
-    abstain_target: str = field("oos_recall:0.8", "What the abstention threshold must reach on "
-                                "validation: oos_recall:<r> or in_scope_precision:<p>.",
-                                validate=valid_target,
-                                rule="oos_recall:<r> or in_scope_precision:<p>, value in (0, 1]")
+    abstain_method: str = field(DEFAULT_ABSTAIN_METHOD, ABSTAIN_METHOD_HELP,
+                                choices=ABSTAIN_METHODS)
+    abstain_target: str = field(DEFAULT_ABSTAIN_TARGET, ABSTAIN_TARGET_HELP,
+                                validate=valid_target, rule=ABSTAIN_TARGET_RULE)
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ from slm_tf.trust.targets import Target
 # A method: (logits [N, C], temperature, oos_index or None) -> score [N].
 METHODS: Registry[Callable] = Registry("abstention method")
 CURVE_POINTS = 41
+NEEDS_OOS_CLASS = ("oos_class", "oos_margin")  # methods that read the out-of-scope logit
 
 
 def _in_scope(num_classes: int, oos_index: Optional[int]) -> np.ndarray:
@@ -53,6 +54,19 @@ def oos_class_score(logits, temperature: float, oos_index: Optional[int]) -> np.
     return softmax(np.asarray(logits, np.float64) / temperature)[:, oos_index]
 
 
+@METHODS.register("oos_margin")
+def oos_margin_score(logits, temperature: float, oos_index: Optional[int]) -> np.ndarray:
+    """``log p(oos) - log max in-scope p``: the out-of-scope logit minus the best in-scope one,
+    over T. Unlike ``oos_class`` it also rises when the in-scope winner is weak, and unlike
+    ``max_prob`` it uses the out-of-scope class the model learned (needs OOS training data)."""
+    if oos_index is None:
+        raise UserError("--abstain_method=oos_margin needs an out-of-scope class in the training "
+                        "labels (e.g. --data=clinc150_oos, label 'oos'). Fix: use max_prob or "
+                        "energy, or add out-of-scope training examples.")
+    z = np.asarray(logits, np.float64) / temperature
+    return z[:, oos_index] - z[:, _in_scope(z.shape[1], oos_index)].max(axis=1)
+
+
 def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray) -> Dict:
     """For each threshold (abstain when score > t): OOS recall and in-scope precision."""
     oos = np.sort(scores[is_oos])
@@ -81,15 +95,18 @@ def choose_threshold(scores, is_oos, target: Target) -> float:
     return float(candidates[ok].max()) if ok.any() else float(candidates.min())
 
 
-def abstention_metrics(scores, labels, is_oos, predicted, threshold: float) -> Dict:
+def abstention_metrics(scores, labels, is_oos, predicted, threshold: float,
+                       abstain=None) -> Dict:
     """Test metrics of ``abstain = score > threshold``.
 
     ``predicted`` is the in-scope class the model would answer; in-scope accuracy counts an
     abstention on an in-scope example as wrong, and is given beside the no-abstention accuracy.
+    ``abstain`` (optional) gives the decisions to count instead, e.g. an exported file's own
+    in-graph flag; AUROC and FPR@95 always rank ``scores``.
     """
     scores, labels, predicted = (np.asarray(a) for a in (scores, labels, predicted))
     is_oos = np.asarray(is_oos, bool)
-    abstain = scores > threshold
+    abstain = scores > threshold if abstain is None else np.asarray(abstain, bool)
     ins = ~is_oos
     correct = (predicted == labels) & ins
     acc_plain = float(correct[ins].mean())
@@ -124,6 +141,12 @@ def tradeoff_curve(scores, labels, is_oos, predicted, points: int = CURVE_POINTS
     return out
 
 
+def in_scope_prediction(logits, oos_index: Optional[int]) -> np.ndarray:
+    """The best in-scope class per row (what the model answers when it does not abstain)."""
+    keep = _in_scope(np.shape(logits)[1], oos_index)
+    return np.flatnonzero(keep)[np.asarray(logits)[:, keep].argmax(axis=1)]
+
+
 def resolve_method(method: str, oos_index: Optional[int]) -> str:
     """``auto`` -> ``oos_class`` when the labels have an out-of-scope class, else ``max_prob``."""
     if method == "auto":
@@ -139,13 +162,11 @@ def evaluate_methods(val_logits, val_labels, test_logits, test_labels, temperatu
     best in-scope class.
     """
     out = {}
-    keep = _in_scope(np.shape(test_logits)[1], oos_index)
-    in_ids = np.flatnonzero(keep)
-    predicted = in_ids[np.asarray(test_logits)[:, keep].argmax(axis=1)]
+    predicted = in_scope_prediction(test_logits, oos_index)
     val_oos = np.asarray(val_labels) == oos_index
     test_oos = np.asarray(test_labels) == oos_index
     for name in methods or METHODS.names():
-        if name == "oos_class" and oos_index is None:
+        if name in NEEDS_OOS_CLASS and oos_index is None:
             continue
         score = METHODS.get(name)
         t = choose_threshold(score(val_logits, temperature, oos_index), val_oos, target)

@@ -56,7 +56,13 @@ def _oos_class(logits, probs, temperature, oos_index):
     return probs[:, oos_index]
 
 
-_SCORES = {"max_prob": _max_prob, "energy": _energy, "oos_class": _oos_class}
+def _oos_margin(logits, probs, temperature, oos_index):
+    # ``logits`` are already divided by T.
+    return logits[:, oos_index] - tf.reduce_max(_in_scope(logits, oos_index), axis=-1)
+
+
+_SCORES = {"max_prob": _max_prob, "energy": _energy, "oos_class": _oos_class,
+           "oos_margin": _oos_margin}
 
 
 def load_head(run_dir: str) -> ServingHead:

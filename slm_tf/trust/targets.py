@@ -5,6 +5,17 @@ import dataclasses
 from slm_tf.errors import UserError
 
 TARGETS = ("oos_recall", "in_scope_precision")
+# --abstain_method's choices (the scores are registered in slm_tf.trust.abstention.METHODS; a
+# test keeps the two lists equal) and the defaults train.py and abstain.py share.
+ABSTAIN_METHODS = ("auto", "none", "max_prob", "energy", "oos_class", "oos_margin")
+DEFAULT_ABSTAIN_METHOD = "auto"
+DEFAULT_ABSTAIN_TARGET = "oos_recall:0.8"
+ABSTAIN_METHOD_HELP = ("Out-of-scope score whose threshold exported models apply (an 'abstain' "
+                       "output); auto = oos_class when the labels have 'oos', else max_prob; "
+                       "none = no rule. Needs out-of-scope validation examples.")
+ABSTAIN_TARGET_HELP = ("What the abstention threshold must reach on validation: "
+                       "oos_recall:<r> or in_scope_precision:<p>.")
+ABSTAIN_TARGET_RULE = "oos_recall:<r> or in_scope_precision:<p>, value in (0, 1]"
 
 
 @dataclasses.dataclass(frozen=True)
