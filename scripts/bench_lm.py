@@ -60,7 +60,7 @@ def main(argv):
         return
 
     from slm_tf.generation.decode import decoding_speed
-    from slm_tf.lm_metrics import compressor_bits_per_character
+    from slm_tf.lm_metrics import compressor_bits_per_character, scored_text
     from slm_tf.tasks import get_task
     from slm_tf.train.trainer import (finish_run, fit, make_strategy, prepare_tokenizer,
                                       start_run)
@@ -93,7 +93,7 @@ def main(argv):
                  extra_callbacks=[TimeBudget()])
     m = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, task=task)
     print_lm_summary(m, exp)
-    test_text = "".join(data.texts("test"))
+    test_text = scored_text(data.texts("test"))
     prompt = tokenizer.ids(data.texts("test")[0][:2000])[:64]
     report = {
         "command": "scripts/bench_lm.py " + " ".join(f"--{k}={v}" for k, v in sorted(

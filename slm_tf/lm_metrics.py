@@ -51,6 +51,13 @@ def _forward(model):
     return model._lm_forward
 
 
+def scored_text(texts: Sequence[str]) -> str:
+    """The text :func:`evaluate_lm` scores, spelled out: each document followed by one line
+    break standing for its end-of-document token (same character count), so compressors
+    pay for the boundaries the model predicts."""
+    return "".join(t + "\n" for t in texts)
+
+
 def compressor_bits_per_character(text: str) -> Dict[str, float]:
     """Bits per character of ``bzip2 -9`` and ``xz -9`` (preset 9, extreme off) on ``text``:
     tokenizer-free reference points."""

@@ -270,3 +270,44 @@ def test_lm_task_splits_by_names_or_separate_files(tmp_path):
     assert sorted(data.texts("train")) == ["text of a\n", "text of b\n", "text of d\n"]
     with pytest.raises(UserError, match="no document named 'z.txt'"):
         prepare_corpus(DataConfig(data=str(folder), test_data="z.txt"))
+
+
+def test_conll_file_is_read_as_sentences_joined_without_spaces_for_chinese(tmp_path):
+    from slm_tf.data.config import DataConfig
+    from slm_tf.tasks.lm import prepare_corpus
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    # MSRA's layout: character + BMES tag, CRLF line ends, a blank line between sentences; the
+    # second sentence has a malformed entity (B-ORG without E-ORG), which text does not mind.
+    sentences = ["今天北京下雨", "新华社发", "我们好"] * 10
+    tags = {"今天北京下雨": ["O", "O", "B-LOC", "E-LOC", "O", "O"],
+            "新华社发": ["B-ORG", "M-ORG", "O", "O"], "我们好": ["O", "O", "O"]}
+    train.write_bytes("".join("".join(f"{c} {t}\r\n" for c, t in zip(s, tags[s])) + "\r\n"
+                              for s in sentences).encode("utf-8"))
+    test.write_text("他 S-PER\n来 O\n\nA B-LOC\nB E-LOC\n", encoding="utf-8")
+    data = prepare_corpus(DataConfig(data=str(train), test_data=str(test),
+                                     validation_fraction=0.2))
+    assert data.texts("test") == ["他来", "AB"]
+    held = data.texts("train") + data.texts("validation")
+    assert sorted(held) == sorted(sentences) and data.texts("validation")
+    again = prepare_corpus(DataConfig(data=str(train), test_data=str(test),
+                                      validation_fraction=0.2))
+    assert again.texts("validation") == data.texts("validation")
+    # English CoNLL (one word per line) keeps its spaces; plain text stays one document.
+    en = tmp_path / "en.txt"
+    en.write_text("EU B-ORG\nrejects O\nGerman B-MISC\n\nPeter B-PER\nBlackburn I-PER\n",
+                  encoding="utf-8")
+    assert [d.text for d in read_documents(str(en))] == ["EU rejects German",
+                                                         "Peter Blackburn"]
+    prose = tmp_path / "prose.txt"
+    prose.write_text("To be or not to be O\nthat is the question\n", encoding="utf-8")
+    assert [d.text for d in read_documents(str(prose))] == [prose.read_text("utf-8")]
+
+
+def test_compressors_see_one_character_per_end_of_document():
+    from slm_tf.lm_metrics import scored_text
+    tok = TOKENIZERS.get("char_exact").learn(["abc"], 100)
+    ids = keras.Input((None,), dtype="int32")
+    uniform = keras.Model(ids, keras.layers.Embedding(8, 8, embeddings_initializer="zeros")(ids))
+    texts = ["abcab", "ca"]
+    assert scored_text(texts) == "abcab\nca\n"
+    assert len(scored_text(texts)) == evaluate_lm(uniform, tok, texts, context=4)["characters"]

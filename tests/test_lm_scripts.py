@@ -63,3 +63,37 @@ def test_lm_training_resumes_after_sigkill(tmp_path):
     run_script("train_lm", *args, timeout=SLOW_MACHINE)
     m = json.load(open(os.path.join(out, "metrics.json")))
     assert m["resumed_at_epoch"] == 1 and m["epochs_run"] == 3 - 1
+
+
+
+def test_bench_distill_scores_an_lm_student_in_bits_per_character(tmp_path):
+    # Both arms of an LM teacher are complete runs linked in (as a pipeline's student/ and
+    # distilled/ are): --reuse_complete keeps them, the summary is in bits per character.
+    def finished_lm_run(path, metrics):  # the files that make a run folder complete
+        os.makedirs(os.path.join(path, "saved_model"))
+        os.makedirs(os.path.join(path, "tokenizer"))
+        open(os.path.join(path, "model.keras"), "wb").close()
+        for name, content in (("config.json", {"train": {"task": "lm"}, "data": {}}),
+                              ("metrics.json", metrics)):
+            with open(os.path.join(path, name), "w") as f:
+                json.dump(content, f)
+
+    teacher = str(tmp_path / "teacher")
+    finished_lm_run(teacher, {"bits_per_character": 4.0, "num_params": 10000})
+    out = tmp_path / "bench"
+    arms = {"no_kd": [5.0, 4.0], "kd": [4.5, 4.2]}
+    for arm, scores in arms.items():
+        for seed, bpc in zip((7, 8), scores):
+            finished_lm_run(str(out / f"{arm}_seed{seed}"),
+                            {"bits_per_character": bpc, "num_params": 2000})
+    run_script("bench_distill", f"--teacher_dir={teacher}", "--seeds=7,8",
+               "--nocache_speed", "--reuse_complete", f"--output_dir={out}")
+    result = json.load(open(out / "bench_distill.json"))
+    assert result["metric"] == "bits_per_character" and not result["higher_is_better"]
+    assert result["no_kd_bits_per_characters"] == [5.0, 4.0]
+    assert result["kd_bits_per_character_mean"] == pytest.approx(4.35)
+    assert result["kd_bits_per_character_std"] == pytest.approx(0.15)
+    assert result["kd_relative_change"] == pytest.approx(4.35 / 4.5 - 1)
+    assert result["kd_relative_change_per_seed"] == pytest.approx([-0.1, 0.05])
+    assert result["best_student_bits_per_character"] == 4.2  # lower is better
+    assert result["student_params_ratio"] == pytest.approx(0.2)

@@ -93,6 +93,47 @@ def test_sampling_settings_of_a_request():
             sampling_from_request(req, limits)
 
 
+class _SlowPredictor:
+    """A model that takes 60 ms per batch whatever its size; records each batch's worker
+    thread, size and time span."""
+    streams = False
+
+    def __init__(self):
+        self.batches, self.lock = [], threading.Lock()
+
+    def new_runner(self):
+        return "runner"
+
+    def predict(self, runner, texts, params=None):
+        start = time.perf_counter()
+        time.sleep(0.06)
+        with self.lock:
+            self.batches.append((threading.current_thread().name, len(texts), start,
+                                 time.perf_counter()))
+        return [{"text": t} for t in texts]
+
+
+def test_batcher_workers_share_a_burst_side_by_side():
+    """16 requests arriving together at 2 idle workers (20 ms batch wait): both workers take a
+    share (the first worker to wake used to take the whole burst in one batch, leaving the
+    other idle), and every request gets its own rows back."""
+    import asyncio
+    from slm_tf.serving.batcher import Batcher
+    predictor = _SlowPredictor()
+    batcher = Batcher(predictor, max_batch_size=32, timeout_s=0.02, workers=2)
+
+    async def burst():
+        return await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(16)))
+    results = asyncio.run(burst())
+    batcher.close()
+    assert [r[0]["text"] for r in results] == [f"t{i}" for i in range(16)]
+    assert sum(n for _, n, _, _ in predictor.batches) == 16
+    # Which worker ran what, not when: a loaded machine may schedule the second thread late.
+    assert {name for name, _, _, _ in predictor.batches} == {"infer-0", "infer-1"}, \
+        predictor.batches
+    assert max(n for _, n, _, _ in predictor.batches) <= 8, predictor.batches
+
+
 def test_loadtest_refuses_other_hosts():
     from slm_tf.errors import UserError
     from slm_tf.serving.loadtest import require_loopback
@@ -100,6 +141,45 @@ def test_loadtest_refuses_other_hosts():
     for url in ("http://8.8.8.8:80", "https://127.0.0.1:1", "ftp://localhost"):
         with pytest.raises(UserError):
             require_loopback(url)
+
+
+def test_inline_batcher_runs_a_language_model_off_the_loop():
+    """--num_workers=0 runs batches on the event loop, except a language model's (a whole
+    generation): it runs on another thread and the loop keeps serving meanwhile."""
+    import asyncio
+    from slm_tf.serving.batcher import Batcher
+    predictor = _SlowPredictor()
+    predictor.streams = True
+    batcher = Batcher(predictor, max_batch_size=32, timeout_s=0, workers=0)
+    ticks = []
+
+    async def main():
+        async def ticker():
+            for _ in range(4):
+                await asyncio.sleep(0.005)
+                ticks.append(time.perf_counter())
+        tick = asyncio.ensure_future(ticker())
+        out = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))
+        await tick
+        return out
+    assert asyncio.run(main()) == [[{"text": "a"}], [{"text": "b"}]]
+    (thread, size, _, end), = predictor.batches  # one batch of both
+    assert size == 2 and thread != "MainThread"
+    assert ticks[0] < end  # the loop ran while the model did
+
+
+def test_loadtest_survives_a_server_that_stopped():
+    """A load test across a SIGTERM ends with the server gone: its closing metrics scrape
+    finds nobody listening and the report goes on without the server-side breakdown."""
+    import urllib.parse
+    from serving_fixture import free_port
+    from slm_tf.serving.loadtest import LoadTestConfig, _scrape, run_load
+    url = f"http://127.0.0.1:{free_port()}"
+    assert _scrape(urllib.parse.urlsplit(url), {}) == {}
+    report = run_load(LoadTestConfig(url=url, model="toy", concurrency=2, duration_s=10,
+                                     max_requests=4))
+    assert report["ok"] == 0 and report["errors_by_status"] == {"ConnectionRefusedError": 4}
+    assert "server_ms_per_request" not in report
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -284,7 +364,7 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     s = Server(f"--model=toy={base}", "--poll_s=0.2", "--max_batch_size=64",
                "--batch_timeout_ms=1000")
     url = s.url + "/v1/models/toy:predict"
-    failures, seen, stop = [], {}, threading.Event()
+    failures, seen, ok, stop = [], {}, [], threading.Event()
 
     def load():
         while not stop.is_set():
@@ -293,6 +373,7 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
                 failures.append((status, body))
             else:
                 seen.setdefault(body["model_version"], time.time())
+                ok.append(1)
     try:
         threads = [threading.Thread(target=load) for _ in range(6)]
         for t in threads:
@@ -343,6 +424,10 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     # uvicorn re-raises the SIGTERM once drained, so the exit status is the signal's.
     assert code in (0, -signal.SIGTERM) and "drained: every accepted request answered" in log, \
         log[-2000:]
+    accepted, answered = map(int, re.search(r"\((\d+) accepted, (\d+) answered\)", log).groups())
+    # The server's own counts: every request it accepted was answered (the load's, the 8
+    # held in the batcher, the probes).
+    assert accepted == answered >= len(ok) + 8, log[-2000:]
 
 
 def test_predictor_redacts_pii_when_the_run_was_trained_redacted(tmp_path):

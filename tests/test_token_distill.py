@@ -159,3 +159,12 @@ def test_lm_student_inherits_the_teachers_corpus_and_lm_defaults(tmp_path):
     assert {k: lm[k] for k in data} == data  # the teacher's data section wins
     assert lm["task"] == "lm" and lm["model"] == "gpt" and lm["tokenizer"] == "char_exact"
     assert inherited_flags(str(tmp_path / "classification")) == {}
+    # A student recipe without a corpus (bench_distill.py) trains on the teacher's.
+    from slm_tf.distill.run import student_configs
+    recipe = tmp_path / "student.flags"
+    recipe.write_text("--hidden_dim=48\n--max_seq_len=64\n--nobaseline\n", encoding="utf-8")
+    dcfg, tok, model, tcfg = student_configs(str(tmp_path / "lm"), str(recipe),
+                                             ["--seed=3", f"--output_dir={tmp_path}/s"])
+    assert (dcfg.data, dcfg.test_data, dcfg.batch_size) == ("corpus/", "a.txt", 8)
+    assert dcfg.max_seq_len == 64 and model.hidden_dim == 48 and model.model == "gpt"
+    assert (tok.tokenizer, tcfg.task, tcfg.seed, tcfg.baseline) == ("char_exact", "lm", 3, False)

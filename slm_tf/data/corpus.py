@@ -5,8 +5,11 @@ A document never straddles two splits, and the split is a pure function of the d
 """
 import dataclasses
 import hashlib
+import itertools
 import os
 from typing import Dict, List, Sequence
+
+from absl import logging
 
 from slm_tf.data.readers import DataError, Example, detect_format, read_corpus, read_labelled
 
@@ -36,18 +39,56 @@ class Corpus:
 
 def read_documents(path: str, text_column: str = "text", data_format: str = "auto",
                    on_bad_row: str = "error") -> List[Example]:
-    """Documents of ``path``: each .txt file whole (one file, or a folder of them), or each
-    row's ``text_column`` of a CSV/TSV/JSONL."""
+    """Documents of ``path``: each .txt file whole (one file, or a folder of them), each
+    sentence of a CoNLL token-per-line .txt file, or each row's ``text_column`` of a
+    CSV/TSV/JSONL."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder. Fix: check --data.")
     fmt = "txt" if os.path.isdir(path) or path.endswith(".txt") else (
         detect_format(path) if data_format == "auto" else data_format)
-    if fmt == "txt":
+    if fmt == "txt" and os.path.isfile(path) and looks_like_conll(path):
+        docs = read_conll_sentences(path, on_bad_row)
+    elif fmt == "txt":
         docs = read_corpus(path, unit="file", on_bad_row=on_bad_row).examples
     else:
         docs = read_labelled(path, text_column, "", fmt, on_bad_row).examples
     if not docs:
         raise DataError(f"{path}: no non-empty documents. Fix: give text files or rows.")
+    return docs
+
+
+def looks_like_conll(path: str, lines: int = 200) -> bool:
+    """True when the first non-blank lines of ``path`` are all ``token tag`` pairs with an
+    entity tag last (``O``, ``B-PER``, ...): a CoNLL-style file such as MSRA or WNUT."""
+    from slm_tf.ner.schemes import parse_tag
+    seen = 0
+    with open(path, "rb") as f:
+        for raw in itertools.islice(f, lines):
+            fields = raw.decode("utf-8", "replace").split()
+            if not fields or fields[0] == "-DOCSTART-":
+                continue
+            if len(fields) < 2 or parse_tag(fields[-1]) is None:
+                return False
+            seen += 1
+    return seen > 0
+
+
+def read_conll_sentences(path: str, on_bad_row: str = "error") -> List[Example]:
+    """The sentences of a CoNLL-style token-per-line file as documents (tags ignored; tokens
+    joined without spaces for character-per-line CJK text, else with one space)."""
+    # The NER reader's line and joiner rules, without its tag validation: a malformed entity
+    # does not make a sentence less usable as text.
+    from slm_tf.data.ner_readers import _RowPolicy, _conll_sentences, _join, _pick_joiner
+    policy = _RowPolicy(on_bad_row)
+    sentences = list(_conll_sentences(path, policy))
+    joiner = _pick_joiner(sentences, "auto")
+    docs = [Example(_join([tok for tok, _, _ in sent], joiner)[0], "", f"{path}:{sent[0][2]}")
+            for sent in sentences]
+    logging.info("%s: CoNLL token-per-line file: %d sentences are the documents (tokens "
+                 "joined %s)", path, len(docs), "without spaces" if joiner == "none" else
+                 "with spaces")
+    if policy.skipped:
+        logging.warning("%s: skipped %s", path, dict(policy.skipped))
     return docs
 
 

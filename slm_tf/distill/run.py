@@ -213,6 +213,25 @@ def inherited_flags(teacher_dir: str) -> Dict[str, object]:
     return {**LM_DEFAULTS, **config.get("data", {})}
 
 
+def flag_args(values: Dict[str, object]) -> List[str]:
+    """``--name=value`` arguments for a dict of flag values (lists comma-joined, booleans as
+    ``--name``/``--noname``)."""
+    def one(name, value):
+        if isinstance(value, bool):
+            return f"--{'' if value else 'no'}{name}"
+        return f"--{name}={','.join(map(str, value)) if isinstance(value, list) else value}"
+    return [one(k, v) for k, v in values.items()]
+
+
+def student_configs(teacher_dir: str, flagfile: str, overrides=()):
+    """``(data, tokenizer, model, train)`` configs of a student recipe plus ``overrides``,
+    over :func:`inherited_flags` of the teacher (a recipe without a corpus trains on the
+    teacher's), as distill.py builds them from its command line."""
+    from slm_tf.config import parse_flagfile
+    return parse_flagfile((DataConfig, TokenizerConfig, ModelConfig, TrainConfig), flagfile,
+                          overrides, defaults=flag_args(inherited_flags(teacher_dir)))
+
+
 @DISTILL_TASKS.register("classification")
 def _distill_classifier(exp: DistillExperiment, teacher: Run,
                         strategy: tf.distribute.Strategy) -> Dict:

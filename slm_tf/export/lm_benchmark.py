@@ -38,6 +38,28 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+def lm_size_breakdown(tflite_bytes: bytes) -> Dict[str, int]:
+    """:func:`slm_tf.export.tflite.size_breakdown` of a two-signature LM file, plus how many
+    constant bytes the signatures share (the weights, when both read the same buffers) and
+    how many only one of them holds (per signature)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from slm_tf.export.tflite import size_breakdown
+    model = schema.Model.GetRootAsModel(tflite_bytes, 0)
+    users: Dict[int, set] = {}
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.TensorsLength()):
+            users.setdefault(graph.Tensors(i).Buffer(), set()).add(g)
+    size = lambda b: model.Buffers(b).DataLength()
+    out = {**size_breakdown(tflite_bytes),
+           "shared_buffer_bytes": sum(size(b) for b, g in users.items() if len(g) > 1)}
+    for g in range(model.SubgraphsLength()):
+        name = model.Subgraphs(g).Name().decode()
+        out[f"{name}_only_buffer_bytes"] = sum(size(b) for b, gs in users.items()
+                                               if gs == {g})
+    return out
+
+
 def keras_reference(model, windows, prompts, new_tokens):
     """Keras's nats over ``windows`` and greedy ids/gaps (its own cached ``step``)."""
     nats = 0.0
@@ -143,6 +165,8 @@ def benchmark_lm_export(export_dir: str, manifest: Dict, run, prompts: int = 50,
                 file_nats -= float(lp[np.arange(len(w) - 1), w[1:]].sum())
             bpc = file_nats / characters / math.log(2)
             rec = {"format": f["format"], "path": f["path"], "file_bytes": f["file_bytes"],
+                   **({"size_breakdown": lm_size_breakdown(open(path, "rb").read())}
+                      if path.endswith(".tflite") else {}),
                    "bits_per_character": bpc, "bpc_vs_keras": bpc / keras_bpc - 1,
                    **compare_greedy(keras_ids, keras_gaps, one["greedy_ids"]),
                    "ttft_ms_1t": one["ttft_ms"], "ttft_ms_2t": two["ttft_ms"],

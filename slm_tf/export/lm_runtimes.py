@@ -56,8 +56,9 @@ class _Onnx:
 class _SavedModel:
     def __init__(self, path, threads):
         import tensorflow as tf
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        if threads:  # None: TensorFlow already runs (a server), its thread pools are set
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         self.tf = tf
         sigs = tf.saved_model.load(path).signatures
         self._prefill, self._decode = sigs["prefill"], sigs["decode"]

@@ -5,7 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from slm_tf.data.lm_dataset import eod_id
-from slm_tf.generation.sampling import SamplingConfig, choose_tokens
+from slm_tf.generation.loop import continue_rows
+from slm_tf.generation.sampling import SamplingConfig
 
 
 def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = None,
@@ -17,7 +18,6 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
     ``max_new_tokens``; a ``reasons`` list given receives why each row ended (``"eod"``,
     ``"stop"`` or ``"length"``)."""
     cfg = cfg or SamplingConfig()
-    rng = np.random.default_rng(cfg.seed)
     eod = eod_id(tokenizer)
     context = int(model.max_seq_len)
     encoded = [([eod] + list(tokenizer.ids(p)))[-context:] for p in prompts]
@@ -27,45 +27,17 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
     for row, e in enumerate(encoded):
         ids[row, width - len(e):] = e
         mask[row, width - len(e):] = 1.0
-    state = model.init_state(len(prompts))
-    logits, state = model.step(tf.constant(ids), state, tf.constant(mask))
-    seen = [list(e) for e in encoded]
-    new: List[List[int]] = [[] for _ in prompts]
-    texts = [""] * len(prompts)
-    streamed = [0] * len(prompts)
-    done = [False] * len(prompts)
-    why = ["length"] * len(prompts)
-    hold = max((len(s) for s in cfg.stop), default=1) - 1
-    for _ in range(cfg.max_new_tokens):
-        next_ids, _ = choose_tokens(np.asarray(logits[:, -1]), cfg, rng, seen)
-        for row, tok in enumerate(next_ids):
-            if done[row]:
-                continue
-            if tok == eod:
-                done[row], why[row] = True, "eod"
-            else:
-                new[row].append(int(tok))
-                seen[row].append(int(tok))
-                texts[row] = tokenizer.detokenize(new[row])
-                cut = min((i for i in (texts[row].find(s) for s in cfg.stop) if i >= 0),
-                          default=-1)
-                if cut >= 0:
-                    texts[row], done[row], why[row] = texts[row][:cut], True, "stop"
-            if on_text:
-                upto = len(texts[row]) if done[row] else max(streamed[row],
-                                                             len(texts[row]) - hold)
-                if upto > streamed[row]:
-                    on_text(row, texts[row][streamed[row]:upto])
-                    streamed[row] = upto
-        if all(done):
-            break
+    logits, state = model.step(tf.constant(ids), model.init_state(len(prompts)),
+                               tf.constant(mask))
+    carry = [state]
+
+    def step(next_ids: np.ndarray, done: List[bool]) -> np.ndarray:
         step_mask = np.array([[0.0 if d else 1.0] for d in done], np.float32)
-        logits, state = model.step(tf.constant(next_ids.astype(np.int32)[:, None]), state,
+        out, carry[0] = model.step(tf.constant(next_ids.astype(np.int32)[:, None]), carry[0],
                                    tf.constant(step_mask))
-    if on_text:
-        for row in range(len(prompts)):
-            if len(texts[row]) > streamed[row]:
-                on_text(row, texts[row][streamed[row]:])
+        return np.asarray(out[:, -1])
+    texts, why = continue_rows(np.asarray(logits[:, -1]), step, cfg, eod, tokenizer.detokenize,
+                               encoded, on_text)
     if reasons is not None:
         reasons[:] = why
     return texts

@@ -170,8 +170,11 @@ class Guard:
     """Pure-ASGI middleware: API keys, request metrics, and a JSON 500 for anything
     unexpected (never a stack trace to the client)."""
 
-    def __init__(self, app, keys: Optional[List[bytes]], metrics: Metrics):
+    def __init__(self, app, keys: Optional[List[bytes]], metrics: Metrics,
+                 counts: Optional[Dict[str, int]] = None):
         self.app, self.keys, self.metrics = app, keys, metrics
+        # Requests the app began and finished (the drain's log line reports both).
+        self.counts = counts if counts is not None else {"accepted": 0, "answered": 0}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -180,6 +183,7 @@ class Guard:
         path = scope["path"]
         route = _route_of(path)
         status = [0]
+        self.counts["accepted"] += 1
 
         async def send_status(message):
             if message["type"] == "http.response.start":
@@ -197,6 +201,7 @@ class Guard:
                 if not status[0]:
                     await json_response({"error": "internal server error"}, 500)(
                         scope, receive, send_status)
+        self.counts["answered"] += bool(status[0])
         self.metrics.requests.labels(route, str(status[0])).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
@@ -207,6 +212,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
     metrics = metrics or Metrics()
     keys = read_api_keys(cfg.api_keys_file) if cfg.api_keys_file else None
     state = {"repo": repo}
+    counts = {"accepted": 0, "answered": 0}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -216,7 +222,13 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
         yield
         # uvicorn has stopped accepting and drained in-flight requests by now.
         state["repo"].close()
-        logging.info("drained: every accepted request answered; stopping")
+        accepted, answered = counts["accepted"], counts["answered"]
+        if answered == accepted:
+            logging.info("drained: every accepted request answered (%d accepted, %d answered); "
+                         "stopping", accepted, answered)
+        else:
+            logging.warning("drained: %d of %d accepted requests answered (--drain_s ran out);"
+                            " stopping", answered, accepted)
 
     def servable(request: Request):
         name = request.path_params["name"]
@@ -359,7 +371,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
                    Route(prefix + ":generate", generate, methods=["POST"]),
                    Route(prefix + "/metadata", metadata),
                    Route(prefix, status)]
-    middleware = [Middleware(Guard, keys=keys, metrics=metrics)]
+    middleware = [Middleware(Guard, keys=keys, metrics=metrics, counts=counts)]
     if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
         middleware.insert(0, Middleware(CORSMiddleware, allow_origins=cfg.cors_origins,

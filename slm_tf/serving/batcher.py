@@ -5,7 +5,9 @@ the first waiting request and every request already queued behind it (up to
 ``max_batch_size`` texts), then, only if ``timeout_s`` > 0, keeps waiting for more up to that
 long; it runs them as one batch and resolves each request's future with its own rows. With
 ``timeout_s`` = 0 an idle server adds no wait at all, and under load the requests that queue
-while the workers are busy form the next batches.
+while the workers are busy form the next batches. While other workers wait idle, a worker
+takes only its share of what is queued (queued / (idle workers + 1)) and leaves the rest to
+them, so the workers run their batches side by side.
 
 ``workers`` = 0 runs the batches on the event loop's own thread instead: every request
 parsed in one turn of the loop joins one batch, run right after them. For a model that takes
@@ -48,6 +50,7 @@ class Batcher:
         self.on_batch = on_batch or (lambda n, seconds: None)
         self._queue: "queue.Queue" = queue.Queue()
         self._carry: List[Optional[_Job]] = [None] * workers  # a job that did not fit a batch
+        self._idle, self._idle_lock = 0, threading.Lock()  # workers waiting for a first job
         # Build every runner before serving so a broken model fails at load, not per request.
         runners = [predictor.new_runner() for _ in range(max(workers, 1))]
         self._inline = runners[0] if workers == 0 else None
@@ -62,11 +65,15 @@ class Batcher:
     async def submit(self, texts: Sequence[str], params=None) -> List:
         """Queues ``texts`` and waits for their predictions."""
         if self._inline is not None:
-            job = _Job(texts, params, future=asyncio.get_running_loop().create_future())
+            loop = asyncio.get_running_loop()
+            # A language model's batch takes far longer than a turn of the loop: it runs on a
+            # thread of the loop's executor (resolving a thread's future), not on the loop.
+            off_loop = self.predictor.streams
+            job = _Job(texts, params, future=None if off_loop else loop.create_future())
             if not self._pending:
-                asyncio.get_running_loop().call_soon(self._flush)
+                loop.call_soon(self._flush)
             self._pending.append(job)
-            return await job.future
+            return await (asyncio.wrap_future(job.future) if off_loop else job.future)
         job = _Job(texts, params)
         self._queue.put(job)
         return await asyncio.wrap_future(job.future)
@@ -83,15 +90,19 @@ class Batcher:
 
     def _flush(self) -> None:
         jobs, self._pending = self._pending, []
+        run = self._run
+        if self.predictor.streams:
+            loop = asyncio.get_running_loop()
+            run = lambda jobs, runner: loop.run_in_executor(None, self._run, jobs, runner)
         batch: List[_Job] = []
         for job in jobs:
             if batch and (job.params != batch[0].params or sum(
                     len(j.texts) for j in batch) + len(job.texts) > self.max_batch_size):
-                self._run(batch, self._inline)
+                run(batch, self._inline)
                 batch = []
             batch.append(job)
         if batch:
-            self._run(batch, self._inline)
+            run(batch, self._inline)
 
     def close(self) -> None:
         """Finishes queued jobs, then stops the workers."""
@@ -101,13 +112,26 @@ class Batcher:
             t.join()
 
     def _gather(self, slot: int) -> Optional[List[_Job]]:
-        first = self._carry[slot] or self._queue.get()
+        first = self._carry[slot]
+        if first is None:
+            with self._idle_lock:
+                self._idle += 1
+            first = self._queue.get()
+            with self._idle_lock:
+                self._idle -= 1
         self._carry[slot] = None
         if first is _STOP:
             return None
         jobs, rows = [first], len(first.texts)
         deadline = time.monotonic() + self.timeout_s
         while rows < self.max_batch_size and first.fn is None:
+            # Leave idle workers their share: one worker hoarding every queued request (the
+            # clients answered by one batch come back together) ran the batches of a 2-worker
+            # server one after the other, each worker idle a third of the time (measured:
+            # 107 requests/s with batching vs 149 without, the same 12 ms of model per text).
+            idle, queued = self._idle, self._queue.qsize()
+            if idle and queued and rows * (idle + 1) >= rows + queued:
+                break
             left = deadline - time.monotonic()
             try:
                 job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()

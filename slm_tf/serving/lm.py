@@ -1,13 +1,15 @@
 """The language-model predictor: prompts -> continuations (``:predict``) and token streams
 (``:generate``), with the sampling settings of a request checked against the server's limits.
 
-It serves a finished ``train_lm.py`` run directory (``model.keras`` + ``tokenizer/``;
-``config.json`` and ``metrics.json`` mark it complete) through
-the Keras model's incremental ``step`` (key/value cache or recurrent state, see
-:mod:`slm_tf.generation`).
+It serves an LM export's ``prefill``/``decode`` files (TFLite by default, or the SavedModel)
+with a key/value cache per request, or a finished ``train_lm.py`` run directory
+(``model.keras`` + ``tokenizer/``; ``config.json`` and ``metrics.json`` mark it complete)
+through the Keras model's incremental ``step`` (see :mod:`slm_tf.generation`).
 """
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence
+import os
+import threading
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from slm_tf.generation.sampling import SamplingConfig
 from slm_tf.serving.predictors import PREDICTORS, Predictor
@@ -62,42 +64,126 @@ def sampling_from_request(req: Dict, limits: Limits) -> SamplingConfig:
         stop=list(stop))
 
 
+class _PerThread:
+    """One runtime per thread that asks for it: a LiteRT interpreter is not thread-safe, and
+    a stream runs on whichever thread of the loop's executor (or worker) picks it up. The
+    request's state (the key/value cache) is an input and output of every call, never kept
+    in the interpreter, so one interpreter serves its thread's requests one after another."""
+
+    def __init__(self, make: Callable):
+        self._make, self._local = make, threading.local()
+
+    def get(self):
+        """This thread's runtime, opened on first use."""
+        rt = getattr(self._local, "rt", None)
+        if rt is None:
+            rt = self._local.rt = self._make()
+        return rt
+
+
 @PREDICTORS.register("lm")
 class LmPredictor(Predictor):
-    """Prompts -> ``{"text": continuation, "stop_reason"}``; ``stream`` yields tokens."""
+    """Prompts -> ``{"text": continuation, "stop_reason"}``; ``stream`` yields tokens.
+
+    An LM export (``export.json``) is served from its exported ``prefill``/``decode`` files:
+    the Android bundle's TFLite file through LiteRT (``--format=tflite``, one interpreter per
+    thread) or the export's SavedModel; its bundle supplies the tokenizer, end-of-document id
+    and context, so the training run need not exist. A ``train_lm.py`` run directory is
+    served through its Keras model's incremental ``step``. Both run the same token loop
+    (:func:`slm_tf.generation.loop.continue_rows`)."""
 
     task = "lm"
     streams = True
 
     def __init__(self, version_dir: str, fmt: str, manifest: Dict):
-        import os
+        self.version_dir, self.fmt = version_dir, fmt
+        self.model = None
+        if manifest.get("is_run_dir"):  # a train_lm.py run, not an export
+            self._load_run(version_dir)
+        else:
+            self._load_export(version_dir, fmt)
 
+    def _load_run(self, run_dir: str) -> None:
         from slm_tf.errors import UserError
         from slm_tf.models import is_language_model
         from slm_tf.tokenizers import load_tokenizer
         from slm_tf.train import artifacts
-        # Only what generation needs (model.keras in safe mode, tokenizer/): the run's
-        # SavedModel is not read.
-        # An LM export (export.json) is served through the Keras model of the run it names
-        # (its run_dir, relative to the export) until the server runs the exported files.
-        run_dir = os.path.normpath(os.path.join(version_dir, manifest.get("run_dir", ".")))
+        # Only what generation needs (model.keras in safe mode, tokenizer/).
         fix = f"rerun the train_lm.py command that wrote {run_dir}"
         self.model = artifacts.load_keras_model(os.path.join(run_dir, artifacts.MODEL_FILE), fix)
         if not is_language_model(self.model):
-            raise UserError(f"{version_dir}: its model is not a language model. Fix: serve a "
+            raise UserError(f"{run_dir}: its model is not a language model. Fix: serve a "
                             "train_lm.py (--task=lm) run")
         self.tokenizer = load_tokenizer(os.path.join(run_dir, artifacts.TOKENIZER_DIR), fix)
-        self.version_dir, self.fmt = version_dir, fmt
+
+    def _load_export(self, version_dir: str, fmt: str) -> None:
+        from slm_tf.errors import UserError
+        from slm_tf.export.bundle import BUNDLE_DIR
+        from slm_tf.export.lm_runtimes import open_lm_runtime
+        from slm_tf.io_utils import read_json
+        from slm_tf.tokenizers import load_tokenizer
+        fix = "re-export the run with scripts/export.py (a TFLite format writes android/)"
+        bundle = os.path.join(version_dir, BUNDLE_DIR)
+        spec = read_json(os.path.join(bundle, "bundle.json"), fix)
+        self.tokenizer = load_tokenizer(bundle, fix)
+        self.context = int(spec["max_context"])
+        self.eod, self.pad = int(spec["tokenizer"]["eod_id"]), int(spec["tokenizer"]["pad_id"])
+        if fmt == "tflite":
+            path = os.path.join(bundle, spec["model_file"])
+            open_lm_runtime(path, 1)  # a broken file fails at load, not per request
+            self._runtime = _PerThread(lambda: open_lm_runtime(path, 1))
+        else:
+            path = os.path.join(version_dir, "saved_model")
+            if not os.path.isdir(path):
+                raise UserError(f"{path}: no SavedModel in this export. Fix: export with "
+                                "--formats=...,saved_model or serve --format=tflite")
+            shared = open_lm_runtime(path, None)  # TensorFlow functions are thread-safe
+            self._runtime = _PerThread(lambda: shared)
 
     def new_runner(self):
-        """The shared Keras model (TensorFlow runs it from several threads safely)."""
-        return self.model
+        """The Keras model (TensorFlow runs it from several threads safely), or the
+        per-thread runtimes of the exported files."""
+        return self.model if self.model is not None else self._runtime
+
+    def _generate(self, runner, texts: Sequence[str], params: SamplingConfig,
+                  on_text=None) -> Tuple[List[str], List[str]]:
+        if self.model is not None:
+            from slm_tf.generation import generate
+            reasons: List[str] = []
+            out = generate(runner, self.tokenizer, texts, params, on_text=on_text,
+                           reasons=reasons)
+            return out, reasons
+        # The exported files have a batch of one (their cache is [.., 1, ..]): one prompt at
+        # a time, following bundle.json's decode loop.
+        import numpy as np
+
+        from slm_tf.generation.loop import continue_rows
+        rt = runner.get()
+        texts_out, reasons = [], []
+        for row, prompt in enumerate(texts):
+            prompt_ids = ([self.eod] + list(self.tokenizer.ids(prompt)))[-self.context:]
+            ids = np.full((1, self.context), self.pad, np.int32)
+            ids[0, :len(prompt_ids)] = prompt_ids
+            logits, cache = rt.prefill(ids)
+            carry = {"cache": cache, "position": len(prompt_ids)}
+
+            def step(next_ids, done):
+                out, carry["cache"] = rt.decode(np.asarray(next_ids, np.int32).reshape(1, 1),
+                                                carry["cache"],
+                                                np.array([carry["position"]], np.int32))
+                carry["position"] += 1
+                return out
+            piece = (lambda _, p, row=row: on_text(row, p)) if on_text else None
+            text, why = continue_rows(logits[:, len(prompt_ids) - 1], step, params, self.eod,
+                                      self.tokenizer.detokenize, [prompt_ids], piece)
+            texts_out.append(text[0])
+            reasons.append(why[0])
+        return texts_out, reasons
 
     def predict(self, runner, texts: Sequence[str], params=None) -> List[Dict]:
-        """The prompts' continuations, generated as one left-padded batch."""
-        from slm_tf.generation import generate
-        reasons: List[str] = []
-        out = generate(runner, self.tokenizer, texts, params, reasons=reasons)
+        """The prompts' continuations (one left-padded batch through the Keras model; one
+        prompt after another through the exported files)."""
+        out, reasons = self._generate(runner, texts, params or SamplingConfig())
         return [{"text": t, "stop_reason": r} for t, r in zip(out, reasons)]
 
     def stream(self, runner, prompt: str, params: SamplingConfig,
@@ -105,19 +191,15 @@ class LmPredictor(Predictor):
                cancelled: Optional[Callable[[], bool]] = None) -> Dict:
         """Generates for one prompt calling ``on_piece`` with each token's text; returns the
         whole continuation and its stop reason (``cancelled`` when the client left)."""
-        from slm_tf.generation import generate
-
         def on_text(row, piece):
             if cancelled and cancelled():
                 raise Cancelled()
             on_piece(piece)
-        reasons: List[str] = []
         try:
-            text = generate(runner, self.tokenizer, [prompt], params, on_text=on_text,
-                            reasons=reasons)[0]
+            texts, reasons = self._generate(runner, [prompt], params, on_text)
         except Cancelled:
             return {"text": None, "stop_reason": "cancelled"}
-        return {"text": text, "stop_reason": reasons[0]}
+        return {"text": texts[0], "stop_reason": reasons[0]}
 
     def signature(self) -> Dict:
         """TF Serving-style signature_def of the text signature."""

@@ -54,11 +54,16 @@ def require_loopback(url: str) -> urllib.parse.SplitResult:
 
 
 def _scrape(parts, headers) -> Dict[str, float]:
-    """Sums and counts of the server's latency histograms (for the time breakdown)."""
+    """Sums and counts of the server's latency histograms (for the time breakdown); empty
+    when the server is gone (a load test across a SIGTERM)."""
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    conn.request("GET", "/metrics", headers=headers)
-    text = conn.getresponse().read().decode()
-    conn.close()
+    try:
+        conn.request("GET", "/metrics", headers=headers)
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return {}
+    finally:
+        conn.close()
     out = {}
     for name in ("slm_request_seconds", "slm_batch_seconds", "slm_batch_size",
                  "slm_predict_wait_seconds"):
@@ -169,7 +174,7 @@ def run_load(cfg: LoadTestConfig) -> Dict:
         asyncio.run(clients())
     wall = time.time() - start
     after = _scrape(parts, headers)
-    d = {k: after[k] - before[k] for k in after}
+    d = {k: after[k] - before[k] for k in after if k in before}
     lat = np.asarray(latencies) * 1000
     report = {"url": cfg.url, "model": cfg.model, "concurrency": cfg.concurrency,
               "duration_s": round(wall, 2), "requests": len(latencies) + sum(errors.values()),

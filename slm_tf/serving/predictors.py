@@ -1,8 +1,8 @@
 """Predictors: one export version turned into ``texts -> JSON-ready predictions``.
 
 ``PREDICTORS`` is keyed by the export's task (``export.json``'s ``task``): classification and
-NER (``slm_tf/serving/ner.py``) serve exports, language models (``slm_tf/serving/lm.py``) serve
-a run directory. A predictor has ``new_runner`` (one inference callable per worker thread) and
+NER (``slm_tf/serving/ner.py``) serve exports, language models (``slm_tf/serving/lm.py``) an
+export or a run directory. A predictor has ``new_runner`` (one inference callable per worker thread) and
 ``predict(runner, texts, params)`` (a whole batch); ``Predictor.predict`` is
 ``postprocess(runner(encode(texts)))``. ``RUNTIMES`` is keyed by ``--format``.
 """
@@ -180,13 +180,13 @@ class ClassificationPredictor(BundlePredictor):
 
 
 def read_manifest(version_dir: str) -> Dict:
-    """``export.json`` of an export, or for a run directory (``config.json`` + ``model.keras``,
-    how language models are served until they export) a manifest naming its task."""
+    """``export.json`` of an export, or for a run directory (``config.json`` + ``model.keras``:
+    a language model may be served from its run) a manifest naming its task."""
     path = os.path.join(version_dir, MANIFEST)
     if not os.path.isfile(path) and os.path.isfile(os.path.join(version_dir, RUN_CONFIG)):
         config = read_json(os.path.join(version_dir, RUN_CONFIG), "rerun the training")
         return {"task": config.get("train", {}).get("task", "classification"),
-                "run_dir": ".", "data": config.get("data", {})}
+                "run_dir": ".", "data": config.get("data", {}), "is_run_dir": True}
     return read_json(path, "re-export the run with scripts/export.py")
 
 
