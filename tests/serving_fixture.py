@@ -220,9 +220,10 @@ LM_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na bird in the hand.
 
 
 def make_lm_run(root, data_dir, seed=2):
-    """An untrained character GPT (context 24) saved as a complete ``--task=lm`` run
-    (model.keras, saved_model/, tokenizer/, config.json, metrics.json); returns (run dir, the
-    Keras model, its tokenizer) so tests can compare with in-process generation."""
+    """An untrained character GPT (context 24) saved as a ``--task=lm`` run (model.keras,
+    tokenizer/, config.json, metrics.json: what the server reads; no SavedModel); returns
+    (run dir, the Keras model, its tokenizer) so tests can compare with in-process
+    generation."""
     import tf_keras as keras
 
     from slm_tf.data.config import DataConfig
@@ -246,16 +247,25 @@ def make_lm_run(root, data_dir, seed=2):
     keras.utils.set_random_seed(seed)
     model = build_model(exp.model, tok.vocab_size, tok.vocab_size, 24)
     tok.save(os.path.join(run_dir, artifacts.TOKENIZER_DIR))
-    artifacts.save_model(run_dir, model, tok, 24)  # the SavedModel makes it exportable
+    model.save(os.path.join(run_dir, artifacts.MODEL_FILE))  # what the server reads
     write_json(os.path.join(run_dir, artifacts.CONFIG_FILE), exp.to_dict())
     write_json(os.path.join(run_dir, artifacts.METRICS_FILE), {"bits_per_character": 0.0})
     return run_dir, model, tok
 
 
-def make_lm_export(run_dir, out):
-    """Exports an LM run with the real export step: ``model_float.tflite`` (prefill/decode,
-    also the Android bundle's file) and the SavedModel; returns ``out``."""
-    from slm_tf.export.run import ExportConfig, export_run
-    export_run(ExportConfig(run_dir=run_dir, formats=["tflite_float", "saved_model"],
-                            output_dir=out))
+def make_lm_export(run_dir, model, tok, out):
+    """Exports the :func:`make_lm_run` run with the LM exporter: ``model_float.tflite``
+    (prefill/decode, also the Android bundle's file), the SavedModel of the step functions and
+    ``export.json``; returns ``out``. (The exporter is called directly: ``export_run`` would
+    first want the run's classification-style SavedModel, which costs more than the export.)"""
+    from slm_tf.export.lm import export_lm
+    from slm_tf.export.run import MANIFEST, ExportConfig
+    from slm_tf.io_utils import read_json, write_json
+    from slm_tf.train import artifacts
+    run = artifacts.Run(run_dir, model, tok, [],
+                        read_json(os.path.join(run_dir, artifacts.CONFIG_FILE)))
+    os.makedirs(out)
+    manifest = export_lm(run, ExportConfig(run_dir=run_dir, output_dir=out,
+                                           formats=["tflite_float", "saved_model"]), out)
+    write_json(os.path.join(out, MANIFEST), manifest)
     return out

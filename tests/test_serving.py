@@ -102,7 +102,7 @@ class _SlowPredictor:
         self.batches, self.lock = [], threading.Lock()
 
     def new_runner(self):
-        return None
+        return "runner"
 
     def predict(self, runner, texts, params=None):
         start = time.perf_counter()
@@ -143,6 +143,31 @@ def test_loadtest_refuses_other_hosts():
             require_loopback(url)
 
 
+def test_inline_batcher_runs_a_language_model_off_the_loop():
+    """--num_workers=0 runs batches on the event loop, except a language model's (a whole
+    generation): it runs on another thread and the loop keeps serving meanwhile."""
+    import asyncio
+    from slm_tf.serving.batcher import Batcher
+    predictor = _SlowPredictor()
+    predictor.streams = True
+    batcher = Batcher(predictor, max_batch_size=32, timeout_s=0, workers=0)
+    ticks = []
+
+    async def main():
+        async def ticker():
+            for _ in range(4):
+                await asyncio.sleep(0.005)
+                ticks.append(time.perf_counter())
+        tick = asyncio.ensure_future(ticker())
+        out = await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))
+        await tick
+        return out
+    assert asyncio.run(main()) == [[{"text": "a"}], [{"text": "b"}]]
+    (thread, size, _, end), = predictor.batches  # one batch of both
+    assert size == 2 and thread != "MainThread"
+    assert ticks[0] < end  # the loop ran while the model did
+
+
 def test_loadtest_survives_a_server_that_stopped():
     """A load test across a SIGTERM ends with the server gone: its closing metrics scrape
     finds nobody listening and the report goes on without the server-side breakdown."""
@@ -151,7 +176,7 @@ def test_loadtest_survives_a_server_that_stopped():
     from slm_tf.serving.loadtest import LoadTestConfig, _scrape, run_load
     url = f"http://127.0.0.1:{free_port()}"
     assert _scrape(urllib.parse.urlsplit(url), {}) == {}
-    report = run_load(LoadTestConfig(url=url, model="toy", concurrency=2, duration_s=0.3,
+    report = run_load(LoadTestConfig(url=url, model="toy", concurrency=2, duration_s=10,
                                      max_requests=4))
     assert report["ok"] == 0 and report["errors_by_status"] == {"ConnectionRefusedError": 4}
     assert "server_ms_per_request" not in report
@@ -336,10 +361,8 @@ def test_version_hot_swap_under_load_then_sigterm_drain(export, tmp_path):
     base = str(tmp_path / "toy")
     os.makedirs(base)
     _drop_version(base, export[0], 1)
-    # One worker: a lone worker waits --batch_timeout_ms for more requests (an idle second
-    # worker would start on them at once), so the drain below finds requests in the batcher.
     s = Server(f"--model=toy={base}", "--poll_s=0.2", "--max_batch_size=64",
-               "--batch_timeout_ms=1000", "--num_workers=1")
+               "--batch_timeout_ms=1000")
     url = s.url + "/v1/models/toy:predict"
     failures, seen, ok, stop = [], {}, [], threading.Event()
 

@@ -22,7 +22,7 @@ def served(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("tasks")
     ner = make_ner_export(str(root), data_dir)
     lm_dir, model, tok = make_lm_run(str(root), data_dir)
-    lm_export = make_lm_export(lm_dir, str(root / "lm_export"))
+    lm_export = make_lm_export(lm_dir, model, tok, str(root / "lm_export"))
     keys = root / "keys.txt"
     keys.write_text(KEY + "\n")
     # Batches on the event loop (--num_workers=0); streams then run on the loop's executor.

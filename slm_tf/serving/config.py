@@ -20,8 +20,7 @@ class ServeConfig:
     batch_timeout_ms: float = field(0.0, "How long a batch waits for more requests beyond "
                                     "those already queued (0: none, so an idle server adds no "
                                     "latency; under load requests queue while the workers are "
-                                    "busy and still share batches). Never while another "
-                                    "worker is idle: that worker takes its share instead.",
+                                    "busy and still share batches).",
                                     validate=non_negative, rule=">= 0")
     num_workers: int = field(2, "Inference threads, each with its own interpreter; 0 runs "
                              "the batches on the event loop's thread (fastest for a model "
