@@ -235,3 +235,20 @@ def test_qat_lm_exports_and_the_tflite_file_continues_like_the_compressed_model(
         tokens.append(int(np.argmax(res["logits"][0])))
         cache = res["cache"]
     assert tokens == greedy(rebuilt, prompt, 10)
+
+
+def test_lm_report_verdict_puts_the_final_file_next_to_the_teachers_file():
+    from slm_tf.pipeline.lm_report import _verdict
+    teacher = {"name": "teacher (Keras)", "stage": "teacher", "format": "keras",
+               "bits_per_character": 2.0, "size_bytes": 3200}
+    final = {"name": "final tflite_dynamic", "stage": "final", "format": "tflite_dynamic",
+             "bits_per_character": 2.1, "bpc_vs_teacher": 1.05, "size_bytes": 1000,
+             "size_vs_teacher": 1000 / 3200, "tokens_per_s": 300.0, "ttft_ms": 5.0}
+    teacher_file = {"name": "teacher tflite_float", "stage": "teacher",
+                    "format": "tflite_float", "bits_per_character": 2.0, "size_bytes": 4000,
+                    "tokens_per_s": 100.0, "ttft_ms": 20.0}
+    text = _verdict({"rows": [teacher, final, teacher_file], "teacher": teacher,
+                     "final": final})
+    assert "+5.0% vs the teacher's 2.0000" in text
+    assert "tflite_float file: 0.250 of its 4,000 bytes" in text
+    assert "decode 300.0 vs 100.0 tokens/s" in text and "5.0 vs 20.0 ms" in text

@@ -207,8 +207,9 @@ def _verdict(report: Dict) -> str:
 def _against_file(report: Dict) -> str:
     """The final file against the teacher's float TFLite file (size, tokens/s, TTFT)."""
     f = report["final"]
-    t = next((r for r in report["rows"] if r["stage"] == "teacher" and r.get("format")), None)
-    if t is None or not f.get("format"):
+    t = next((r for r in report["rows"] if r["stage"] == "teacher"
+              and r.get("format") not in (None, "keras")), None)
+    if t is None or f.get("format") in (None, "keras"):
         return ""
     return (f" Against the teacher's {t['format']} file: {f['size_bytes'] / t['size_bytes']:.3f}"
             f" of its {t['size_bytes']:,} bytes, decode {_fmt('tokens_per_s', f['tokens_per_s'])}"
