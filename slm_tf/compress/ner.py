@@ -71,8 +71,9 @@ def _distilled(ccfg, source, data, dcfg, tcfg):
     from slm_tf.distill.augment import AugmentConfig
     from slm_tf.distill.config import DistillConfig
     from slm_tf.distill.distiller import Distiller
-    from slm_tf.distill.ner import _DistilledNer, ner_experiment, ner_transfer
+    from slm_tf.distill.ner import ner_experiment, ner_transfer
     from slm_tf.distill.run import DistillExperiment
+    from slm_tf.tasks.ner import NerTask
     from slm_tf.models import ModelConfig
     from slm_tf.tokenizers import TokenizerConfig
     from slm_tf.train.optim import optimizer_for
@@ -101,10 +102,10 @@ def _distilled(ccfg, source, data, dcfg, tcfg):
     val_ds = ner_transfer(exp, teacher, data, "validation", digest, training=False)
 
     def make_trainer(wrapped, stage_cfg, total_steps):
-        distiller = Distiller(wrapped, None, kd.temperature, kd.alpha)
+        distiller = Distiller(wrapped, None, kd.temperature, kd.alpha, entity_tag_f1=True)
         distiller.compile(optimizer=optimizer_for(stage_cfg, total_steps))
         return distiller
-    task = _DistilledNer()
+    task = NerTask()
     return _Training(train_ds, val_ds, task.steps_per_epoch(data, dcfg.batch_size),
                      make_trainer, {"teacher_dir": ccfg.teacher_dir,
                                     "temperature": kd.temperature, "alpha": kd.alpha}, task)

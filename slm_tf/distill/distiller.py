@@ -44,7 +44,8 @@ class Distiller(keras.Model):
 
     def __init__(self, student: keras.Model, teacher: Optional[keras.Model] = None,
                  temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA, feature_weight: float = 0.0,
-                 teacher_feature_dim: Optional[int] = None, **kwargs):
+                 teacher_feature_dim: Optional[int] = None, entity_tag_f1: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -67,11 +68,17 @@ class Distiller(keras.Model):
         # A mean of per-batch accuracies weighted by their labelled counts (= accuracy), fed
         # global counts under a strategy (see _record).
         self._accuracy = keras.metrics.Mean(name="accuracy")
+        # Tagging tasks (label 0 = O): F1 of the entity tags, the NER best-epoch monitor (on
+        # entity-sparse tweets token accuracy is best for a student that tags everything O).
+        # Batch F1s weighted by their gold + predicted entity-tag counts average to the
+        # epoch's micro F1.
+        self._tag_f1 = keras.metrics.Mean(name="entity_tag_f1") if entity_tag_f1 else None
         self.distribute_reduction_method = "first"
 
     @property
     def metrics(self):
-        return [*self._trackers.values(), self._accuracy]
+        extra = [self._tag_f1] if self._tag_f1 is not None else []
+        return [*self._trackers.values(), self._accuracy, *extra]
 
     def call(self, inputs, training=False):
         return self.student(inputs[STUDENT_IDS], training=training)
@@ -133,19 +140,26 @@ class Distiller(keras.Model):
         labels = tf.cast(labels, tf.int64)
         known = tf.cast(labels >= 0, tf.float32) * weight
         correct = tf.cast(tf.equal(labels, predicted), tf.float32) * known
+        gold_e = known * tf.cast(labels > 0, tf.float32)
+        pred_e = known * tf.cast(predicted > 0, tf.float32)
         totals = replica_sum({"loss": loss, "terms": terms,
                               "counts": tf.stack([tf.reduce_sum(agree * weight),
                                                   tf.reduce_sum(weight),
                                                   tf.reduce_sum(correct),
-                                                  tf.reduce_sum(known)])})
+                                                  tf.reduce_sum(known),
+                                                  tf.reduce_sum(correct * gold_e),
+                                                  tf.reduce_sum(gold_e + pred_e)])})
         self._trackers["loss"].update_state(totals["loss"])
         for name, value in totals["terms"].items():
             self._trackers[name].update_state(value)
-        agreed, n, right, n_known = tf.unstack(totals["counts"])
+        agreed, n, right, n_known, tag_hits, tag_total = tf.unstack(totals["counts"])
         self._trackers["agreement"].update_state(tf.math.divide_no_nan(agreed, n),
                                                  sample_weight=n)
         self._accuracy.update_state(tf.math.divide_no_nan(right, n_known),
                                     sample_weight=n_known)
+        if self._tag_f1 is not None:
+            self._tag_f1.update_state(tf.math.divide_no_nan(2.0 * tag_hits, tag_total),
+                                      sample_weight=tag_total)
         logs = {m.name: m.result() for m in self.metrics}
         logs.update(temperature=self.temperature.value(), alpha=self.alpha.value())
         return logs

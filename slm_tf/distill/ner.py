@@ -31,11 +31,6 @@ from slm_tf.train.optim import optimizer_for
 from slm_tf.train.trainer import finish_run, fit, start_run
 
 
-class _DistilledNer(NerTask):
-    """The NER task with the Distiller's token accuracy as the best-epoch monitor."""
-    monitor = "val_accuracy"
-
-
 def ner_experiment(exp, teacher):
     """``exp`` made consistent with a NER teacher: its tokenizer, task and sequence length."""
     return dataclasses.replace(
@@ -77,7 +72,7 @@ def distill_ner(exp, teacher) -> Dict:
     from slm_tf.distill.run import TemperatureSchedule
     exp = ner_experiment(exp, teacher)
     tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
-    task = _DistilledNer()
+    task = NerTask()
     ctx = start_run(tcfg)
     data = prepare_ner_data(dcfg, tag_names=teacher.label_names)
     tokenizer = teacher.tokenizer
@@ -92,7 +87,7 @@ def distill_ner(exp, teacher) -> Dict:
     if student.crf is not None and teacher_crf is not None:
         student.crf.set_weights(teacher_crf.get_weights())
     distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
-                          kcfg.temperature, kcfg.alpha)
+                          kcfg.temperature, kcfg.alpha, entity_tag_f1=True)
     distiller.compile(optimizer=optimizer_for(tcfg, steps_per_epoch * tcfg.epochs))
     s_params, t_params = student.count_params(), teacher.model.count_params()
     logging.info("student %s: %s (%.1f%% of the teacher's %d parameters)", exp.model.model,
