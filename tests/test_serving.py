@@ -58,6 +58,25 @@ def test_drift_window_counts_match_a_recount():
     assert f'slm_drift_psi{{distribution="label",model="toy",version="1"}} {got["label"]}' in text
 
 
+def test_prediction_metrics_count_labels_confidence_and_abstentions():
+    from prometheus_client import generate_latest
+    from slm_tf.serving.metrics import Metrics, record_predictions
+    m = Metrics()
+    preds = [{"label": "refund", "confidence": 0.91, "abstained": False},
+             {"label": "oos", "confidence": 0.40, "abstained": True},
+             {"label": "refund", "confidence": 0.55, "abstained": True}]
+    record_predictions(m, "b77", "3", preds)
+    record_predictions(m, "b77", "3", [{"label": "card_lost", "confidence": 0.97}])  # no rule
+    text = generate_latest(m.registry).decode()
+    series = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line and not line.startswith("#")}
+    assert series['slm_abstained_total{abstained="true",model="b77",version="3"}'] == 2
+    assert series['slm_abstained_total{abstained="false",model="b77",version="3"}'] == 1
+    assert series['slm_predicted_label_total{label="refund",model="b77",version="3"}'] == 2
+    assert series['slm_confidence_count{model="b77"}'] == 4
+    assert series['slm_confidence_bucket{le="0.5",model="b77"}'] == 1  # 0.40 only
+
+
 def test_key_check_and_request_parsing():
     from slm_tf.serving.app import ApiError, key_ok, parse_predict
     from slm_tf.serving.config import ServeConfig

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from slm_tf.errors import UserError
 from slm_tf.serving.config import ServeConfig
-from slm_tf.serving.metrics import Metrics
+from slm_tf.serving.metrics import Metrics, record_predictions
 from slm_tf.serving.repository import Repository
 
 OPEN_PATHS = ("/healthz", "/readyz")  # probes carry no key
@@ -276,9 +276,7 @@ def create_app(cfg: ServeConfig, repo: Optional[Repository] = None,
         for t in texts:
             chars.observe(len(t))
         if "label" in preds[0]:
-            for p in preds:
-                metrics.labels.labels(name, str(s.version), p["label"]).inc()
-                metrics.confidence.labels(name).observe(p["confidence"])
+            record_predictions(metrics, name, str(s.version), preds)
             s.drift.observe(preds)
         # PII-free: lengths and labels only, never the texts (per request: verbosity 1).
         if logging.vlog_is_on(1):

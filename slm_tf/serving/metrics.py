@@ -40,6 +40,9 @@ class Metrics:
                               ["model", "version", "label"], registry=r)
         self.confidence = Histogram("slm_confidence", "Top probability of each prediction.",
                                     ["model"], buckets=_CONFIDENCE_BUCKETS, registry=r)
+        self.abstained = Counter("slm_abstained", "Predictions of an export with an "
+                                 "abstention rule, by whether it abstained.",
+                                 ["model", "version", "abstained"], registry=r)
         self.psi = Gauge("slm_drift_psi", "Population stability index of live predictions "
                          "against the export's test-split reference.",
                          ["model", "version", "distribution"], registry=r)
@@ -47,6 +50,16 @@ class Metrics:
                                  ["model"], registry=r)
         self.versions = Gauge("slm_model_versions_loaded", "Versions being served.", ["model"],
                               registry=r)
+
+
+def record_predictions(metrics: Metrics, model: str, version: str, preds: List[Dict]) -> None:
+    """Counts a batch of classifier predictions: label, confidence and, when the export
+    carries an abstention rule, whether each one abstained."""
+    for p in preds:
+        metrics.labels.labels(model, version, p["label"]).inc()
+        metrics.confidence.labels(model).observe(p["confidence"])
+        if "abstained" in p:
+            metrics.abstained.labels(model, version, str(bool(p["abstained"])).lower()).inc()
 
 
 class DriftMonitor:
