@@ -73,8 +73,10 @@ class _Untracked:
 def _layer_traces_savable(model) -> bool:
     """False for a quantization-aware model with recurrent layers (see ``_Serving``)."""
     from slm_tf.export.graph import has_recurrent_layers
-    return not has_recurrent_layers(model) or not any(
-        type(layer).__name__.startswith("Quantize") for layer in model.layers)
+    if not has_recurrent_layers(model):
+        return True
+    from slm_tf.compress.quantization import is_quantized  # tfmot: only for recurrent models
+    return not is_quantized(model)
 
 
 class _Serving(tf.Module):
