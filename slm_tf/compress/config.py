@@ -16,6 +16,7 @@ from slm_tf.errors import UserError
 PRUNE_SCHEDULES = ("constant", "polynomial")
 CLUSTER_INITS = ("kmeans_plus_plus", "density_based", "linear")
 SPARSE_SOURCE = 0.3  # share of zero kernel weights from which a source counts as pruned
+CALIBRATION_ROWS = 1024  # training rows QAT calibrates its activation ranges on
 _M_BY_N = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 # Fine-tuning a trained model wants a gentler recipe than training from scratch: no warmup (the

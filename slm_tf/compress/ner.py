@@ -11,14 +11,13 @@ from typing import Dict
 
 import numpy as np
 
+from slm_tf.compress.config import CALIBRATION_ROWS
 from slm_tf.config import from_dict
 from slm_tf.data.readers import DataError
 from slm_tf.errors import UserError
 from slm_tf.io_utils import file_digest
 from slm_tf.train import artifacts
 from slm_tf.train.artifacts import load_run
-
-CALIBRATION_ROWS = 1024
 
 
 class NerCompressOps:

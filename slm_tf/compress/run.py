@@ -15,7 +15,8 @@ import numpy as np
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.compress.config import FINETUNE_DEFAULTS, CompressConfig, parse_m_by_n, summary
+from slm_tf.compress.config import (CALIBRATION_ROWS, FINETUNE_DEFAULTS, CompressConfig,
+                                    parse_m_by_n, summary)
 from slm_tf.compress.modes import Stage, compress_model, mode_for
 from slm_tf.compress.ner import NerCompressOps
 from slm_tf.compress.report import layer_sparsity, overall_sparsity, size_report
@@ -40,7 +41,6 @@ from slm_tf.train.trainer import (FitResult, RunContext, TrainConfig, finish_run
                                   require_default_strategy, start_run)
 
 REPORT_FILE = artifacts.COMPRESSION_REPORT
-CALIBRATION_ROWS = 1024
 
 
 @dataclasses.dataclass
