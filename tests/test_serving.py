@@ -140,6 +140,11 @@ def test_batcher_workers_share_a_burst_side_by_side():
     from slm_tf.serving.batcher import Batcher
     predictor = _SlowPredictor()
     batcher = Batcher(predictor, max_batch_size=32, timeout_s=0.02, workers=2)
+    # The premise is two idle workers: on a loaded machine a worker thread may not have
+    # reached its queue yet when the burst arrives.
+    deadline = time.monotonic() + 10
+    while batcher._idle < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     async def burst():
         return await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(16)))
