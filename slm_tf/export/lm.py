@@ -27,6 +27,7 @@ import tensorflow as tf
 from slm_tf.data.lm_dataset import eod_id
 from slm_tf.errors import UserError
 from slm_tf.export.config import EXPORT_FORMATS, TFLITE_FORMATS, ExportConfig
+from slm_tf.export.lm_graph import MASK_BIAS, CompactGPT
 from slm_tf.export.run import EXPORTERS, base_manifest, bundle_choice
 from slm_tf.export.tflite import _flex_ops
 from slm_tf.io_utils import atomic_path
@@ -108,6 +109,8 @@ class StepFunctions(tf.Module):
         self.context = int(model.max_seq_len)
         self.is_gpt = hasattr(model, "cached_forward")
         self.cache_shape = model.cache_shape(1) if self.is_gpt else self._state_shape()
+        # The GPT's weights rearranged for fewer TFLite operators (lm_graph.py).
+        self.graph = CompactGPT(model) if self.is_gpt else None
         self.prefill = tf.function(self._prefill, input_signature=[
             tf.TensorSpec([1, self.context], tf.int32, name=IDS)])
         self.decode = tf.function(self._decode, input_signature=[
@@ -124,29 +127,35 @@ class StepFunctions(tf.Module):
         if not self.is_gpt:
             return self._recurrent_prefill(ids)
         m = self.context
-        # The [M, M] masks and rotary tables are computed at run time from the positions: as
+        # The [M, M] mask and rotary tables are computed at run time from the positions: as
         # constants the converter would fold them into the file (147 KB at M = 128, a
         # tenth of a dynamic-range file). The zero comes from the input (ids are never
         # negative), so nothing downstream folds.
         positions = tf.range(m) + tf.reduce_min(tf.minimum(ids, 0))
-        write = tf.cast(tf.equal(positions[:, tf.newaxis], positions[tf.newaxis]), tf.float32)
-        real = tf.cast(tf.not_equal(ids, 0), tf.float32)  # [1, M]
-        causal = tf.cast(positions[tf.newaxis] <= positions[:, tf.newaxis], tf.float32)
-        key_mask = tf.maximum(causal[tf.newaxis] * real[:, tf.newaxis, :], write[tf.newaxis])
-        logits, cache = self.model.cached_forward(ids, tf.zeros(self.cache_shape), write,
-                                                  key_mask, positions)
-        return {LOGITS: logits, CACHE: cache}
+        real = tf.not_equal(ids, 0)  # [1, M]
+        # Query i sees the real keys up to i, and always itself (a padding row is never
+        # all-masked).
+        sees = tf.logical_or(tf.logical_and(positions[tf.newaxis] <= positions[:, tf.newaxis],
+                                            real), tf.equal(positions[tf.newaxis],
+                                                            positions[:, tf.newaxis]))
+        mask_bias = (tf.cast(sees, tf.float32) - 1.0) * -MASK_BIAS
+        cos, sin = self.graph.rotary_tables(tf.cast(positions, tf.float32))
+        logits, cache = self.graph.forward(ids, None, mask_bias, cos, sin)
+        return {LOGITS: logits[tf.newaxis], CACHE: tf.reshape(cache, self.cache_shape)}
 
     def _decode(self, token, cache, position):
         if not self.is_gpt:
             return self._recurrent_decode(token, cache, position)
         m = self.context
         slots = tf.range(m)
-        write = tf.cast(tf.equal(slots, position % m), tf.float32)[tf.newaxis]  # [1, M]
+        write = tf.cast(tf.equal(slots, position % m), tf.float32)[:, tf.newaxis]  # [M, 1]
         # Every slot up to the position holds a past token (all of them once the ring is full).
-        key_mask = tf.cast(slots <= position, tf.float32)[tf.newaxis, tf.newaxis]
-        logits, cache = self.model.cached_forward(token, cache, write, key_mask, position)
-        return {LOGITS: tf.reshape(logits, [1, -1]), CACHE: cache}
+        mask_bias = (tf.cast(slots <= position, tf.float32) - 1.0)[tf.newaxis] * -MASK_BIAS
+        cos, sin = self.graph.rotary_tables(tf.cast(position, tf.float32))
+        flat = tf.reshape(cache, [self.cache_shape[0]] + self.cache_shape[2:])
+        logits, cache = self.graph.forward(token, flat, mask_bias, cos, sin,
+                                           keep=1.0 - write, scatter=write)
+        return {LOGITS: logits, CACHE: tf.reshape(cache, self.cache_shape)}
 
     # --- LSTM / GRU: state ---------------------------------------------------------------
     def _cells(self):
