@@ -27,7 +27,7 @@ import tensorflow as tf
 from slm_tf.data.lm_dataset import eod_id
 from slm_tf.errors import UserError
 from slm_tf.export.config import EXPORT_FORMATS, TFLITE_FORMATS, ExportConfig
-from slm_tf.export.lm_graph import MASK_BIAS, CompactGPT
+from slm_tf.export.lm_graph import ROTARY_ANGLES, CompactGPT, attention_mask
 from slm_tf.export.run import EXPORTERS, base_manifest, bundle_choice
 from slm_tf.export.tflite import _flex_ops
 from slm_tf.io_utils import atomic_path
@@ -103,14 +103,15 @@ def _copy_quantized(wrapper, layer) -> None:
 class StepFunctions(tf.Module):
     """``prefill`` and ``decode`` of a causal LM as fixed-shape ``tf.function``s."""
 
-    def __init__(self, model):
+    def __init__(self, model, int8_safe: bool = False):
         super().__init__()
         self.model = model
+        self.int8_safe = int8_safe
         self.context = int(model.max_seq_len)
         self.is_gpt = hasattr(model, "cached_forward")
         self.cache_shape = model.cache_shape(1) if self.is_gpt else self._state_shape()
         # The GPT's weights rearranged for fewer TFLite operators (lm_graph.py).
-        self.graph = CompactGPT(model) if self.is_gpt else None
+        self.graph = CompactGPT(model, int8_safe) if self.is_gpt else None
         self.prefill = tf.function(self._prefill, input_signature=[
             tf.TensorSpec([1, self.context], tf.int32, name=IDS)])
         self.decode = tf.function(self._decode, input_signature=[
@@ -138,9 +139,9 @@ class StepFunctions(tf.Module):
         sees = tf.logical_or(tf.logical_and(positions[tf.newaxis] <= positions[:, tf.newaxis],
                                             real), tf.equal(positions[tf.newaxis],
                                                             positions[:, tf.newaxis]))
-        mask_bias = (tf.cast(sees, tf.float32) - 1.0) * -MASK_BIAS
-        cos, sin = self.graph.rotary_tables(tf.cast(positions, tf.float32))
-        logits, cache = self.graph.forward(ids, None, mask_bias, cos, sin)
+        cos, sin = self.graph.rotary_tables(positions)
+        logits, cache = self.graph.forward(ids, None, attention_mask(sees, self.int8_safe),
+                                           cos, sin)
         return {LOGITS: logits[tf.newaxis], CACHE: tf.reshape(cache, self.cache_shape)}
 
     def _decode(self, token, cache, position):
@@ -150,10 +151,10 @@ class StepFunctions(tf.Module):
         slots = tf.range(m)
         write = tf.cast(tf.equal(slots, position % m), tf.float32)[:, tf.newaxis]  # [M, 1]
         # Every slot up to the position holds a past token (all of them once the ring is full).
-        mask_bias = (tf.cast(slots <= position, tf.float32) - 1.0)[tf.newaxis] * -MASK_BIAS
-        cos, sin = self.graph.rotary_tables(tf.cast(position, tf.float32))
+        cos, sin = self.graph.rotary_tables(position)
         flat = tf.reshape(cache, [self.cache_shape[0]] + self.cache_shape[2:])
-        logits, cache = self.graph.forward(token, flat, mask_bias, cos, sin,
+        mask = attention_mask((slots <= position)[tf.newaxis], self.int8_safe)
+        logits, cache = self.graph.forward(token, flat, mask, cos, sin,
                                            keep=1.0 - write, scatter=write)
         return {LOGITS: logits, CACHE: tf.reshape(cache, self.cache_shape)}
 
@@ -263,6 +264,8 @@ def to_lm_tflite(saved_model_dir: str, quantization: str, name: str,
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     _configure(converter, quantization, calibration and (lambda: iter(calibration)))
     try:
+        if quantization == "int8":
+            return _int8_keeping_float_nodes(converter)
         return converter.convert()
     except Exception as e:  # ConverterError carries the MLIR diagnostics
         ops = _flex_ops(str(e))
@@ -274,6 +277,29 @@ def to_lm_tflite(saved_model_dir: str, quantization: str, name: str,
                         f"{str(e).strip().splitlines()[-1][:500]}") from e
 
 
+def float_node_names(calibrated: bytes) -> List[str]:
+    """The tensors of a calibrated file that an int8 file keeps in float: the rotary angles
+    (lm_graph.ROTARY_ANGLES; the file's second signature spells them with a suffix digit)."""
+    import re
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    names = {t.name.decode() for graph in model.subgraphs for t in graph.tensors}
+    return sorted(n for n in names if re.fullmatch(re.escape(ROTARY_ANGLES) + r"\d*", n))
+
+
+def _int8_keeping_float_nodes(converter) -> bytes:
+    """Full-integer conversion with :func:`float_node_names` left in float: calibrate, then
+    quantize with those nodes denylisted. The converter has no public switch for a node
+    denylist; this is the call ``tf.lite.experimental.QuantizationDebugger``'s
+    ``get_nondebug_quantized_model`` makes with ``QuantizationDebugOptions(denylisted_nodes)``
+    (without building its instrumented debug model, which a two-signature file trips)."""
+    from tensorflow.lite.python import convert
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    return convert.mlir_quantize(calibrated, disable_per_channel=False,
+                                 denylisted_nodes=float_node_names(calibrated) or None)
+
+
 def lm_file_name(fmt: str) -> str:
     """``tflite_int8`` -> ``model_int8.tflite``; ``onnx`` -> ``onnx`` (a folder of two)."""
     if fmt.startswith("tflite_"):
@@ -283,8 +309,9 @@ def lm_file_name(fmt: str) -> str:
 
 def _tflite_writer(quantization: str):
     def write(ctx, path: str) -> Dict:
-        data = to_lm_tflite(ctx["saved_model"], quantization, ctx["name"], ctx["allow_flex"],
-                            ctx["calibration"]() if quantization == "int8" else None)
+        saved, calibration = ctx["int8"]() if quantization == "int8" else \
+            (ctx["saved_model"], None)
+        data = to_lm_tflite(saved, quantization, ctx["name"], ctx["allow_flex"], calibration)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return {"quantization": quantization, "signatures": [PREFILL, DECODE]}
@@ -350,10 +377,19 @@ def export_lm(run: Run, cfg: ExportConfig, out: str) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
         save_step_functions(steps, saved)
+
+        def int8_saved_model():
+            # The int8 file's graph masks scores to a floor instead of adding -1e9
+            # (lm_graph.INT8_MASK_FLOOR), so it is its own SavedModel, calibrated on its own
+            # calls.
+            int8_steps = StepFunctions(run.model, int8_safe=True)
+            path = os.path.join(tmp, "saved_model_int8")
+            save_step_functions(int8_steps, path)
+            windows = get_task(run.task).calibration_inputs(run, n_windows)
+            return path, calibration_calls(int8_steps, windows)
+
         ctx = {"steps": steps, "saved_model": saved, "name": run.model.name,
-               "allow_flex": cfg.allow_flex,
-               "calibration": lambda: calibration_calls(steps, get_task(run.task)
-                                                        .calibration_inputs(run, n_windows))}
+               "allow_flex": cfg.allow_flex, "int8": int8_saved_model}
         for fmt in cfg.formats:
             start = time.time()
             path = os.path.join(out, lm_file_name(fmt))

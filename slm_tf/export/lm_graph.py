@@ -14,8 +14,8 @@ the weights are rearranged once at export (numpy), exactly:
 - rotary positions rotate q, k and v in one step (v with angle 0) from sine/cosine tables
   built once per call: ``x * cos + x[..., perm] * sin`` (one gather instead of two slices
   and a concat);
-- the masked softmax is the builtin SOFTMAX over ``scores + mask_bias`` (bias 0 or -1e9,
-  built once per call), the same probabilities as ``masked_softmax``;
+- the masked softmax is the builtin SOFTMAX over ``scores + bias`` (bias 0 or -1e9, built
+  once per call), the same probabilities as ``masked_softmax``;
 - prefill writes every slot of a zero cache, so its new cache is its keys/values themselves.
 
 Batch 1 only (the step functions' contract): activations are ``[n, width]`` matrices.
@@ -26,7 +26,25 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-MASK_BIAS = -1e9  # exp(MASK_BIAS - max) is exactly 0 in float32
+
+MASK_BIAS = -10 ** 9  # exp(MASK_BIAS - max) is exactly 0 in float32
+# The rotary angles (position x frequency) reach M rad: an int8 file keeps the operator that
+# computes them in float (denylisted by this name), since an int8 step there (0.5 rad at
+# M = 128) scrambles every rotation after it.
+ROTARY_ANGLES = "rotary_angles"
+# An int8 file's masked scores are set to -INT8_MASK_FLOOR instead of adding -1e9 (which would
+# take the whole int8 range of the scores): the scores' own range is about +-30, so masked
+# keys keep at most exp(-30 - row max) of the weight, far below int8's 1/256 resolution.
+INT8_MASK_FLOOR = 30.0
+
+
+def attention_mask(sees, int8_safe: bool):
+    """What :meth:`CompactGPT.forward` takes as ``mask`` for ``sees[n, M]`` (bool): the
+    additive bias (0 or ``MASK_BIAS``), or for an int8 file the 0/1 mask (``int8_safe``). Computed in int32
+    and cast, so no quantizer calibrates the arithmetic."""
+    if int8_safe:
+        return tf.cast(sees, tf.float32)
+    return tf.cast((tf.cast(sees, tf.int32) - 1) * -MASK_BIAS, tf.float32)
 
 
 def _dense(layer):
@@ -45,8 +63,10 @@ def fold_layer_norm(norm, kernel, bias):
 class CompactGPT(tf.Module):
     """A trained ``GPTLanguageModel``'s weights, rearranged for the exported step graph."""
 
-    def __init__(self, model):
+    def __init__(self, model, int8_safe: bool = False):
         super().__init__()
+        # An int8 file masks its scores to a floor (INT8_MASK_FLOOR), not by -1e9.
+        self.int8_safe = int8_safe
         cfg = model.model_config
         self.num_layers, self.num_heads = cfg["num_layers"], cfg["num_heads"]
         self.width = cfg["hidden_dim"]
@@ -104,17 +124,21 @@ class CompactGPT(tf.Module):
 
     def rotary_tables(self, positions):
         """``(cos, sin)`` of shape ``[3, 1, n, head_width]`` for q, k, v at ``positions[n]``
-        (float): v's rows are 1 and 0, the sign of ``rotate_half`` is folded into sin."""
-        angles = positions[:, tf.newaxis] * self._inv_freq  # [n, D]
+        (int32): v's rows are 1 and 0, the sign of ``rotate_half`` is folded into sin."""
+        # Reshaped while still integers, so nothing between them and the product is quantized.
+        positions = tf.cast(positions[:, tf.newaxis], tf.float32)
+        # Named: an int8 file keeps this product in float (FLOAT_NODES).
+        angles = tf.multiply(positions, self._inv_freq,
+                             name=ROTARY_ANGLES)  # [n, D]
         qk = np.array([1.0, 1.0, 0.0], np.float32).reshape(3, 1, 1, 1)
         cos = tf.cos(angles) * qk + (1.0 - qk)
         sin = tf.sin(angles) * (self._sign * qk)
         return cos, sin
 
-    def forward(self, ids, cache, mask_bias, cos, sin, keep=None, scatter=None):
+    def forward(self, ids, cache, mask, cos, sin, keep=None, scatter=None):
         """``(logits[n, V], new_cache[2 * layers, heads, M, head_width])`` for tokens
-        ``ids[1, n]``. ``mask_bias[n, M]`` is 0 where a query sees a slot, ``MASK_BIAS``
-        elsewhere. With ``keep``/``scatter`` (``[M, 1]``: 1 - one-hot slot, one-hot slot;
+        ``ids[1, n]``. ``mask[n, M]`` (:func:`attention_mask`) says which slots a query
+        sees. With ``keep``/``scatter`` (``[M, 1]``: 1 - one-hot slot, one-hot slot;
         decode, n = 1) the token's key/value replaces ``cache``'s slot; without them
         (prefill, n = M) the keys/values of the n tokens are the new cache."""
         h_n, d = self.num_heads, self.head_dim
@@ -130,8 +154,14 @@ class CompactGPT(tf.Module):
                 kv = cache[2 * i:2 * i + 2] * keep + scatter * kv  # [2, H, M, D]
             new_cache.append(kv)
             keys, values = tf.split(kv, 2, axis=0)
-            weights = tf.nn.softmax(tf.matmul(q, keys, transpose_b=True) + mask_bias)
-            context = tf.transpose(tf.matmul(weights, values), [0, 2, 1, 3])  # [1, n, H, D]
+            scores = tf.matmul(q, keys, transpose_b=True, name="attention_scores")
+            if self.int8_safe:
+                scores = scores * mask + (mask - 1.0) * INT8_MASK_FLOOR
+            else:
+                scores = scores + mask
+            weights = tf.nn.softmax(scores, name="attention_weights")
+            context = tf.transpose(tf.matmul(weights, values, name="attention_context"),
+                                   [0, 2, 1, 3])  # [1, n, H, D]
             x = x + tf.matmul(tf.reshape(context, [n, self.width]), self.out_kernel[i]) \
                 + self.out_bias[i]
             h = tf.matmul(self._normalize(x), self.ffn_in_kernel[i]) + self.ffn_in_bias[i]
