@@ -43,14 +43,77 @@ def _check_steps(prefill, decode, model, prompt_len=10, new=4, atol=1e-4):
         cache = out["cache"]
 
 
-@pytest.mark.parametrize("arch", ["gpt", "lstm_lm"])
-def test_step_functions_equal_the_keras_forward_pass(arch):
+@pytest.mark.parametrize("arch,int8_safe", [("gpt", False), ("gpt", True), ("lstm_lm", False)])
+def test_step_functions_equal_the_keras_forward_pass(arch, int8_safe):
+    # int8_safe: the int8 file's graph (masked scores floored at -30 instead of -1e9), which
+    # must compute the same function in float.
     model = _tiny(arch)
-    steps = StepFunctions(model)
+    steps = StepFunctions(model, int8_safe=int8_safe)
     as_np = lambda d: {k: v.numpy() for k, v in d.items()}
     _check_steps(lambda ids: as_np(steps.prefill(tf.constant(ids))),
                  lambda tok, cache, pos: as_np(steps.decode(tf.constant(tok), tf.constant(cache),
                                                             tf.constant(pos))), model)
+
+
+def test_folded_layer_norm_feeds_the_dense_layer_the_same_values():
+    """Oracle: Keras's own LayerNormalization and Dense layers on random input, against the
+    folded kernel/bias applied to the plain normalized input (numpy)."""
+    import tf_keras as keras
+    from slm_tf.export.lm_graph import fold_layer_norm
+    rng = np.random.RandomState(0)
+    x = rng.randn(5, 8).astype(np.float32) * 3 + 1
+    norm, dense = keras.layers.LayerNormalization(epsilon=1e-6), keras.layers.Dense(6)
+    norm.build((None, 8))
+    dense.build((None, 8))
+    norm.set_weights([rng.randn(8).astype(np.float32), rng.randn(8).astype(np.float32)])
+    dense.set_weights([rng.randn(8, 6).astype(np.float32), rng.randn(6).astype(np.float32)])
+    want = dense(norm(x)).numpy()
+    kernel, bias = fold_layer_norm(norm, dense.kernel.numpy().astype(np.float64),
+                                   dense.bias.numpy().astype(np.float64))
+    plain = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(plain @ kernel + bias, want, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(plain @ dense.kernel.numpy() + dense.bias.numpy(), want, atol=0.1)
+
+
+@pytest.mark.integration
+def test_int8_file_is_integer_except_the_rotary_angles_and_scores_like_keras(tmp_path):
+    """The tiny GPT's int8 file: every fully-connected operator of both signatures runs on
+    int8 tensors, and the attention matmuls except the last block's (which the converter
+    leaves in float next to the float cache output); the rotary angles stay float32 (the
+    denylisted node); its prefill logits follow the Keras model's."""
+    import re
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    from slm_tf.export.lm import calibration_calls, save_step_functions, to_lm_tflite
+    model = _tiny("gpt")
+    steps = StepFunctions(model, int8_safe=True)
+    save_step_functions(steps, str(tmp_path / "sm"))
+    rng = np.random.RandomState(2)
+    windows = [rng.randint(4, 40, size=CONTEXT + 1) for _ in range(3)]
+    data = to_lm_tflite(str(tmp_path / "sm"), "int8", "tiny",
+                        calibration=calibration_calls(steps, windows))
+    flat = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    names = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
+    int8, f32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
+    angles, matmuls = [], []
+    for graph in flat.subgraphs:
+        for op in graph.operators:
+            kind = names[flat.operatorCodes[op.opcodeIndex].builtinCode]
+            types = [graph.tensors[i].type for i in op.inputs[:2]]
+            if kind == "FULLY_CONNECTED":
+                assert types == [int8, int8], kind
+            if kind == "BATCH_MATMUL":
+                matmuls.append(types == [int8, int8])
+        angles += [t.type for t in graph.tensors
+                   if re.fullmatch(r"rotary_angles\d*", t.name.decode())]
+    assert angles == [f32, f32]  # one per signature
+    # 2 blocks x (scores, context) x 2 signatures; only the last block's stay float.
+    assert len(matmuls) == 8 and sum(matmuls) == 4
+    prefill = Interpreter(model_content=data).get_signature_runner("prefill")
+    ids = rng.randint(4, 40, size=(1, CONTEXT)).astype(np.int32)
+    got, want = prefill(ids=ids)["logits"][0], model(ids).numpy()[0]
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
 
 
 # --- a tiny LM run, exported -------------------------------------------------------------

@@ -27,6 +27,7 @@ import tensorflow as tf
 from slm_tf.data.lm_dataset import eod_id
 from slm_tf.errors import UserError
 from slm_tf.export.config import EXPORT_FORMATS, TFLITE_FORMATS, ExportConfig
+from slm_tf.export.lm_graph import ROTARY_ANGLES, CompactGPT, attention_mask
 from slm_tf.export.run import EXPORTERS, base_manifest, bundle_choice
 from slm_tf.export.tflite import _flex_ops
 from slm_tf.io_utils import atomic_path
@@ -102,12 +103,15 @@ def _copy_quantized(wrapper, layer) -> None:
 class StepFunctions(tf.Module):
     """``prefill`` and ``decode`` of a causal LM as fixed-shape ``tf.function``s."""
 
-    def __init__(self, model):
+    def __init__(self, model, int8_safe: bool = False):
         super().__init__()
         self.model = model
+        self.int8_safe = int8_safe
         self.context = int(model.max_seq_len)
         self.is_gpt = hasattr(model, "cached_forward")
         self.cache_shape = model.cache_shape(1) if self.is_gpt else self._state_shape()
+        # The GPT's weights rearranged for fewer TFLite operators (lm_graph.py).
+        self.graph = CompactGPT(model, int8_safe) if self.is_gpt else None
         self.prefill = tf.function(self._prefill, input_signature=[
             tf.TensorSpec([1, self.context], tf.int32, name=IDS)])
         self.decode = tf.function(self._decode, input_signature=[
@@ -124,29 +128,35 @@ class StepFunctions(tf.Module):
         if not self.is_gpt:
             return self._recurrent_prefill(ids)
         m = self.context
-        # The [M, M] masks and rotary tables are computed at run time from the positions: as
+        # The [M, M] mask and rotary tables are computed at run time from the positions: as
         # constants the converter would fold them into the file (147 KB at M = 128, a
         # tenth of a dynamic-range file). The zero comes from the input (ids are never
         # negative), so nothing downstream folds.
         positions = tf.range(m) + tf.reduce_min(tf.minimum(ids, 0))
-        write = tf.cast(tf.equal(positions[:, tf.newaxis], positions[tf.newaxis]), tf.float32)
-        real = tf.cast(tf.not_equal(ids, 0), tf.float32)  # [1, M]
-        causal = tf.cast(positions[tf.newaxis] <= positions[:, tf.newaxis], tf.float32)
-        key_mask = tf.maximum(causal[tf.newaxis] * real[:, tf.newaxis, :], write[tf.newaxis])
-        logits, cache = self.model.cached_forward(ids, tf.zeros(self.cache_shape), write,
-                                                  key_mask, positions)
-        return {LOGITS: logits, CACHE: cache}
+        real = tf.not_equal(ids, 0)  # [1, M]
+        # Query i sees the real keys up to i, and always itself (a padding row is never
+        # all-masked).
+        sees = tf.logical_or(tf.logical_and(positions[tf.newaxis] <= positions[:, tf.newaxis],
+                                            real), tf.equal(positions[tf.newaxis],
+                                                            positions[:, tf.newaxis]))
+        cos, sin = self.graph.rotary_tables(positions)
+        logits, cache = self.graph.forward(ids, None, attention_mask(sees, self.int8_safe),
+                                           cos, sin)
+        return {LOGITS: logits[tf.newaxis], CACHE: tf.reshape(cache, self.cache_shape)}
 
     def _decode(self, token, cache, position):
         if not self.is_gpt:
             return self._recurrent_decode(token, cache, position)
         m = self.context
         slots = tf.range(m)
-        write = tf.cast(tf.equal(slots, position % m), tf.float32)[tf.newaxis]  # [1, M]
+        write = tf.cast(tf.equal(slots, position % m), tf.float32)[:, tf.newaxis]  # [M, 1]
         # Every slot up to the position holds a past token (all of them once the ring is full).
-        key_mask = tf.cast(slots <= position, tf.float32)[tf.newaxis, tf.newaxis]
-        logits, cache = self.model.cached_forward(token, cache, write, key_mask, position)
-        return {LOGITS: tf.reshape(logits, [1, -1]), CACHE: cache}
+        cos, sin = self.graph.rotary_tables(position)
+        flat = tf.reshape(cache, [self.cache_shape[0]] + self.cache_shape[2:])
+        mask = attention_mask((slots <= position)[tf.newaxis], self.int8_safe)
+        logits, cache = self.graph.forward(token, flat, mask, cos, sin,
+                                           keep=1.0 - write, scatter=write)
+        return {LOGITS: logits, CACHE: tf.reshape(cache, self.cache_shape)}
 
     # --- LSTM / GRU: state ---------------------------------------------------------------
     def _cells(self):
@@ -254,6 +264,8 @@ def to_lm_tflite(saved_model_dir: str, quantization: str, name: str,
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     _configure(converter, quantization, calibration and (lambda: iter(calibration)))
     try:
+        if quantization == "int8":
+            return _int8_keeping_float_nodes(converter)
         return converter.convert()
     except Exception as e:  # ConverterError carries the MLIR diagnostics
         ops = _flex_ops(str(e))
@@ -265,6 +277,29 @@ def to_lm_tflite(saved_model_dir: str, quantization: str, name: str,
                         f"{str(e).strip().splitlines()[-1][:500]}") from e
 
 
+def float_node_names(calibrated: bytes) -> List[str]:
+    """The tensors of a calibrated file that an int8 file keeps in float: the rotary angles
+    (lm_graph.ROTARY_ANGLES; the file's second signature spells them with a suffix digit)."""
+    import re
+    from tensorflow.lite.tools import flatbuffer_utils
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    names = {t.name.decode() for graph in model.subgraphs for t in graph.tensors}
+    return sorted(n for n in names if re.fullmatch(re.escape(ROTARY_ANGLES) + r"\d*", n))
+
+
+def _int8_keeping_float_nodes(converter) -> bytes:
+    """Full-integer conversion with :func:`float_node_names` left in float: calibrate, then
+    quantize with those nodes denylisted. The converter has no public switch for a node
+    denylist; this is the call ``tf.lite.experimental.QuantizationDebugger``'s
+    ``get_nondebug_quantized_model`` makes with ``QuantizationDebugOptions(denylisted_nodes)``
+    (without building its instrumented debug model, which a two-signature file trips)."""
+    from tensorflow.lite.python import convert
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    return convert.mlir_quantize(calibrated, disable_per_channel=False,
+                                 denylisted_nodes=float_node_names(calibrated) or None)
+
+
 def lm_file_name(fmt: str) -> str:
     """``tflite_int8`` -> ``model_int8.tflite``; ``onnx`` -> ``onnx`` (a folder of two)."""
     if fmt.startswith("tflite_"):
@@ -274,8 +309,9 @@ def lm_file_name(fmt: str) -> str:
 
 def _tflite_writer(quantization: str):
     def write(ctx, path: str) -> Dict:
-        data = to_lm_tflite(ctx["saved_model"], quantization, ctx["name"], ctx["allow_flex"],
-                            ctx["calibration"]() if quantization == "int8" else None)
+        saved, calibration = ctx["int8"]() if quantization == "int8" else \
+            (ctx["saved_model"], None)
+        data = to_lm_tflite(saved, quantization, ctx["name"], ctx["allow_flex"], calibration)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return {"quantization": quantization, "signatures": [PREFILL, DECODE]}
@@ -341,10 +377,19 @@ def export_lm(run: Run, cfg: ExportConfig, out: str) -> Dict:
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
         save_step_functions(steps, saved)
+
+        def int8_saved_model():
+            # The int8 file's graph masks scores to a floor instead of adding -1e9
+            # (lm_graph.INT8_MASK_FLOOR), so it is its own SavedModel, calibrated on its own
+            # calls.
+            int8_steps = StepFunctions(run.model, int8_safe=True)
+            path = os.path.join(tmp, "saved_model_int8")
+            save_step_functions(int8_steps, path)
+            windows = get_task(run.task).calibration_inputs(run, n_windows)
+            return path, calibration_calls(int8_steps, windows)
+
         ctx = {"steps": steps, "saved_model": saved, "name": run.model.name,
-               "allow_flex": cfg.allow_flex,
-               "calibration": lambda: calibration_calls(steps, get_task(run.task)
-                                                        .calibration_inputs(run, n_windows))}
+               "allow_flex": cfg.allow_flex, "int8": int8_saved_model}
         for fmt in cfg.formats:
             start = time.time()
             path = os.path.join(out, lm_file_name(fmt))
