@@ -54,6 +54,11 @@ class PipelineConfig:
                          validate=lambda x: 0.0 <= x <= 1.0, rule="in [0, 1]")
     augment_copies: int = field(2, "Augmented copies of each training text the teacher labels.",
                                 validate=non_negative, rule=">= 0")
+    unlabeled_data: str = field("", "Unlabeled texts the teacher labels softly for the distilled "
+                                "student: a .txt file or folder (one text per line), or a "
+                                "registered dataset whose training texts are used (e.g. "
+                                "banking77's queries as out-of-scope-like examples for "
+                                "clinc150_oos).")
     compress_recipe: str = field(os.path.join(CONFIGS, "banking77_compress.flags"),
                                  "Flagfile of compress.py giving how the pruning and QAT stages "
                                  "fine-tune (learning rates, schedule, KD weight, seed); the "
