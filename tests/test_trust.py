@@ -14,7 +14,7 @@ from slm_tf.export.tflite import to_tflite
 from slm_tf.models import ModelConfig, build_model
 from slm_tf.train.metrics import expected_calibration_error
 from slm_tf.trust.abstention import (Target, abstention_metrics, choose_threshold, energy_score,
-                                     max_prob_score, oos_class_score,
+                                     evaluate_methods, max_prob_score, oos_class_score,
                                      oos_margin_score)
 from slm_tf.trust.calibration import fit_temperature
 from slm_tf.trust.serving import ServingHead
@@ -87,6 +87,37 @@ def test_threshold_selection_hits_the_stated_target():
     for bad in ("recall:0.8", "oos_recall:1.5", "oos_recall"):
         with pytest.raises(UserError, match="abstain_target"):
             Target.parse(bad)
+
+
+def test_in_scope_cost_target_abstains_as_much_as_the_bound_allows():
+    ins = np.array([0.05, 0.15, 0.25])
+    correct = np.r_[True, False, True, np.zeros(10, bool)]   # in-scope 0.05 and 0.25 are right
+    scores = np.concatenate([ins, np.round(np.arange(1, 11) * 0.1, 2)])
+    is_oos = np.r_[np.zeros(3, bool), np.ones(10, bool)]
+    # Abstaining on the right answer at 0.25 loses 1 of 3 in-scope queries (0.333); losing the
+    # one at 0.05 as well (t below 0.05) would lose 2 of 3. So a bound of 0.34 allows every t
+    # down to 0.05 and a bound of 0.3 none below 0.25.
+    assert choose_threshold(scores, is_oos, Target.parse("in_scope_cost:0.34"), correct) == 0.05
+    assert choose_threshold(scores, is_oos, Target.parse("in_scope_cost:0.3"), correct) == 0.25
+
+
+def test_in_scope_cost_target_is_the_most_abstention_within_the_bound_by_brute_force():
+    rng = np.random.default_rng(5)
+    n_in, n_oos, k = 600, 60, 6
+    val_logits = rng.normal(0, 1, (n_in + n_oos, k))
+    val_labels = np.r_[rng.integers(0, k - 1, n_in), np.full(n_oos, k - 1)]
+    val_logits[np.arange(n_in + n_oos), val_labels] += 1.5
+    test_logits, test_labels = val_logits[::-1].copy(), val_labels[::-1].copy()
+    out = evaluate_methods(val_logits, val_labels, test_logits, test_labels, 1.3, k - 1,
+                           Target.parse("in_scope_cost:0.02"), methods=["oos_margin"])
+    t = out["oos_margin"]["threshold"]
+    scores = oos_margin_score(val_logits, 1.3, k - 1)
+    right = (val_logits[:, :k - 1].argmax(1) == val_labels)[:n_in]   # the in-scope rows
+    # Points of in-scope accuracy lost at each candidate threshold, by direct counting.
+    cost = {c: 100.0 * (right & (scores[:n_in] > c)).sum() / n_in for c in np.unique(scores)}
+    allowed = [c for c, pts in cost.items() if pts <= 2.0 + 1e-9]
+    assert t == min(allowed)
+    assert 1.5 < cost[t] <= 2.0                                    # the bound is nearly used up
 
 
 def test_abstention_metrics_match_sklearn_and_brute_force():

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from slm_tf.errors import UserError
 from slm_tf.registry import Registry
 from slm_tf.train.metrics import softmax
-from slm_tf.trust.targets import Target
+from slm_tf.trust.targets import UPPER_BOUND_TARGETS, Target
 
 # A method: (logits [N, C], temperature, oos_index or None) -> score [N].
 METHODS: Registry[Callable] = Registry("abstention method")
@@ -67,8 +67,10 @@ def oos_margin_score(logits, temperature: float, oos_index: Optional[int]) -> np
     return z[:, oos_index] - z[:, _in_scope(z.shape[1], oos_index)].max(axis=1)
 
 
-def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray) -> Dict:
-    """For each threshold (abstain when score > t): OOS recall and in-scope precision."""
+def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray,
+           correct: Optional[np.ndarray] = None) -> Dict:
+    """For each threshold (abstain when score > t): OOS recall, in-scope precision and, given
+    which examples the model answers right, the in-scope accuracy lost to abstaining."""
     oos = np.sort(scores[is_oos])
     ins = np.sort(scores[~is_oos])
     oos_abstained = len(oos) - np.searchsorted(oos, thresholds, side="right")
@@ -77,21 +79,34 @@ def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray) -> Di
     answered = ins_answered + oos_answered
     precision = np.divide(ins_answered, answered, out=np.ones(len(thresholds)),
                           where=answered > 0)
-    return {"oos_recall": oos_abstained / max(1, len(oos)), "in_scope_precision": precision}
+    out = {"oos_recall": oos_abstained / max(1, len(oos)), "in_scope_precision": precision}
+    if correct is not None:
+        right = np.sort(scores[~is_oos & np.asarray(correct, bool)])
+        lost = len(right) - np.searchsorted(right, thresholds, side="right")
+        out["in_scope_cost"] = lost / max(1, len(ins))
+    return out
 
 
-def choose_threshold(scores, is_oos, target: Target) -> float:
+def choose_threshold(scores, is_oos, target: Target, correct=None) -> float:
     """The largest threshold (fewest abstentions) whose validation ``target.metric`` reaches
-    ``target.value``; candidates are the observed scores, plus one below all of them (abstain
-    on everything) so some candidate always qualifies for recall."""
+    ``target.value``; for ``in_scope_cost`` (an upper bound, needs ``correct``: the examples
+    the model answers right) the smallest one (most abstentions) within it. Candidates are
+    the observed scores, plus one below all of them (abstain on everything) so some candidate
+    always qualifies for recall."""
     scores = np.asarray(scores, np.float64)
     is_oos = np.asarray(is_oos, bool)
     if not is_oos.any() or is_oos.all():
         raise UserError("choosing an abstention threshold needs both in-scope and out-of-scope "
                         "validation examples. Fix: use data with out-of-scope examples (e.g. "
                         "--data=clinc150_oos) or --abstain_method=none.")
+    if target.metric in UPPER_BOUND_TARGETS and correct is None:
+        raise ValueError(f"{target.metric} needs which validation examples are answered right")
     candidates = np.unique(np.concatenate([scores, [scores.min() - 1.0]]))
-    ok = _rates(scores, is_oos, candidates)[target.metric] >= target.value - 1e-12
+    rate = _rates(scores, is_oos, candidates, correct)[target.metric]
+    if target.metric in UPPER_BOUND_TARGETS:
+        # Never empty: the largest candidate abstains on nothing and costs 0.
+        return float(candidates[rate <= target.value + 1e-12].min())
+    ok = rate >= target.value - 1e-12
     return float(candidates[ok].max()) if ok.any() else float(candidates.min())
 
 
@@ -163,13 +178,15 @@ def evaluate_methods(val_logits, val_labels, test_logits, test_labels, temperatu
     """
     out = {}
     predicted = in_scope_prediction(test_logits, oos_index)
+    val_correct = in_scope_prediction(val_logits, oos_index) == np.asarray(val_labels)
     val_oos = np.asarray(val_labels) == oos_index
     test_oos = np.asarray(test_labels) == oos_index
     for name in methods or METHODS.names():
         if name in NEEDS_OOS_CLASS and oos_index is None:
             continue
         score = METHODS.get(name)
-        t = choose_threshold(score(val_logits, temperature, oos_index), val_oos, target)
+        t = choose_threshold(score(val_logits, temperature, oos_index), val_oos, target,
+                             val_correct)
         test_scores = score(test_logits, temperature, oos_index)
         out[name] = {**abstention_metrics(test_scores, test_labels, test_oos, predicted, t),
                      "curve": tradeoff_curve(test_scores, test_labels, test_oos, predicted)}

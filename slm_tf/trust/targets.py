@@ -4,7 +4,10 @@ import dataclasses
 
 from slm_tf.errors import UserError
 
-TARGETS = ("oos_recall", "in_scope_precision")
+TARGETS = ("oos_recall", "in_scope_precision", "in_scope_cost")
+# Targets that bound from above (abstain as much as the bound allows); the others are reached
+# from below (abstain as little as reaches them).
+UPPER_BOUND_TARGETS = ("in_scope_cost",)
 # --abstain_method's choices (the scores are registered in slm_tf.trust.abstention.METHODS; a
 # test keeps the two lists equal) and the defaults train.py and abstain.py share.
 ABSTAIN_METHODS = ("auto", "none", "max_prob", "energy", "oos_class", "oos_margin")
@@ -14,8 +17,12 @@ ABSTAIN_METHOD_HELP = ("Out-of-scope score whose threshold exported models apply
                        "output); auto = oos_class when the labels have 'oos', else max_prob; "
                        "none = no rule. Needs out-of-scope validation examples.")
 ABSTAIN_TARGET_HELP = ("What the abstention threshold must reach on validation: "
-                       "oos_recall:<r> or in_scope_precision:<p>.")
-ABSTAIN_TARGET_RULE = "oos_recall:<r> or in_scope_precision:<p>, value in (0, 1]"
+                       "oos_recall:<r>, in_scope_precision:<p>, or in_scope_cost:<c> (abstain "
+                       "on as much as possible while in-scope accuracy loses at most c, e.g. "
+                       "0.02 = 2 points, to abstaining; judged on the in-scope validation "
+                       "queries, usually far more than the out-of-scope ones).")
+ABSTAIN_TARGET_RULE = ("oos_recall:<r>, in_scope_precision:<p> or in_scope_cost:<c>, "
+                       "value in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +42,7 @@ class Target:
         if metric not in TARGETS or not 0.0 < v <= 1.0:
             raise UserError(f"--abstain_target={text!r}: expected <metric>:<value> with metric "
                             f"one of {', '.join(TARGETS)} and value in (0, 1], e.g. "
-                            "oos_recall:0.8 or in_scope_precision:0.95")
+                            "oos_recall:0.8, in_scope_precision:0.95 or in_scope_cost:0.02")
         return cls(metric, v)
 
 
