@@ -45,6 +45,9 @@ flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds; each trains both students.")
 flags.DEFINE_float("temperature", 4.0, "KD temperature.")
 flags.DEFINE_float("alpha", 0.3, "Weight of the hard-label term in KD.")
 flags.DEFINE_integer("augment_copies", 4, "Augmented copies per training text (KD runs).")
+flags.DEFINE_integer("cache_top_k", DistillConfig.cache_top_k, "Token-level teachers (LM, "
+                     "NER): cache the k most likely classes per position and the rest as one "
+                     "(0 = distill.py's default).")
 flags.DEFINE_string("data_dir", DataConfig.data_dir, "tensorflow-datasets data dir.")
 flags.DEFINE_bool("cache_speed", True, "Also time one epoch with a cached and an online teacher.")
 flags.DEFINE_bool("reuse_complete", False, "Keep an arm whose run folder is complete instead "
@@ -74,7 +77,7 @@ def _distill(run_dir, seed, cache, augment_copies, extra=()):
 
     data, tok, model, tcfg = _student(run_dir, seed, extra)
     kd = DistillConfig(teacher_dir=FLAGS.teacher_dir, temperature=FLAGS.temperature,
-                       alpha=FLAGS.alpha, cache_teacher=cache)
+                       alpha=FLAGS.alpha, cache_teacher=cache, cache_top_k=FLAGS.cache_top_k)
     return distill(DistillExperiment(data, tok, model, tcfg, kd,
                                      AugmentConfig(augment_copies=augment_copies)))
 
@@ -122,7 +125,8 @@ def main(argv):
         f"best_student_{metric}": best[metric],
         "best_student_vs_teacher": best[metric] / teacher[metric],
         "settings": {"temperature": FLAGS.temperature, "alpha": FLAGS.alpha,
-                     "augment_copies": FLAGS.augment_copies, "student_recipe":
+                     "augment_copies": FLAGS.augment_copies, "cache_top_k": FLAGS.cache_top_k,
+                     "student_recipe":
                      FLAGS.student_recipe, "teacher_dir": FLAGS.teacher_dir},
     }
     speed = {}

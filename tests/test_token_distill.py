@@ -3,11 +3,13 @@ loss against numpy on tiny cases, the per-position teacher cache, and a student 
 toward its teacher."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tf_keras as keras
 
 from slm_tf.distill.distiller import STUDENT_IDS, Distiller
-from slm_tf.distill.losses import sparse_kd_loss, token_distillation_loss
+from slm_tf.distill.losses import (kd_loss, sparse_kd_loss, token_distillation_loss,
+                                   top_k_buckets)
 
 
 def _log_softmax(x):
@@ -39,24 +41,77 @@ def test_token_loss_masks_padding_and_unlabeled_positions_by_hand():
         pytest.approx(float(loss), rel=1e-6)
 
 
-def test_top_k_teacher_is_renormalized_over_its_k_classes():
+def _buckets_by_hand(logits, top):
+    """float64 log-probabilities of the top classes and of the rest (numpy oracle)."""
+    logits = logits.astype(np.float64)
+    p = np.exp(_log_softmax(logits))
+    top_p = np.take_along_axis(p, top, -1)
+    outside = np.ones_like(p, bool)
+    np.put_along_axis(outside, top, False, -1)
+    rest = np.where(outside, p, 0.0).sum(-1)
+    return np.log(top_p), np.log(rest)
+
+
+def _tempered(log_buckets, t):
+    return _log_softmax(log_buckets / t)
+
+
+def test_top_k_kd_is_the_kl_of_the_k_classes_and_the_rest_by_hand():
     rng = np.random.default_rng(2)
     student = rng.normal(size=(3, 7)).astype("float32")
     teacher = 2 * rng.normal(size=(3, 7)).astype("float32")
     k, t = 3, 2.0
     top = np.argsort(-teacher, -1)[:, :k]
-    top_logits = np.take_along_axis(teacher, top, -1)
-    p = np.exp(top_logits / t) / np.exp(top_logits / t).sum(-1, keepdims=True)
-    ls = np.take_along_axis(_log_softmax(student / t), top, -1)
-    expected = t * t * (p * (np.log(p) - ls)).sum(-1)
-    got = sparse_kd_loss(top, top_logits, student, t).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
-    # With k = V the top-k loss is the full KL.
+    t_top, t_rest = _buckets_by_hand(teacher, top)
+    s_top, s_rest = _buckets_by_hand(student, top)
+    lt = _tempered(np.concatenate([t_top, t_rest[:, None]], -1), t)
+    ls = _tempered(np.concatenate([s_top, s_rest[:, None]], -1), t)
+    expected = t * t * (np.exp(lt) * (lt - ls)).sum(-1)
+    buckets = np.concatenate([t_top, t_rest[:, None]], -1).astype(np.float32)
+    np.testing.assert_allclose(sparse_kd_loss(top, buckets, student, t).numpy(), expected,
+                               rtol=1e-5)
+    # The cache writer's buckets are the same numbers.
+    np.testing.assert_allclose(top_k_buckets(teacher, top).numpy(), buckets, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_top_k_kd_with_k_equal_to_the_vocabulary_is_the_full_kl():
+    rng = np.random.default_rng(3)
+    student = rng.normal(size=(2, 4, 7)).astype("float32")
+    teacher = 2 * rng.normal(size=(2, 4, 7)).astype("float32")
+    t = 2.0
     full_top = np.argsort(-teacher, -1)
-    lt = _log_softmax(teacher / t)
-    full = t * t * (np.exp(lt) * (lt - _log_softmax(student / t))).sum(-1)
-    np.testing.assert_allclose(sparse_kd_loss(full_top, np.take_along_axis(teacher, full_top, -1),
-                                              student, t).numpy(), full, rtol=1e-5)
+    lt, ls = _log_softmax(teacher / t), _log_softmax(student / t)
+    full = t * t * (np.exp(lt) * (lt - ls)).sum(-1)
+    buckets = top_k_buckets(teacher, full_top)
+    assert buckets.shape == (2, 4, 7)  # no rest bucket when the k are every class
+    np.testing.assert_allclose(sparse_kd_loss(full_top, buckets, student, t).numpy(), full,
+                               rtol=1e-5)
+    np.testing.assert_allclose(kd_loss(teacher, student, t).numpy(), full, rtol=1e-5)
+
+
+def test_top_k_kd_leaves_a_student_equal_to_its_teacher_alone():
+    """KL(p || p) = 0 with zero gradient, however little of the mass the top k hold. A
+    teacher renormalized over its top k (the earlier loss) pushed such a student to move the
+    mass outside the k onto them: loss T^2 * -log(mass of the k at T) > 0."""
+    rng = np.random.default_rng(4)
+    teacher = rng.normal(size=(4, 50)).astype("float32")  # flat: the top 5 hold ~20%
+    top = np.argsort(-teacher, -1)[:, :5]
+    buckets = top_k_buckets(teacher, top)
+    student = tf.Variable(teacher)
+    for t in (1.0, 2.0):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(sparse_kd_loss(top, buckets, student, t))
+        assert abs(float(loss)) < 1e-5
+        assert float(tf.reduce_max(tf.abs(tape.gradient(loss, student)))) < 1e-5
+
+
+def test_rest_bucket_is_exact_when_the_top_k_hold_nearly_everything():
+    logits = np.array([[30.0, 10.0, 0.0, -1.0, -2.0]], np.float32)  # rest ~ e^-30
+    top = np.array([[0, 1]])
+    _, rest = _buckets_by_hand(logits, top)
+    got = top_k_buckets(logits, top).numpy()[0, -1]
+    assert got == pytest.approx(rest[0], rel=1e-5)  # log(1 - sum p_top) would give -inf
 
 
 def _tiny_lm(width, layers, seed, vocab=12, context=8):
@@ -91,9 +146,14 @@ def test_token_cache_round_trips_full_and_top_k(tmp_path):
                                rtol=2e-3, atol=2e-3)  # float16 storage
     top = next(iter(cached_token_outputs(str(tmp_path / "top.tfrecord"), teacher,
                                          (ids, labels, mask), 12, 4).batch(10)))
-    np.testing.assert_array_equal(top[0][TEACHER_TOP_IDS].numpy()[..., 0], logits.argmax(-1))
-    np.testing.assert_allclose(top[0][TEACHER_LOGITS].numpy()[..., 0].astype(np.float32),
-                               logits.max(-1), rtol=2e-3, atol=2e-3)
+    top_ids = top[0][TEACHER_TOP_IDS].numpy()
+    np.testing.assert_array_equal(top_ids[..., 0], logits.argmax(-1))
+    # k = 4 log-probabilities and the log of the mass outside them (float16 storage).
+    t_top, t_rest = _buckets_by_hand(logits, top_ids)
+    cached = top[0][TEACHER_LOGITS].numpy().astype(np.float32)
+    assert cached.shape == (10, 8, 5)
+    np.testing.assert_allclose(cached[..., :4], t_top, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(cached[..., 4], t_rest, rtol=2e-3, atol=2e-3)
 
 
 @pytest.mark.integration  # trains for half a minute on a loaded machine
@@ -114,6 +174,28 @@ def test_student_moves_toward_teacher_from_cached_outputs(tmp_path):
     after = teacher_agreement(student, teacher, stream, 8)["kl_teacher_student"]
     assert after < 0.6 * before, (before, after)
     assert history.history["kd_loss"][-1] < history.history["kd_loss"][0]
+
+
+def test_student_equal_to_its_teacher_has_no_kd_loss_through_a_top_k_cache(tmp_path):
+    """Through the whole cached path (writer, reader, Distiller), a student that is its
+    teacher scores KD loss ~0 against a top-3 cache, while its teacher puts ~half of its mass
+    outside the 3. A teacher renormalized over its top k (the earlier cache) scored it
+    T^2 * -log(mass of the k at T) and pushed that mass onto the k."""
+    from slm_tf.distill.token_cache import cached_token_outputs
+    teacher = _tiny_lm(16, 1, seed=8)
+    for w in teacher.trainable_weights:
+        w.assign(w * 3.0)
+    student = _tiny_lm(16, 1, seed=9)
+    student.set_weights(teacher.get_weights())
+    ids, labels, mask = _blocks(n=32)
+    p = np.exp(_log_softmax(teacher(ids).numpy().astype(np.float64)))
+    outside = 1.0 - np.sort(p, -1)[..., -3:].sum(-1).mean()
+    assert 0.2 < outside < 0.8, outside  # much of the teacher's mass is outside its top 3
+    ds = cached_token_outputs(str(tmp_path / "k3.tfrecord"), teacher, (ids, labels, mask), 12, 3)
+    distiller = Distiller(student, None, temperature=2.0, alpha=0.0)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.01))
+    logs = distiller.evaluate(ds.batch(16), verbose=0, return_dict=True)
+    assert logs["kd_loss"] < 2e-3 and logs["agreement"] == 1.0, logs  # float16 storage
 
 
 @pytest.mark.integration  # two tfmot stages: tens of seconds on a loaded machine

@@ -37,7 +37,8 @@ class DistillConfig:
                                   "of the student's (0 = off).", validate=lambda x: x >= 0,
                                   rule=">= 0")
     cache_top_k: int = field(0, "Token-level tasks (LMs): cache only the teacher's k most "
-                             "likely classes per position, renormalized over them (0 = the "
+                             "likely classes per position and the mass outside them as one "
+                             "more class (0 = the "
                              "full distribution as float16 when the vocabulary has at most "
                              f"{FULL_CACHE_MAX_VOCAB} tokens, else the top {TOP_K_FALLBACK}).",
                              validate=non_negative, rule=">= 0")

@@ -3,7 +3,8 @@
 Inputs are dicts: ``student_ids`` always; either ``teacher_ids`` (the teacher runs online,
 frozen) or ``teacher_logits`` (computed once and cached, with ``teacher_features`` when the
 intermediate term is on), or ``teacher_top_ids`` + ``teacher_logits`` (a cache of the
-teacher's k most likely classes per position). Labels of -1 mark unlabeled transfer examples,
+teacher's k most likely classes per position: their log-probabilities and that of the rest,
+``losses.top_k_buckets``). Labels of -1 mark unlabeled transfer examples,
 which only get the soft terms. The student is a plain zoo model and is saved alone.
 
 Token-level tasks (language models, token classification) distil per position: their batches

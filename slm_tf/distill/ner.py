@@ -51,7 +51,7 @@ def ner_transfer(exp, teacher, data, split: str, digest: str, training: bool) ->
     if exp.distill.cache_teacher:
         tags = len(data.tag_names)
         top_k = token_cache.top_k_for(tags, exp.distill.cache_top_k)
-        key = cache_key(digest, exp.data.max_seq_len, split, top_k,
+        key = cache_key(digest, exp.data.max_seq_len, split, token_cache.cache_format(top_k),
                         exp.train.seed if training else None,
                         hashlib.sha1(ids.tobytes() + labels.tobytes()).hexdigest())
         path = os.path.join(exp.data.data_dir, CACHE_DIR,

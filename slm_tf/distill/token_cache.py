@@ -3,7 +3,8 @@
 One record per block of token ids: the ids (``context`` inputs), the labels, the mask of the
 positions that count, and the teacher's logits at every position - the full distribution as
 float16 (``2 * V`` bytes per position) or, for large vocabularies, its ``k`` most likely
-classes (ids and float16 logits, ``6 * k`` bytes per position), renormalized by the loss.
+classes: their ids and ``k + 1`` float16 log-probabilities, the k classes' and the log of
+the mass outside them (``6 * k + 2`` bytes per position; see ``losses.sparse_kd_loss``).
 Raw little-endian bytes keep a record a few parsing ops away from a tensor.
 """
 import os
@@ -17,6 +18,7 @@ from absl import logging
 
 from slm_tf.distill.config import FULL_CACHE_MAX_VOCAB, TOP_K_FALLBACK
 from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_LOGITS, TEACHER_TOP_IDS
+from slm_tf.distill.losses import top_k_buckets
 from slm_tf.io_utils import atomic_path
 
 Blocks = Tuple[np.ndarray, np.ndarray, np.ndarray]  # ids [N, L], labels [N, L], mask [N, L]
@@ -30,9 +32,23 @@ def top_k_for(vocab_size: int, requested: int) -> int:
     return 0 if vocab_size <= FULL_CACHE_MAX_VOCAB else TOP_K_FALLBACK
 
 
+def cache_format(top_k: int):
+    """The part of a cache key that names the record layout: 0 for a full distribution, a
+    tagged value for a top-k cache with its rest bucket (so a file of the earlier top-k
+    layout, k raw logits without the rest, is never read as this one)."""
+    return f"top{top_k}+rest" if top_k else top_k
+
+
+def columns(vocab_size: int, top_k: int) -> int:
+    """Float16 values cached per position: V (full), or k plus the rest bucket when k < V."""
+    if not top_k:
+        return vocab_size
+    return top_k + 1 if top_k < vocab_size else top_k
+
+
 def bytes_per_position(vocab_size: int, top_k: int) -> int:
-    """Cached teacher bytes per position (logits as float16, top-k ids as int32)."""
-    return 6 * top_k if top_k else 2 * vocab_size
+    """Cached teacher bytes per position (float16 values, top-k ids as int32)."""
+    return 2 * columns(vocab_size, top_k) + 4 * top_k
 
 
 def _bytes(array: np.ndarray) -> tf.train.Feature:
@@ -47,8 +63,9 @@ def _teacher_batches(teacher: keras.Model, ids: np.ndarray, top_k: int, batch_si
     for start in range(0, len(ids), batch_size):
         logits = tf.cast(forward(tf.constant(ids[start:start + batch_size])), tf.float32)
         if top_k:
-            values, top = tf.math.top_k(logits, top_k)
-            yield values.numpy().astype(np.float16), top.numpy().astype(np.int32)
+            top = tf.math.top_k(logits, top_k).indices
+            yield (top_k_buckets(logits, top).numpy().astype(np.float16),
+                   top.numpy().astype(np.int32))
         else:
             yield logits.numpy().astype(np.float16), None
         bar.update(min(start + batch_size, len(ids)))
@@ -78,7 +95,7 @@ def read_token_cache(path: str, context: int, vocab_size: int, top_k: int) -> tf
     """``({student_ids, teacher_logits[, teacher_top_ids]}, labels, mask)`` per block."""
     names = ["ids", "labels", "mask", "logits"] + (["top_ids"] if top_k else [])
     spec = {n: tf.io.FixedLenFeature([], tf.string) for n in names}
-    width = top_k or vocab_size
+    width = columns(vocab_size, top_k)
 
     def parse(record):
         e = tf.io.parse_single_example(record, spec)

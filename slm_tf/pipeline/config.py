@@ -4,7 +4,7 @@ import dataclasses
 import os
 
 from slm_tf.config import field, fraction, non_negative, positive
-from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE
+from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE, DistillConfig
 from slm_tf.export.config import EXPORT_FORMATS, are_export_formats
 from slm_tf.recipes import RECIPES_DIR as CONFIGS
 from slm_tf.train.config import TASK_NAMES
@@ -54,6 +54,9 @@ class PipelineConfig:
                          validate=lambda x: 0.0 <= x <= 1.0, rule="in [0, 1]")
     augment_copies: int = field(2, "Augmented copies of each training text the teacher labels.",
                                 validate=non_negative, rule=">= 0")
+    cache_top_k: int = field(DistillConfig.cache_top_k, "Token-level distillation (LM, NER): "
+                             "distill.py's --cache_top_k for the distilled stage (the pruned "
+                             "and QAT stages inherit it).", validate=non_negative, rule=">= 0")
     unlabeled_data: str = field("", "Unlabeled texts the teacher labels softly for the distilled "
                                 "student: a .txt file or folder (one text per line), or a "
                                 "registered dataset whose training texts are used (e.g. "

@@ -90,7 +90,8 @@ def _student(ctx: Context, path: str) -> None:
 def _distilled(ctx: Context, path: str) -> None:
     (data, tok, model, tcfg), profile = ctx.student(path)
     kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
-                       alpha=ctx.cfg.alpha, unlabeled_data=_unlabeled_file(ctx, data))
+                       alpha=ctx.cfg.alpha, cache_top_k=ctx.cfg.cache_top_k,
+                       unlabeled_data=_unlabeled_file(ctx, data))
     # A language model's transfer set is its corpus (text augmentation is for classifiers).
     copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
     distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
