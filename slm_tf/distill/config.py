@@ -38,8 +38,7 @@ class DistillConfig:
                                   rule=">= 0")
     cache_top_k: int = field(0, "Token-level tasks (LMs): cache only the teacher's k most "
                              "likely classes per position and the mass outside them as one "
-                             "more class (0 = the "
-                             "full distribution as float16 when the vocabulary has at most "
+                             "more class (0 = the full distribution as float16 when the vocabulary has at most "
                              f"{FULL_CACHE_MAX_VOCAB} tokens, else the top {TOP_K_FALLBACK}).",
                              validate=non_negative, rule=">= 0")
     max_unlabeled: int = field(50000, "Use at most this many unlabeled documents.",

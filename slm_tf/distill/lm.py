@@ -59,7 +59,8 @@ def lm_transfer(exp, teacher, data, training: bool, split: str, digest: str
     vocab = teacher.tokenizer.vocab_size
     if exp.distill.cache_teacher:
         top_k = token_cache.top_k_for(vocab, exp.distill.cache_top_k)
-        key = cache_key(digest, context, split, token_cache.cache_format(top_k), exp.train.seed if training else None,
+        key = cache_key(digest, context, split, token_cache.cache_format(top_k),
+                        exp.train.seed if training else None,
                         hashlib.sha1(blocks[0].tobytes()).hexdigest())
         path = os.path.join(exp.data.data_dir, CACHE_DIR, f"lm-{data.name}-{split}-{key}.tfrecord")
         ds = token_cache.cached_token_outputs(path, teacher.model, blocks, vocab, top_k)

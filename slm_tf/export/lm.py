@@ -17,6 +17,7 @@ dynamic-range, float16, int8 weights), ONNX (``onnx/prefill.onnx``, ``onnx/decod
 a SavedModel with the ``prefill``/``decode`` signatures; plus the Android bundle.
 """
 import os
+import re
 import shutil
 import tempfile
 from typing import Dict, List
@@ -280,7 +281,6 @@ def to_lm_tflite(saved_model_dir: str, quantization: str, name: str,
 def float_node_names(calibrated: bytes) -> List[str]:
     """The tensors of a calibrated file that an int8 file keeps in float: the rotary angles
     (lm_graph.ROTARY_ANGLES; the file's second signature spells them with a suffix digit)."""
-    import re
     from tensorflow.lite.tools import flatbuffer_utils
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
     names = {t.name.decode() for graph in model.subgraphs for t in graph.tensors}
