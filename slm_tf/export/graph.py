@@ -2,10 +2,7 @@
 
 Apps always pad to the tokenizer's ``max_seq_len``, so a static shape costs nothing and buys
 builtin-only TFLite graphs: recurrent layers are unrolled over the known length (a GRU's
-``while`` loop crashes full-integer calibration), except a bare LSTM (no Bidirectional or
-tfmot wrapper, as in the cnn tagger with ``--rnn_cell=lstm``): with the static batch the
-converter fuses it into one UNIDIRECTIONAL_SEQUENCE_LSTM operator, far smaller than 100
-unrolled steps that each carry their own quantization parameters.
+``while`` loop crashes full-integer calibration; an LSTM's needs a static batch).
 """
 import tensorflow as tf
 import tf_keras as keras
@@ -35,24 +32,13 @@ def _unrolled(layer):
     return layer.__class__.from_config(config)
 
 
-def _fused(layer) -> bool:
-    """A bare LSTM: left rolled for the converter's fused sequence-LSTM op."""
-    return type(layer) is keras.layers.LSTM
-
-
-def _export_clone(layer):
-    return _unrolled(layer) if _recurrent(layer) and not _fused(layer) else \
-        layer.__class__.from_config(layer.get_config())
-
-
 def has_recurrent_layers(model) -> bool:
     """True when the model holds an LSTM/GRU (possibly inside Bidirectional or a wrapper)."""
     return any(_recurrent(layer) for layer in model.layers)
 
 
 def deployment_model(model, seq_len: int, batch: int = 1):
-    """``model`` with a static ``[batch, seq_len]`` input and its recurrent layers unrolled
-    (a bare LSTM stays rolled: the converter fuses it).
+    """``model`` with a static ``[batch, seq_len]`` input and its recurrent layers unrolled.
 
     Models without recurrent layers are returned unchanged (the serving function fixes their
     shape). The clone shares no variables with ``model``; weights are copied.
@@ -63,7 +49,9 @@ def deployment_model(model, seq_len: int, batch: int = 1):
     ids = keras.Input(batch_shape=(batch, seq_len), dtype="int32", name=INPUT_NAME)
     with quantize_scope():
         clone = keras.models.clone_model(
-            model, input_tensors=ids, clone_function=_export_clone)
+            model, input_tensors=ids,
+            clone_function=lambda l: _unrolled(l) if _recurrent(l) else l.__class__.from_config(
+                l.get_config()))
     clone.set_weights(model.get_weights())
     return clone
 

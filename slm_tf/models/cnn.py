@@ -56,24 +56,21 @@ class CNNClassifier(TextClassifier):
                               activation="relu", name=f"dilated{i}")(x)
             x = ZeroPadding(name=f"dilated{i}_mask")([x, mask])
         if cfg.rnn_units:
-            x = _birnn(x, mask, cfg)
+            x = _bigru(x, mask, cfg)
         if cfg.hidden_dim:
             x = layers.Dropout(cfg.dropout, name="hidden_dropout")(x)
             x = layers.Dense(cfg.hidden_dim, activation="relu", name="hidden")(x)
         return x, mask
 
 
-def _birnn(x, mask, cfg):
-    """A forward GRU/LSTM (``cfg.rnn_cell``) and one over each sentence reversed up to its
-    length (not Keras' ``Bidirectional``, whose backward pass would start in the padding),
-    concatenated. No Keras mask reaches them, so an LSTM exports as TFLite's fused op."""
+def _bigru(x, mask, cfg):
+    """A forward GRU and a GRU over each sentence reversed up to its length (not Keras'
+    ``Bidirectional``, whose backward pass would start in the padding), concatenated."""
     layers = keras.layers
-    cell = cfg.rnn_cell
-    rnn = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
-    x = layers.Dropout(cfg.dropout, name=f"{cell}_dropout")(x)
-    forward = rnn(cfg.rnn_units, return_sequences=True, name=f"{cell}_forward")(x)
-    backward = rnn(cfg.rnn_units, return_sequences=True, name=f"{cell}_backward")(
-        ReverseByLength(name=f"{cell}_reverse_in")([x, mask]))
-    backward = ReverseByLength(name=f"{cell}_reverse_out")([backward, mask])
-    x = layers.Concatenate(name=f"{cell}_states")([forward, backward])
-    return ZeroPadding(name=f"{cell}_mask")([x, mask])
+    x = layers.Dropout(cfg.dropout, name="gru_dropout")(x)
+    forward = layers.GRU(cfg.rnn_units, return_sequences=True, name="gru_forward")(x)
+    backward = layers.GRU(cfg.rnn_units, return_sequences=True, name="gru_backward")(
+        ReverseByLength(name="gru_reverse_in")([x, mask]))
+    backward = ReverseByLength(name="gru_reverse_out")([backward, mask])
+    x = layers.Concatenate(name="gru_states")([forward, backward])
+    return ZeroPadding(name="gru_mask")([x, mask])

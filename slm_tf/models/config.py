@@ -45,10 +45,6 @@ class ModelConfig:
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,
                            rule=">= 0")
-    rnn_cell: str = field("gru", "Token classification with cnn: the recurrent layer of "
-                          "--rnn_units (lstm exports to TFLite's fused sequence-LSTM op, one "
-                          "operator per direction; gru is unrolled over the length).",
-                          choices=("gru", "lstm"))
     crf: bool = field(False, "Token classification: a CRF layer over the per-token logits "
                       "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
