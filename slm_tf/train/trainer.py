@@ -218,6 +218,8 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         # Keras needs an epoch's length to resume in the middle of one (step checkpoints);
         # datasets read from files (cached teacher outputs) do not know theirs.
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+    if tcfg.jit_compile:
+        model.jit_compile = True
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
                         callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
