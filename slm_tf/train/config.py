@@ -37,6 +37,12 @@ class TrainConfig:
                        choices=("linear", "cosine", "constant"))
     label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
                                    validate=fraction, rule="in [0, 1)")
+    train_minutes: float = field(0.0, "Wall-clock training budget in minutes (0 = none): "
+                                 "training stops when it is spent and the learning rate decays "
+                                 "over it (the schedule follows whichever of steps or time is "
+                                 "further on), so a budgeted recipe ends annealed on any "
+                                 "machine; --epochs is then an upper bound.",
+                                 validate=non_negative, rule=">= 0")
     early_stopping_patience: int = field(3, "Stop after this many epochs without a better "
                                          "validation accuracy (0 = never).",
                                          validate=non_negative, rule=">= 0")
