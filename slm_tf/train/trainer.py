@@ -29,7 +29,7 @@ from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
-from slm_tf.peft import finetune
+from slm_tf.peft import finetune, frozen_encoder
 from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 T = TypeVar("T")
@@ -313,12 +313,17 @@ def train(exp: ExperimentConfig) -> Dict:
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
         trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        if exp.finetune.frozen_encoder:  # the head alone trains, on cached encoder outputs
+            trainer = frozen_encoder.head_model(model)
         task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
-    train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
+    if exp.finetune.frozen_encoder:
+        train_ds, val_ds = frozen_encoder.datasets(model, exp, data, tokenizer)
+    else:
+        train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+                 keep=trainer if exp.finetune.frozen_encoder else model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
         trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
     extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
