@@ -311,10 +311,10 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+        # --frozen_encoder: the head alone trains, on cached encoder outputs.
+        head = frozen_encoder.head_model(model) if exp.finetune.frozen_encoder else None
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
-        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
-        if exp.finetune.frozen_encoder:  # the head alone trains, on cached encoder outputs
-            trainer = frozen_encoder.head_model(model)
+        trainer = head or dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
         task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
