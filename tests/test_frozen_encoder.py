@@ -133,16 +133,20 @@ def test_train_keeps_the_encoder_and_distillation_reuses_its_cache(tmp_path):
               for f in os.listdir(os.path.join(data_dir, "encoder_cache"))]
     with np.load(path) as z:
         keys, features = z["keys"], z["features"]
-    # Train + validation, each text once; the saved model's encoder reproduces every entry, so
+    # Every split, each text once; the saved model's encoder reproduces every entry, so
     # training changed the head alone.
-    seen = {bytes(k) for s in ("train", "validation") for k in
+    splits = ("train", "validation", "test")
+    seen = {bytes(k) for s in splits for k in
             frozen_encoder.row_keys(run.tokenizer.encode(data.texts(s), SEQ))}
-    assert set(keys.tolist()) == seen
-    ids = run.tokenizer.encode(data.texts("train") + data.texts("validation"), SEQ)
+    assert set(keys.tolist()) == seen and len(keys) == len(seen)
+    ids = run.tokenizer.encode([t for s in splits for t in data.texts(s)], SEQ)
     order = {k: i for i, k in enumerate(keys.tolist())}
     got = features[[order[k] for k in frozen_encoder.row_keys(ids).tolist()]]
     np.testing.assert_allclose(got, encoder(ids).numpy(), atol=1e-5)
-    assert metrics["accuracy"] > 0 and "finetune" in metrics
+    # The run was scored from the cache: the saved model, run whole, gets the same accuracy.
+    test_logits = run.model(run.tokenizer.encode(data.texts("test"), SEQ)).numpy()
+    assert metrics["accuracy"] == pytest.approx(
+        np.mean(test_logits.argmax(1) == np.asarray(data.labels("test"))))
 
     unlabeled = ["where is the nearest atm", "play some jazz", data.texts("train")[0]]
     (tmp_path / "u.txt").write_text("\n".join(unlabeled) + "\n")

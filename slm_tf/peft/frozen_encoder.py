@@ -137,9 +137,22 @@ def cache_for(encoder: keras.Model, data_dir: str) -> EncoderCache:
     return EncoderCache(path, predict_fn(encoder))
 
 
+class CachedModel:
+    """Called like the model on a batch of ids: the head on cached encoder outputs, so the
+    run's evaluation reuses what was encoded for training instead of encoding it again."""
+
+    def __init__(self, model: keras.Model, data_dir: str):
+        encoder, self.head = split(model)
+        self.cache = cache_for(encoder, data_dir)
+
+    def __call__(self, ids, training: bool = False):
+        return self.head(self.cache.features(np.asarray(ids)), training=False)
+
+
 def datasets(model: keras.Model, exp, data, tokenizer):
     """``(train, validation)`` batches of ``(pooled encoder output, label)`` for the head,
-    the outputs read from (or added once to) the encoder cache."""
+    the outputs read from (or added once to) the encoder cache; the test split is encoded in
+    the same pass, for the run's evaluation (:class:`CachedModel`)."""
     check(exp.finetune, exp.model.model)
     if exp.dp.enabled:
         raise UserError("--frozen_encoder with DP-SGD is not supported: the cached encoder "
@@ -157,6 +170,7 @@ def datasets(model: keras.Model, exp, data, tokenizer):
         if name == "train":
             ds = ds.shuffle(len(y), seed=tcfg.seed, reshuffle_each_iteration=True)
         out.append(ds.batch(dcfg.batch_size).prefetch(tf.data.AUTOTUNE))
+    cache.features(tokenizer.encode(data.texts("test"), dcfg.max_seq_len))
     logging.info("frozen encoder: %d texts encoded, %d read from the cache %s", cache.computed,
                  cache.reused, cache.path)
     return tuple(out)

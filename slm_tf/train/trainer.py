@@ -234,15 +234,17 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
 
 def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
                data_cfg: DataConfig, result: FitResult, extra: Optional[Dict] = None,
-               task: Optional[Task] = None) -> Dict:
+               task: Optional[Task] = None, scorer=None) -> Dict:
     """Evaluates ``model`` on validation and test, writes every artifact, returns the metrics.
 
-    ``metrics.json`` is written last: its presence marks the run complete.
+    ``scorer``: what computes ``model``'s outputs for the evaluation, when not the model itself
+    (a frozen encoder's cached outputs). ``metrics.json`` is written last: its presence marks
+    the run complete.
     """
     task = task or get_task(config.get("train", {}).get("task", DEFAULT_TASK))
     info = describe(model, data_cfg.max_seq_len)
-    val = task.evaluate(model, data, "validation", tokenizer, data_cfg)
-    test = task.evaluate(model, data, "test", tokenizer, data_cfg,
+    val = task.evaluate(scorer or model, data, "validation", tokenizer, data_cfg)
+    test = task.evaluate(scorer or model, data, "test", tokenizer, data_cfg,
                          log_dir=os.path.join(ctx.log_dir, "eval"))
     head = task.run_metrics(test, val)
     trust = task.trust(val, test, from_dict(TrainConfig, config.get("train", {})), ctx.run_dir)
@@ -330,7 +332,8 @@ def train(exp: ExperimentConfig) -> Dict:
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
-                         task=task)
+                         task=task, scorer=frozen_encoder.CachedModel(model, dcfg.data_dir)
+                         if exp.finetune.frozen_encoder else None)
     close_run(strategy, ctx)
     return metrics
 
