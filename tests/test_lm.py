@@ -311,3 +311,17 @@ def test_compressors_see_one_character_per_end_of_document():
     texts = ["abcab", "ca"]
     assert scored_text(texts) == "abcab\nca\n"
     assert len(scored_text(texts)) == evaluate_lm(uniform, tok, texts, context=4)["characters"]
+
+
+def test_decoding_speed_repeats_and_compares_medians():
+    from statistics import median
+
+    from slm_tf.generation.decode import decoding_speed
+    model = build_model(ModelConfig(model="gpt", hidden_dim=16, num_layers=1, num_heads=2,
+                                    ff_dim=32, dropout=0.0), 11, 11, 16)
+    r = decoding_speed(model, [1, 2, 3, 4, 5, 6], 14, repeats=3)
+    assert [len(r["seconds"][k]) for k in ("recompute", "cached")] == [3, 3]
+    ratio = median(r["seconds"]["recompute"]) / median(r["seconds"]["cached"])
+    assert r["speedup"] == pytest.approx(ratio, rel=1e-2)
+    # 6 prompt tokens + 10 new ones fill the context of 16: those must agree exactly.
+    assert r["tokens_within_context"] == 10 and r["same_tokens_within_context"]

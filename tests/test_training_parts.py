@@ -141,3 +141,78 @@ def test_every_shipped_compress_recipe_parses(flagfile):
                                 os.path.join(REPO, "configs", flagfile),
                                 ["--run_dir=runs/x", "--output_dir=runs/y"])
     assert mode_for(ccfg).name and tcfg.epochs > 0
+
+
+def _fit_tiny(run_dir, callbacks=(), **train):
+    """Three steps per epoch of a tiny classifier through the trainer's ``fit`` on the run
+    schedule (AdamW, warmup + linear decay over all epochs); returns the model and the fit."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from slm_tf.tasks import get_task
+    from slm_tf.train.optim import optimizer_for
+    from slm_tf.train.trainer import fit, start_run
+    tcfg = TrainConfig(output_dir=run_dir, seed=3, **{"epochs": 1, **train})
+    ctx = start_run(tcfg)
+    rng = np.random.RandomState(0)
+    x, y = rng.normal(size=(24, 5)).astype("float32"), rng.randint(0, 3, 24)
+    model = keras.Sequential([keras.layers.Dense(3, input_shape=(5,),
+                                                 kernel_initializer="ones")])
+    model.compile(optimizer_for(tcfg, 3 * tcfg.epochs),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    return model, fit(model, ds, ds, tcfg, ctx, 3, 8, task=get_task("classification"),
+                      extra_callbacks=callbacks)
+
+
+def test_jit_compile_trains_the_same_weights_with_an_xla_step(tmp_path):
+    plain, _ = _fit_tiny(str(tmp_path / "plain"), epochs=2)
+    xla, _ = _fit_tiny(str(tmp_path / "xla"), epochs=2, jit_compile=True)
+    # The flag reaches Keras's train step (compiled with XLA), and XLA changes only rounding.
+    assert xla.jit_compile and not plain.jit_compile
+    np.testing.assert_allclose(xla.get_weights()[0], plain.get_weights()[0], atol=1e-5)
+    assert not np.allclose(plain.get_weights()[0], 1.0)  # it did train
+
+
+def test_time_fraction_moves_the_schedule_on_when_time_is_further_than_steps():
+    schedule = WarmupDecay(1.0, 0, 100, "linear")
+    assert float(schedule(10)) == pytest.approx(0.9)
+    schedule.time_fraction.assign(0.5)  # half the budget spent at step 10: lr of step 50
+    assert float(schedule(10)) == pytest.approx(0.5)
+    assert float(schedule(80)) == pytest.approx(0.2)  # steps further on than time: steps
+    schedule.time_fraction.assign(1.0)
+    assert float(schedule(10)) == pytest.approx(0.0)
+
+
+def test_a_spent_time_budget_stops_training_annealed_and_counts_time_before_a_crash(tmp_path):
+    import json
+    import time
+
+    from slm_tf.train.callbacks import TIME_SPENT
+    from slm_tf.train.optim import current_learning_rate
+    # 0.5 s budget, 10,000 epochs allowed: time, not epochs, ends the run, at learning rate 0.
+    run = tmp_path / "budget"
+    start = time.monotonic()
+    model, result = _fit_tiny(str(run), epochs=10000, train_minutes=0.5 / 60)
+    assert result.epochs_run < 10000 and time.monotonic() - start < 120
+    assert current_learning_rate(model.optimizer) == pytest.approx(0.0, abs=1e-9)
+    spent = json.loads((run / "checkpoints" / TIME_SPENT).read_text())["seconds"]
+    assert spent >= 0.5
+    # Time spent before a crash counts: crash at the end of the second epoch, record that the
+    # whole minute was spent by then, rerun: it resumes and stops after its first batch.
+    import tf_keras as keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    again = tmp_path / "resumed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit_tiny(str(again), callbacks=[Crash()], epochs=5, train_minutes=1.0)
+    state = again / "checkpoints" / TIME_SPENT
+    assert json.loads(state.read_text())["seconds"] < 60
+    state.write_text(json.dumps({"seconds": 60.0}))
+    _, result = _fit_tiny(str(again), epochs=5, train_minutes=1.0)
+    assert result.resumed_at_epoch == 2 and result.batches == 1

@@ -43,39 +43,55 @@ def generate(model, tokenizer, prompts: Sequence[str], cfg: SamplingConfig = Non
     return texts
 
 
-def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int) -> dict:
+def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int, repeats: int = 5) -> dict:
     """Greedy tokens/s with the model's ``step`` (cache or state) and by recomputing the
-    whole window every token (the reference), on one prompt. Within the context both give the
-    same ids; beyond it the cache is a sliding window whose keys were computed with longer
-    histories, so continuations may differ."""
+    whole window every token (the reference), on one prompt; each timed ``repeats`` times in
+    alternation and the medians compared, so one stall on a busy machine does not decide the
+    ratio. Within the context both give the same ids; beyond it the cache is a sliding window
+    whose keys were computed with longer histories, so continuations may differ."""
     import time
     context = int(model.max_seq_len)
     forward = tf.function(lambda x: model(x, training=False),
                           input_signature=[tf.TensorSpec([1, None], tf.int32)])
-    ids = list(prompt_ids)
-    forward(tf.constant([ids[-context:]], tf.int32))  # trace once, outside the timing
-    start = time.perf_counter()
-    for _ in range(new_tokens):
-        logits = forward(tf.constant([ids[-context:]], tf.int32))
-        ids.append(int(np.argmax(logits.numpy()[0, -1])))
-    recompute_s = time.perf_counter() - start
-    recomputed = ids[len(prompt_ids):]
     prompt_ids = list(prompt_ids)[-context:]
-    state = model.init_state(1)
-    # Trace (and compile) the prompt's and a single token's step once, outside the timing.
-    _, warm = model.step(tf.constant([prompt_ids], tf.int32), state)
+
+    def recompute():
+        ids = list(prompt_ids)
+        for _ in range(new_tokens):
+            logits = forward(tf.constant([ids[-context:]], tf.int32))
+            ids.append(int(np.argmax(logits.numpy()[0, -1])))
+        return ids[len(prompt_ids):]
+
+    def cached():
+        logits, state = model.step(tf.constant([prompt_ids], tf.int32), model.init_state(1))
+        out = []
+        for _ in range(new_tokens):
+            out.append(int(np.argmax(logits.numpy()[0, -1])))
+            logits, state = model.step(tf.constant([[out[-1]]], tf.int32), state)
+        return out
+
+    # Trace (and compile) the full forward and the prompt's and one token's step outside
+    # the timing.
+    forward(tf.constant([prompt_ids], tf.int32))
+    _, warm = model.step(tf.constant([prompt_ids], tf.int32), model.init_state(1))
     model.step(tf.constant([[prompt_ids[-1]]], tf.int32), warm)
-    start = time.perf_counter()
-    logits, state = model.step(tf.constant([list(prompt_ids)], tf.int32), state)
-    cached = []
-    for _ in range(new_tokens):
-        cached.append(int(np.argmax(logits.numpy()[0, -1])))
-        logits, state = model.step(tf.constant([[cached[-1]]], tf.int32), state)
-    cached_s = time.perf_counter() - start
+    seconds = {"recompute": [], "cached": []}
+    for _ in range(max(1, repeats)):
+        for name, decode in (("recompute", recompute), ("cached", cached)):
+            start = time.perf_counter()
+            tokens = decode()
+            seconds[name].append(time.perf_counter() - start)
+            if name == "recompute":
+                recomputed = tokens
+            else:
+                kept = tokens
+    recompute_s, cached_s = (float(np.median(seconds[k])) for k in ("recompute", "cached"))
     inside = max(0, context - len(prompt_ids))
-    return {"prompt_tokens": len(prompt_ids), "new_tokens": new_tokens,
+    return {"prompt_tokens": len(prompt_ids), "new_tokens": new_tokens, "repeats": repeats,
             "cached_tokens_per_s": new_tokens / cached_s,
             "recompute_tokens_per_s": new_tokens / recompute_s,
-            "speedup": recompute_s / cached_s, "same_tokens": cached == recomputed,
-            "same_tokens_within_context": cached[:inside] == recomputed[:inside],
+            "speedup": recompute_s / cached_s,
+            "seconds": {k: [round(v, 4) for v in s] for k, s in seconds.items()},
+            "same_tokens": kept == recomputed,
+            "same_tokens_within_context": kept[:inside] == recomputed[:inside],
             "tokens_within_context": inside}

@@ -1,5 +1,5 @@
 """Training callbacks: best-weights tracking with early stopping that survives a restart,
-learning-rate logging, throughput, and detecting a resumed run."""
+learning-rate logging, a wall-clock budget, throughput, and detecting a resumed run."""
 import json
 import os
 import time
@@ -8,11 +8,12 @@ import numpy as np
 import tf_keras as keras
 from absl import logging
 
-from slm_tf.io_utils import atomic_path, write_json
+from slm_tf.io_utils import atomic_path, read_json, write_json
 from slm_tf.train.optim import current_learning_rate
 
 BEST_WEIGHTS = "best_weights.npz"
 BEST_STATE = "best.json"
+TIME_SPENT = "time_spent.json"
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -74,6 +75,40 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once ``minutes`` of training time are spent, and tells the learning-rate
+    schedule (``WarmupDecay.time_fraction``) how much of the budget is gone, so the decay ends
+    with the budget. Time spent before a crash counts: it is kept in ``state_path`` at every
+    epoch end, where a resumed run picks it up."""
+
+    def __init__(self, minutes: float, state_path: str):
+        super().__init__()
+        self.budget = 60.0 * minutes
+        self.state_path = state_path
+        self.spent_before = 0.0
+        self.start = time.monotonic()
+
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.start
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.state_path):
+            self.spent_before = float(read_json(self.state_path)["seconds"])
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        share = min(1.0, self.spent() / self.budget)
+        schedule = self.model.optimizer.learning_rate
+        if hasattr(schedule, "time_fraction"):
+            schedule.time_fraction.assign(share)
+        if share >= 1.0 and not self.model.stop_training:
+            logging.info("time budget of %.1f minutes spent: training stops", self.budget / 60)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        write_json(self.state_path, {"seconds": self.spent()})
 
 
 class Throughput(keras.callbacks.Callback):

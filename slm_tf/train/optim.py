@@ -12,7 +12,11 @@ NO_DECAY = ["bias", "LayerNorm", "layer_norm", "_norm", "position_embedding"]
 
 @serializable
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then ``decay`` to 0 at ``total_steps``."""
+    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then ``decay`` to 0 at ``total_steps``.
+
+    ``time_fraction`` (a variable a ``TimeBudget`` callback sets to the share of a wall-clock
+    budget spent) moves the schedule on to ``time_fraction * total_steps`` when that is further
+    than the step count, so a time-budgeted run ends annealed whatever the machine's speed."""
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int, decay: str = "linear"):
         if decay not in ("linear", "cosine", "constant"):
@@ -21,9 +25,11 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps)
         self.total_steps = max(int(total_steps), self.warmup_steps + 1)
         self.decay = decay
+        self.time_fraction = tf.Variable(0.0, trainable=False, name="time_fraction")
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = tf.maximum(tf.cast(step, tf.float32),
+                          tf.cast(self.time_fraction, tf.float32) * float(self.total_steps))
         warm = self.peak * step / max(self.warmup_steps, 1)
         frac = tf.clip_by_value((step - self.warmup_steps)
                                 / float(self.total_steps - self.warmup_steps), 0.0, 1.0)

@@ -24,7 +24,8 @@ from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
 from slm_tf.train.baseline import warn_if_below
-from slm_tf.train.callbacks import BestWeights, LearningRateLogger, ResumeTracker, Throughput
+from slm_tf.train.callbacks import (TIME_SPENT, BestWeights, LearningRateLogger, ResumeTracker,
+                                    Throughput, TimeBudget)
 from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
@@ -206,6 +207,8 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
                                          save_freq=tcfg.checkpoint_every_steps or "epoch"),
         resume, LearningRateLogger(), best, throughput,
         *extra_callbacks,
+        *([TimeBudget(tcfg.train_minutes, os.path.join(ctx.checkpoint_dir, TIME_SPENT))]
+          if tcfg.train_minutes else []),
         keras.callbacks.TensorBoard(ctx.log_dir, update_freq=max(1, steps_per_epoch // 10)),
     ]
     # Each worker of a multi-worker cluster takes every n-th example of the same (identically
@@ -218,6 +221,8 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
         # Keras needs an epoch's length to resume in the middle of one (step checkpoints);
         # datasets read from files (cached teacher outputs) do not know theirs.
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+    if tcfg.jit_compile:
+        model.jit_compile = True
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=tcfg.epochs,
                         callbacks=callbacks, verbose=_verbosity(), class_weight=class_weight)
