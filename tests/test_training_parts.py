@@ -14,9 +14,10 @@ from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.metrics import classification_report, expected_calibration_error
 from slm_tf.train.optim import WarmupDecay, make_optimizer
 from slm_tf.train.trainer import TrainConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.trust.config import DPConfig
 
-CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig)
+CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DPConfig, FineTuneConfig)
 
 
 def test_warmup_then_linear_and_cosine_decay():
@@ -93,7 +94,7 @@ def _flagfiles(kind):
 
 @pytest.mark.parametrize("recipe", _flagfiles("train"))
 def test_every_shipped_recipe_parses(recipe):
-    data, tok, model, train, _ = parse_flagfile(
+    data, tok, model, train, _, _ = parse_flagfile(
         CONFIGS, os.path.join(REPO, "configs", recipe), ["--output_dir=x"])
     assert model.model in ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt",
                            "lstm_lm", "gru_lm")

@@ -22,6 +22,7 @@ from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json
 from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.peft import frozen_encoder
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
 from slm_tf.train import artifacts
@@ -136,6 +137,10 @@ def teacher_source(exp, teacher: Run, teacher_digest: str, data: PreparedData, s
     path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
     if scratch_dir and not os.path.exists(path):
         path = os.path.join(scratch_dir, cache.CACHE_DIR, os.path.basename(path))
+    if not features and not os.path.exists(path) and frozen_encoder.enabled(teacher.config):
+        # A frozen-encoder teacher: its head on the encoder outputs cached while it trained.
+        cache.write_cache(path, texts, labels, frozen_encoder.cached_logits(
+            teacher.model, teacher.tokenizer, texts, teacher.max_seq_len, exp.data.data_dir))
     model = with_features(teacher.model) if features else teacher.model
     cache.cached_teacher_outputs(path, model, teacher.tokenizer, texts, labels,
                                  teacher.max_seq_len, features)

@@ -41,6 +41,12 @@ class FineTuneConfig:
                          "every other weight is frozen.")
     freeze_layers: int = field(0, "Freeze the embeddings and the first N encoder blocks "
                                "(bert, transformer).", validate=non_negative, rule=">= 0")
+    frozen_encoder: bool = field(False, "Keep the whole encoder (embeddings, every block, "
+                                 "pooling) frozen and train only the classifier head on its "
+                                 "pooled outputs, computed once per text and cached under "
+                                 "--data_dir/encoder_cache/ (keyed by the encoder's weights), so "
+                                 "epochs, reruns and the distillation teacher cache reuse them. "
+                                 "The saved model is the whole classifier (bert).")
 
     @property
     def peft(self) -> bool:
@@ -50,6 +56,12 @@ class FineTuneConfig:
 
 def check(cfg: FineTuneConfig, model_name: str) -> None:
     """Refuses LoRA/layer freezing on an architecture without the encoder blocks it addresses."""
+    if cfg.frozen_encoder and (cfg.peft or model_name != "bert"):
+        raise UserError(f"--frozen_encoder trains only the head of a pretrained bert encoder "
+                        f"(here --model={model_name}"
+                        f"{', with LoRA/BitFit/--freeze_layers' if cfg.peft else ''}). Fix: use "
+                        "--model=bert --init_checkpoint=... and drop --lora_rank, --bitfit and "
+                        "--freeze_layers (the whole encoder is frozen already).")
     if (cfg.lora_rank or cfg.freeze_layers) and model_name not in ("bert", "transformer"):
         raise UserError(f"--lora_rank/--freeze_layers address the attention and feed-forward "
                         f"blocks of bert and transformer models, not --model={model_name}. "

@@ -18,8 +18,10 @@ from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
 from slm_tf.io_utils import write_json, write_text
 from slm_tf.models import ModelConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.trust.config import DPConfig
 from slm_tf.train.artifacts import is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
@@ -78,7 +80,10 @@ class Stage:
 
 
 def _teacher(ctx: Context, path: str) -> None:
-    train(ExperimentConfig(*ctx.recipe(ctx.cfg.teacher_recipe, path)))
+    # A teacher recipe may also set fine-tuning flags (e.g. --frozen_encoder).
+    configs = parse_flagfile((*TRAIN_CLASSES, DPConfig, FineTuneConfig), ctx.cfg.teacher_recipe,
+                             [*ctx.data_overrides, f"--output_dir={path}"])
+    train(ExperimentConfig(*configs))
 
 
 def _student(ctx: Context, path: str) -> None:

@@ -53,8 +53,9 @@ class TrainConfig:
                                         validate=non_negative, rule=">= 0")
     deterministic: bool = field(True, "Use deterministic TF kernels (reproducible metrics).")
     jit_compile: bool = field(False, "Compile the training and evaluation steps with XLA: "
-                              "10-25% faster on a CPU for small models (the LM recipes use "
-                              "it); results match the uncompiled step within float rounding.")
+                              "faster on a CPU for small, overhead-bound models (the one-hour "
+                              "Shakespeare recipe uses it); results match the uncompiled step "
+                              "within float rounding.")
     overwrite: bool = field(False, "Retrain into an --output_dir that holds a complete run: its "
                             "model, metrics, export/, eval/, logs/ and checkpoints/ are removed "
                             "first. Without it a complete run is refused (an incomplete one "

@@ -30,7 +30,7 @@ from slm_tf.tasks import DEFAULT_TASK, Task, get_task
 from slm_tf.train.strategies import make_strategy, wait_for_all_workers, worker_role
 from slm_tf.train.tensorboard import write_hparams
 from slm_tf.trust import dp as dp_sgd
-from slm_tf.peft import finetune
+from slm_tf.peft import finetune, frozen_encoder
 from slm_tf.trust.serving import TRUST_KEY, ServingHead
 
 T = TypeVar("T")
@@ -239,15 +239,17 @@ def fit(model: keras.Model, train_ds, val_ds, tcfg: TrainConfig, ctx: RunContext
 
 def finish_run(ctx: RunContext, config: Dict, model, tokenizer: Tokenizer, data,
                data_cfg: DataConfig, result: FitResult, extra: Optional[Dict] = None,
-               task: Optional[Task] = None) -> Dict:
+               task: Optional[Task] = None, scorer=None) -> Dict:
     """Evaluates ``model`` on validation and test, writes every artifact, returns the metrics.
 
-    ``metrics.json`` is written last: its presence marks the run complete.
+    ``scorer``: what computes ``model``'s outputs for the evaluation, when not the model itself
+    (a frozen encoder's cached outputs). ``metrics.json`` is written last: its presence marks
+    the run complete.
     """
     task = task or get_task(config.get("train", {}).get("task", DEFAULT_TASK))
     info = describe(model, data_cfg.max_seq_len)
-    val = task.evaluate(model, data, "validation", tokenizer, data_cfg)
-    test = task.evaluate(model, data, "test", tokenizer, data_cfg,
+    val = task.evaluate(scorer or model, data, "validation", tokenizer, data_cfg)
+    test = task.evaluate(scorer or model, data, "test", tokenizer, data_cfg,
                          log_dir=os.path.join(ctx.log_dir, "eval"))
     head = task.run_metrics(test, val)
     trust = task.trust(val, test, from_dict(TrainConfig, config.get("train", {})), ctx.run_dir)
@@ -316,21 +318,27 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+        # --frozen_encoder: the head alone trains, on cached encoder outputs.
+        head = frozen_encoder.head_model(model) if exp.finetune.frozen_encoder else None
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
-        trainer = dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
+        trainer = head or dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
         task.compile(trainer, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
-    train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
+    if exp.finetune.frozen_encoder:
+        train_ds, val_ds = frozen_encoder.datasets(model, exp, data, tokenizer)
+    else:
+        train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 keep=model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+                 keep=trainer if exp.finetune.frozen_encoder else model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
         trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
     extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
-                         task=task)
+                         task=task, scorer=frozen_encoder.CachedModel(model, dcfg.data_dir)
+                         if exp.finetune.frozen_encoder else None)
     close_run(strategy, ctx)
     return metrics
 
