@@ -330,7 +330,8 @@ def train(exp: ExperimentConfig) -> Dict:
     else:
         train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
     result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 keep=trainer if exp.finetune.frozen_encoder else model, task=task, class_weight=task.class_weight(data, tcfg.class_weights))
+                 keep=head or model, task=task,
+                 class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
         trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
     extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
