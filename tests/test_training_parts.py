@@ -191,12 +191,16 @@ def test_a_spent_time_budget_stops_training_annealed_and_counts_time_before_a_cr
     import time
 
     from slm_tf.train.callbacks import TIME_SPENT
-    from slm_tf.train.optim import current_learning_rate
+    from slm_tf.train.optim import current_learning_rate, learning_rate_schedule
     # 0.5 s budget, 10,000 epochs allowed: time, not epochs, ends the run, at learning rate 0.
     run = tmp_path / "budget"
     start = time.monotonic()
     model, result = _fit_tiny(str(run), epochs=10000, train_minutes=0.5 / 60)
     assert result.epochs_run < 10000 and time.monotonic() - start < 120
+    schedule = learning_rate_schedule(model.optimizer)
+    assert float(schedule.time_fraction.numpy()) == 1.0
+    # The schedule alone would still be warming up (step < 10% of 30,000): time annealed it.
+    assert model.optimizer.iterations.numpy() < 3000
     assert current_learning_rate(model.optimizer) == pytest.approx(0.0, abs=1e-9)
     spent = json.loads((run / "checkpoints" / TIME_SPENT).read_text())["seconds"]
     assert spent >= 0.5

@@ -9,7 +9,7 @@ import tf_keras as keras
 from absl import logging
 
 from slm_tf.io_utils import atomic_path, read_json, write_json
-from slm_tf.train.optim import current_learning_rate
+from slm_tf.train.optim import current_learning_rate, learning_rate_schedule
 
 BEST_WEIGHTS = "best_weights.npz"
 BEST_STATE = "best.json"
@@ -100,7 +100,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         share = min(1.0, self.spent() / self.budget)
-        schedule = self.model.optimizer.learning_rate
+        schedule = learning_rate_schedule(self.model.optimizer)
         if hasattr(schedule, "time_fraction"):
             schedule.time_fraction.assign(share)
         if share >= 1.0 and not self.model.stop_training:

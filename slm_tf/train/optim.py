@@ -63,9 +63,18 @@ def optimizer_for(tcfg, total_steps: int) -> keras.optimizers.Optimizer:
                           int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay)
 
 
+def learning_rate_schedule(optimizer):
+    """The optimizer's ``LearningRateSchedule``, or None when its rate is a constant."""
+    # tf_keras's ``optimizer.learning_rate`` gives a schedule-driven optimizer's last applied
+    # value (a variable), not the schedule; the schedule itself is only kept here.
+    lr = getattr(optimizer, "_learning_rate", None)
+    return lr if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) else None
+
+
 def current_learning_rate(optimizer) -> float:
     """The learning rate the optimizer applies at its current step."""
+    schedule = learning_rate_schedule(optimizer)
+    if schedule is not None:
+        return float(schedule(optimizer.iterations))
     lr = optimizer.learning_rate
-    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        return float(lr(optimizer.iterations))
     return float(tf.keras.backend.get_value(lr)) if not hasattr(lr, "numpy") else float(lr.numpy())
