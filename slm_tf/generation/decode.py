@@ -75,16 +75,13 @@ def decoding_speed(model, prompt_ids: Sequence[int], new_tokens: int, repeats: i
     forward(tf.constant([prompt_ids], tf.int32))
     _, warm = model.step(tf.constant([prompt_ids], tf.int32), model.init_state(1))
     model.step(tf.constant([[prompt_ids[-1]]], tf.int32), warm)
-    seconds = {"recompute": [], "cached": []}
+    seconds, tokens = {"recompute": [], "cached": []}, {}
     for _ in range(max(1, repeats)):
         for name, decode in (("recompute", recompute), ("cached", cached)):
             start = time.perf_counter()
-            tokens = decode()
+            tokens[name] = decode()
             seconds[name].append(time.perf_counter() - start)
-            if name == "recompute":
-                recomputed = tokens
-            else:
-                kept = tokens
+    recomputed, kept = tokens["recompute"], tokens["cached"]
     recompute_s, cached_s = (float(np.median(seconds[k])) for k in ("recompute", "cached"))
     inside = max(0, context - len(prompt_ids))
     return {"prompt_tokens": len(prompt_ids), "new_tokens": new_tokens, "repeats": repeats,

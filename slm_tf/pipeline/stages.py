@@ -26,6 +26,8 @@ from slm_tf.train.artifacts import is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
+# A teacher recipe may also set DP and fine-tuning flags (e.g. --frozen_encoder).
+TEACHER_CLASSES = (*TRAIN_CLASSES, DPConfig, FineTuneConfig)
 
 
 @dataclasses.dataclass
@@ -44,7 +46,8 @@ class Context:
         return os.path.join(self.cfg.output_dir, stage)
 
     def recipe(self, flagfile: str, run_dir: str, extra=()):
-        return parse_flagfile(TRAIN_CLASSES, flagfile,
+        """A teacher recipe's configs with this pipeline's data flags and ``run_dir``."""
+        return parse_flagfile(TEACHER_CLASSES, flagfile,
                               [*self.data_overrides, f"--output_dir={run_dir}", *extra])
 
     def student(self, run_dir: str):
@@ -80,10 +83,7 @@ class Stage:
 
 
 def _teacher(ctx: Context, path: str) -> None:
-    # A teacher recipe may also set fine-tuning flags (e.g. --frozen_encoder).
-    configs = parse_flagfile((*TRAIN_CLASSES, DPConfig, FineTuneConfig), ctx.cfg.teacher_recipe,
-                             [*ctx.data_overrides, f"--output_dir={path}"])
-    train(ExperimentConfig(*configs))
+    train(ExperimentConfig(*ctx.recipe(ctx.cfg.teacher_recipe, path)))
 
 
 def _student(ctx: Context, path: str) -> None:
