@@ -16,11 +16,11 @@ from slm_tf.peft.config import FineTuneConfig, check
 SEQ = 10
 
 
-def _bert(pooling="mean_unit", seed=0):
+def _bert(pooling="mean_unit", seed=0, vocab_size=40):
     tf.keras.utils.set_random_seed(seed)
     cfg = ModelConfig(model="bert", hidden_dim=16, num_heads=2, ff_dim=32, num_layers=1,
                       dropout=0.0, pooling=pooling)
-    return build_model(cfg, 40, 4, SEQ)
+    return build_model(cfg, vocab_size, 4, SEQ)
 
 
 def _ids(n, seed=1):
@@ -62,7 +62,7 @@ def test_cache_encodes_each_new_text_once_and_survives_a_new_process(tmp_path):
         calls.append(len(ids))
         return encoder(ids).numpy()
 
-    path = str(tmp_path / "c.npz")
+    path = str(tmp_path / "cache")
     first = _ids(6)
     batch = np.concatenate([first, first[:2]])  # two texts twice
     cache = frozen_encoder.EncoderCache(path, encode)
@@ -72,10 +72,24 @@ def test_cache_encodes_each_new_text_once_and_survives_a_new_process(tmp_path):
     more = np.concatenate([first[3:], _ids(3, seed=9)])  # 3 known, 3 new
     np.testing.assert_allclose(cache.features(more), encoder(more).numpy(), atol=1e-6)
     assert calls == [6, 3]
-    again = frozen_encoder.EncoderCache(path, encode)  # a new process reads the file
+    again = frozen_encoder.EncoderCache(path, encode)  # a new process reads the files
     assert len(again) == 9
+    assert sorted(os.listdir(path)) == ["part-00000.npz", "part-00001.npz"]  # new rows only
     np.testing.assert_allclose(again.features(more), encoder(more).numpy(), atol=1e-6)
     assert calls == [6, 3] and again.computed == 0
+
+
+def test_cached_outputs_are_the_logits_and_the_distillation_features(tmp_path):
+    from slm_tf.distill.distiller import with_features
+    from slm_tf.tokenizers import TokenizerConfig, build_tokenizer
+    texts = ["play some jazz", "where is my card", "play some jazz", "book a table for two"]
+    tok = build_tokenizer(TokenizerConfig(min_frequency=1), texts)
+    model = _bert(vocab_size=tok.vocab_size)
+    logits, pooled = frozen_encoder.cached_outputs(model, tok, texts, SEQ, str(tmp_path))
+    # The oracle: the distiller's own view of the teacher run whole (logits, pooled features).
+    want_logits, want_features = with_features(model)(tok.encode(texts, SEQ))
+    np.testing.assert_allclose(logits, want_logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(pooled, want_features.numpy(), atol=1e-5)
 
 
 def test_the_cache_key_follows_the_encoder_weights_not_the_head():
@@ -131,8 +145,7 @@ def test_train_keeps_the_encoder_and_distillation_reuses_its_cache(tmp_path):
     encoder, _ = frozen_encoder.split(run.model)
     [path] = [os.path.join(data_dir, "encoder_cache", f)
               for f in os.listdir(os.path.join(data_dir, "encoder_cache"))]
-    with np.load(path) as z:
-        keys, features = z["keys"], z["features"]
+    keys, features = frozen_encoder.EncoderCache(path, None).entries()
     # Every split, each text once; the saved model's encoder reproduces every entry, so
     # training changed the head alone.
     splits = ("train", "validation", "test")
@@ -157,8 +170,8 @@ def test_train_keeps_the_encoder_and_distillation_reuses_its_cache(tmp_path):
     texts = data.texts("train") + unlabeled
     ds = teacher_source(exp, run, "digest", data, "train", texts,
                         data.labels("train") + [-1] * 3)
-    with np.load(path) as z:
-        assert len(z["keys"]) == len(keys) + 2  # only the two texts never seen were encoded
+    # Only the two texts never seen were encoded.
+    assert len(frozen_encoder.EncoderCache(path, None)) == len(keys) + 2
     logits = np.stack([t[2].numpy() for t in ds])
     np.testing.assert_allclose(logits, run.model(run.tokenizer.encode(texts, SEQ)).numpy(),
                                atol=1e-4)

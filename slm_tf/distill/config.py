@@ -28,8 +28,10 @@ class DistillConfig:
                                       "the epochs.", choices=("constant", "linear"))
     cache_teacher: bool = field(True, "Compute the teacher's outputs once and cache them as "
                                 "TFRecords under --data_dir (else run the teacher online).")
-    unlabeled_data: str = field("", "Unlabeled domain text (.txt file or folder) added to the "
-                                "transfer set; the teacher labels it softly.")
+    unlabeled_data: str = field("", "Unlabeled text added to the transfer set, which the "
+                                "teacher labels softly: a .txt file or folder, or a registered "
+                                "dataset whose training texts are used (e.g. banking77's "
+                                "queries as out-of-scope-like examples for clinc150_oos).")
     unlabeled_unit: str = field("line", "One unlabeled document per line or per paragraph.",
                                 choices=("line", "paragraph"))
     feature_weight: float = field(0.0, "Weight of the intermediate term: MSE between the "

@@ -13,6 +13,7 @@ from slm_tf.config import to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError, read_corpus
+from slm_tf.data.sources import DATASETS, load_splits
 from slm_tf.distill import cache
 from slm_tf.distill.augment import AugmentConfig, augment_texts, embedding_neighbours
 from slm_tf.distill.config import DistillConfig
@@ -73,11 +74,23 @@ def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment
         counts["augmented"] = len(extra)
         texts, labels = texts + extra, labels + [-1] * len(extra)
     if exp.distill.unlabeled_data:
-        docs = read_corpus(exp.distill.unlabeled_data, exp.distill.unlabeled_unit,
-                           exp.data.on_bad_row).examples[:exp.distill.max_unlabeled]
-        counts["unlabeled"] = len(docs)
-        texts, labels = texts + [d.text for d in docs], labels + [-1] * len(docs)
+        extra = unlabeled_texts(exp.distill, exp.data)
+        counts["unlabeled"] = len(extra)
+        texts, labels = texts + extra, labels + [-1] * len(extra)
     return texts, labels, counts
+
+
+def unlabeled_texts(kcfg: DistillConfig, data_cfg: DataConfig) -> List[str]:
+    """``--unlabeled_data``'s texts (at most ``--max_unlabeled``): a registered dataset's
+    training texts (e.g. banking77's queries), or the documents of a .txt file or folder."""
+    if kcfg.unlabeled_data in DATASETS.names():
+        texts = [e.text for e in load_splits(DataConfig(
+            data=kcfg.unlabeled_data, data_root=data_cfg.data_root,
+            on_bad_row=data_cfg.on_bad_row)).train]
+    else:
+        texts = [d.text for d in read_corpus(kcfg.unlabeled_data, kcfg.unlabeled_unit,
+                                             data_cfg.on_bad_row).examples]
+    return texts[:kcfg.max_unlabeled]
 
 
 def _embedding_index(model) -> int:
@@ -137,10 +150,12 @@ def teacher_source(exp, teacher: Run, teacher_digest: str, data: PreparedData, s
     path = os.path.join(exp.data.data_dir, cache.CACHE_DIR, f"{data.name}-{split}-{key}.tfrecord")
     if scratch_dir and not os.path.exists(path):
         path = os.path.join(scratch_dir, cache.CACHE_DIR, os.path.basename(path))
-    if not features and not os.path.exists(path) and frozen_encoder.enabled(teacher.config):
-        # A frozen-encoder teacher: its head on the encoder outputs cached while it trained.
-        cache.write_cache(path, texts, labels, frozen_encoder.cached_logits(
-            teacher.model, teacher.tokenizer, texts, teacher.max_seq_len, exp.data.data_dir))
+    if not os.path.exists(path) and frozen_encoder.enabled(teacher.config):
+        # A frozen-encoder teacher: its head on the encoder outputs cached while it trained
+        # (those outputs are also the pooled features the feature term matches).
+        logits, pooled = frozen_encoder.cached_outputs(
+            teacher.model, teacher.tokenizer, texts, teacher.max_seq_len, exp.data.data_dir)
+        cache.write_cache(path, texts, labels, logits, pooled if features else None)
     model = with_features(teacher.model) if features else teacher.model
     cache.cached_teacher_outputs(path, model, teacher.tokenizer, texts, labels,
                                  teacher.max_seq_len, features)
@@ -186,9 +201,11 @@ def distill(exp: DistillExperiment) -> Dict:
                         "online teacher is loaded outside the tf.distribute scope. Fix: drop "
                         "--nocache_teacher.")
     require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
-    if kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data):
-        raise UserError(f"{kcfg.unlabeled_data}: no such file or folder. Fix: check "
-                        "--unlabeled_data (a .txt file or a folder of them).")
+    if (kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data)
+            and kcfg.unlabeled_data not in DATASETS.names()):
+        raise UserError(f"{kcfg.unlabeled_data}: no such file, folder or registered dataset. "
+                        "Fix: check --unlabeled_data (a .txt file, a folder of them, or one of "
+                        f"{', '.join(DATASETS.names())}).")
     task = artifacts.run_task(kcfg.teacher_dir)
     if task not in DISTILL_TASKS:
         raise UserError(f"{kcfg.teacher_dir} is a --task={task} run; distill.py distils "

@@ -3,11 +3,12 @@ per text and cached, with only the classifier head trained on them.
 
 The model stays the whole classifier (ids -> logits, same layers as a fine-tuned one), so it is
 saved, evaluated, exported, served and used as a distillation teacher like any run; only
-training (and the distillation teacher cache, :func:`cached_logits`) read the cache instead of
+training (and the distillation teacher cache, :func:`cached_outputs`) read the cache instead of
 running the encoder again. Cache entries are keyed by the encoder's weights and each text's
 token ids, so a different head, more epochs, a rerun or a teacher pass over the training texts
 reuse them, and only texts never seen are encoded.
 """
+import glob
 import hashlib
 import os
 import sys
@@ -77,21 +78,31 @@ def row_keys(ids: np.ndarray) -> np.ndarray:
 
 
 class EncoderCache:
-    """Pooled encoder outputs by token-id row, in one ``.npz`` file per encoder; ``encode``
-    runs on the rows not cached yet. ``computed`` / ``reused`` count rows."""
+    """Pooled encoder outputs by token-id row, in a folder per encoder holding one ``.npz``
+    part per batch of newly encoded rows (each save writes only its new rows, so a large corpus
+    costs linear, not quadratic, disk writes); ``encode`` runs on the rows not cached yet.
+    ``computed`` / ``reused`` count rows."""
 
-    def __init__(self, path: str, encode: Callable[[np.ndarray], np.ndarray]):
-        self.path, self.encode = path, encode
+    def __init__(self, directory: str, encode: Callable[[np.ndarray], np.ndarray]):
+        self.directory, self.encode = directory, encode
         self.computed = self.reused = 0
-        self._keys = np.zeros((0,), "S40")
-        self._features: Optional[np.ndarray] = None
-        if os.path.exists(path):
-            with np.load(path, allow_pickle=False) as z:
-                self._keys, self._features = z["keys"], z["features"]
+        parts = sorted(glob.glob(os.path.join(directory, "part-*.npz")))
+        keys, features = [np.zeros((0,), "S40")], []
+        for part in parts:
+            with np.load(part, allow_pickle=False) as z:
+                keys.append(z["keys"])
+                features.append(z["features"])
+        self._parts = len(parts)
+        self._keys = np.concatenate(keys)
+        self._features: Optional[np.ndarray] = np.concatenate(features) if features else None
         self._index = {k: i for i, k in enumerate(self._keys.tolist())}
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def entries(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys, features)`` of every cached row, in the order they were added."""
+        return self._keys, self._features
 
     def features(self, ids: np.ndarray) -> np.ndarray:
         """``[N, D]`` pooled outputs of ``ids`` rows, encoding (and caching) only new ones."""
@@ -103,26 +114,25 @@ class EncoderCache:
                 todo.append(i)
         if todo:
             logging.info("encoder outputs: computing %d of %d texts once, caching in %s",
-                         len(todo), len(ids), self.path)
+                         len(todo), len(ids), self.directory)
         for start in range(0, len(todo), SAVE_EVERY):
             rows = todo[start:start + SAVE_EVERY]
             self._add(keys[rows], np.asarray(self.encode(ids[rows]), np.float32))
-            self._save()
         self.computed += len(todo)
         self.reused += len(ids) - len(todo)
         return self._features[[self._index[k] for k in keys.tolist()]]
 
     def _add(self, keys: np.ndarray, features: np.ndarray) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        with atomic_path(os.path.join(self.directory, f"part-{self._parts:05d}.npz")) as tmp:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, keys=keys, features=features)
+        self._parts += 1
         for k in keys.tolist():
             self._index[k] = len(self._index)
         self._keys = np.concatenate([self._keys, keys])
         self._features = features if self._features is None else np.concatenate(
             [self._features, features])
-
-    def _save(self) -> None:
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-                np.savez(f, keys=self._keys, features=self._features)
 
 
 def predict_fn(encoder: keras.Model, batch_size: int = 128) -> Callable[[np.ndarray], np.ndarray]:
@@ -133,8 +143,8 @@ def predict_fn(encoder: keras.Model, batch_size: int = 128) -> Callable[[np.ndar
 
 def cache_for(encoder: keras.Model, data_dir: str) -> EncoderCache:
     """The cache of this encoder's outputs under ``data_dir``."""
-    path = os.path.join(data_dir, CACHE_DIR, f"{encoder_digest(encoder)}.npz")
-    return EncoderCache(path, predict_fn(encoder))
+    return EncoderCache(os.path.join(data_dir, CACHE_DIR, encoder_digest(encoder)),
+                        predict_fn(encoder))
 
 
 class CachedModel:
@@ -147,6 +157,24 @@ class CachedModel:
 
     def __call__(self, ids, training: bool = False):
         return self.head(self.cache.features(np.asarray(ids)), training=False)
+
+
+class HeadTraining:
+    """How ``train`` runs under ``--frozen_encoder``: the head alone is fitted (every encoder
+    layer frozen), on batches of cached encoder outputs, and the run is scored from the same
+    cache. ``keep`` is what the best-epoch weights are taken from."""
+
+    def __init__(self, model: keras.Model, exp):
+        self.model, self.exp = model, exp
+        self.trainable = self.keep = head_model(model)
+
+    def datasets(self, task, data, tokenizer):
+        """``(train, validation)`` of cached encoder outputs (see :func:`datasets`)."""
+        return datasets(self.model, self.exp, data, tokenizer)
+
+    def scorer(self):
+        """The head on cached encoder outputs, called like the model."""
+        return CachedModel(self.model, self.exp.data.data_dir)
 
 
 def datasets(model: keras.Model, exp, data, tokenizer):
@@ -172,20 +200,21 @@ def datasets(model: keras.Model, exp, data, tokenizer):
         out.append(ds.batch(dcfg.batch_size).prefetch(tf.data.AUTOTUNE))
     cache.features(tokenizer.encode(data.texts("test"), dcfg.max_seq_len))
     logging.info("frozen encoder: %d texts encoded, %d read from the cache %s", cache.computed,
-                 cache.reused, cache.path)
+                 cache.reused, cache.directory)
     return tuple(out)
 
 
-def cached_logits(model: keras.Model, tokenizer, texts, max_seq_len: int,
-                  data_dir: str) -> np.ndarray:
-    """``model``'s logits on ``texts``: the head on cached encoder outputs (equal to running
-    the whole model), encoding only texts the cache has not seen."""
+def cached_outputs(model: keras.Model, tokenizer, texts, max_seq_len: int,
+                   data_dir: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``(logits, pooled)`` of ``model`` on ``texts``: the head on cached encoder outputs (equal
+    to running the whole model; ``pooled`` is the head's input, the distillation feature),
+    encoding only texts the cache has not seen."""
     encoder, head = split(model)
     cache = cache_for(encoder, data_dir)
     features = cache.features(tokenizer.encode(list(texts), max_seq_len))
-    logging.info("teacher logits from cached encoder outputs: %d encoded, %d reused",
+    logging.info("teacher outputs from cached encoder outputs: %d encoded, %d reused",
                  cache.computed, cache.reused)
     if not len(features):
-        return np.zeros((0, int(head.output.shape[-1])), np.float32)
+        return np.zeros((0, int(head.output.shape[-1])), np.float32), features
     return np.concatenate([head(features[i:i + 1024], training=False).numpy()
-                           for i in range(0, len(features), 1024)])
+                           for i in range(0, len(features), 1024)]), features

@@ -57,11 +57,9 @@ class PipelineConfig:
     cache_top_k: int = field(DistillConfig.cache_top_k, "Token-level distillation (LM, NER): "
                              "distill.py's --cache_top_k for the distilled stage (the pruned "
                              "and QAT stages inherit it).", validate=non_negative, rule=">= 0")
-    unlabeled_data: str = field("", "Unlabeled texts the teacher labels softly for the distilled "
-                                "student: a .txt file or folder (one text per line), or a "
-                                "registered dataset whose training texts are used (e.g. "
-                                "banking77's queries as out-of-scope-like examples for "
-                                "clinc150_oos).")
+    unlabeled_data: str = field("", "distill.py's --unlabeled_data for the distilled stage: "
+                                "texts the teacher labels softly (a .txt file or folder, or a "
+                                "registered dataset's training texts).")
     compress_recipe: str = field(os.path.join(CONFIGS, "banking77_compress.flags"),
                                  "Flagfile of compress.py giving how the pruning and QAT stages "
                                  "fine-tune (learning rates, schedule, KD weight, seed); the "

@@ -16,7 +16,7 @@ from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
-from slm_tf.io_utils import write_json, write_text
+from slm_tf.io_utils import write_json
 from slm_tf.models import ModelConfig
 from slm_tf.peft.config import FineTuneConfig
 from slm_tf.pipeline.config import PipelineConfig
@@ -96,25 +96,11 @@ def _distilled(ctx: Context, path: str) -> None:
     (data, tok, model, tcfg), profile = ctx.student(path)
     kd = DistillConfig(teacher_dir=ctx.path("teacher"), temperature=ctx.cfg.temperature,
                        alpha=ctx.cfg.alpha, cache_top_k=ctx.cfg.cache_top_k,
-                       unlabeled_data=_unlabeled_file(ctx, data))
+                       unlabeled_data=ctx.cfg.unlabeled_data)
     # A language model's transfer set is its corpus (text augmentation is for classifiers).
     copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
     distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
     _write_profile(path, profile)
-
-
-def _unlabeled_file(ctx: Context, data: DataConfig) -> str:
-    """``--unlabeled_data`` as a text file: a registered dataset's training texts are written
-    one per line under the output root (line breaks inside a text become spaces)."""
-    from slm_tf.data.sources import DATASETS, load_splits
-    name = ctx.cfg.unlabeled_data
-    if name not in DATASETS.names():
-        return name
-    texts = [" ".join(e.text.split()) for e in
-             load_splits(DataConfig(data=name, data_root=data.data_root)).train]
-    path = os.path.join(ctx.cfg.output_dir, f"unlabeled_{name}.txt")
-    write_text(path, "".join(t + "\n" for t in texts if t))
-    return path
 
 
 def _write_profile(path: str, profile: Optional[Dict]) -> None:

@@ -43,6 +43,24 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+class WholeModelTraining:
+    """How ``train`` runs by default: the whole model (wrapped for DP-SGD when ``--dp_*`` ask
+    for it) on the task's batches, scored by the model itself. The other plan is
+    :class:`slm_tf.peft.frozen_encoder.HeadTraining`."""
+
+    def __init__(self, model: keras.Model, exp: "ExperimentConfig"):
+        self.exp, self.keep = exp, model
+        self.trainable = dp_sgd.wrap(model, exp.dp, exp.train.seed)
+
+    def datasets(self, task: Task, data, tokenizer):
+        """``(train, validation)`` batches from the task's input pipeline."""
+        return task.datasets(data, tokenizer, self.exp.data, self.exp.train)
+
+    def scorer(self):
+        """None: the run is scored by running the model."""
+        return None
+
+
 def prepare_tokenizer(cfg: TokenizerConfig, data, run_dir: str, resuming: bool,
                       task: Optional[Task] = None) -> Tokenizer:
     """Reuses the run's saved tokenizer when resuming (the vocabulary must not change under a
@@ -318,28 +336,24 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        # --frozen_encoder: the head alone trains, on cached encoder outputs.
-        head = frozen_encoder.head_model(model) if exp.finetune.frozen_encoder else None
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
-        trainer = head or dp_sgd.wrap(model, exp.dp, tcfg.seed)  # DP-SGD when --dp_* say so
-        task.compile(trainer, tcfg, total_steps)
+        # --frozen_encoder: the head alone trains, on cached encoder outputs.
+        plan = (frozen_encoder.HeadTraining if exp.finetune.frozen_encoder
+                else WholeModelTraining)(model, exp)
+        task.compile(plan.trainable, tcfg, total_steps)
     logging.info("%s (%s): %s", exp.model.model, task.name, describe(model, dcfg.max_seq_len))
 
-    if exp.finetune.frozen_encoder:
-        train_ds, val_ds = frozen_encoder.datasets(model, exp, data, tokenizer)
-    else:
-        train_ds, val_ds = task.datasets(data, tokenizer, dcfg, tcfg)
-    result = fit(trainer, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
-                 keep=head or model, task=task,
+    train_ds, val_ds = plan.datasets(task, data, tokenizer)
+    result = fit(plan.trainable, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
+                 keep=plan.keep, task=task,
                  class_weight=task.class_weight(data, tcfg.class_weights))
     extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
-        trainer.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
+        plan.trainable.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
     extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), model, tokenizer, data, dcfg, result, extra,
-                         task=task, scorer=frozen_encoder.CachedModel(model, dcfg.data_dir)
-                         if exp.finetune.frozen_encoder else None)
+                         task=task, scorer=plan.scorer())
     close_run(strategy, ctx)
     return metrics
 
