@@ -88,6 +88,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.budget = 60.0 * minutes
         self.state_path = state_path
         self.spent_before = 0.0
+        self.time_fraction = None  # the schedule's variable, found when training begins
         self.start = time.monotonic()
 
     def spent(self) -> float:
@@ -96,13 +97,15 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if os.path.exists(self.state_path):
             self.spent_before = float(read_json(self.state_path)["seconds"])
+        # Looked up once: the batch hook runs on every training step.
+        schedule = learning_rate_schedule(self.model.optimizer)
+        self.time_fraction = getattr(schedule, "time_fraction", None)
         self.start = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         share = min(1.0, self.spent() / self.budget)
-        schedule = learning_rate_schedule(self.model.optimizer)
-        if hasattr(schedule, "time_fraction"):
-            schedule.time_fraction.assign(share)
+        if self.time_fraction is not None:
+            self.time_fraction.assign(share)
         if share >= 1.0 and not self.model.stop_training:
             logging.info("time budget of %.1f minutes spent: training stops", self.budget / 60)
             self.model.stop_training = True
