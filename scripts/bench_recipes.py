@@ -75,7 +75,7 @@ def data_args(name: str):
 def train_auto(args, run_dir: str):
     """Trains as ``train.py <args> --output_dir=run_dir`` would (no recipe flags: the automatic
     recipe applies); returns (metrics, data profile)."""
-    from slm_tf.autorecipe import PROFILE_FILE, configure
+    from slm_tf.autorecipe import PROFILE_FILE, configure, save_profile
 
     # The profile is written after training ends (after metrics.json, a run's last artifact),
     # so its presence marks a complete run; reading it needs no TensorFlow.
@@ -99,7 +99,7 @@ def train_auto(args, run_dir: str):
     # Everything here is given as on train.py's command line.
     profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given, given)
     metrics = train(exp)
-    write_json(os.path.join(run_dir, PROFILE_FILE), profile)
+    save_profile(run_dir, profile)
     return metrics, profile
 
 

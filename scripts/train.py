@@ -6,7 +6,6 @@
 
 Rerunning the same command after a crash resumes from the last checkpoint.
 """
-import os
 import sys
 
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
@@ -29,8 +28,7 @@ FLAGS = flags.FLAGS
 @friendly_errors
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
-    from slm_tf.autorecipe import PROFILE_FILE, configure
-    from slm_tf.io_utils import write_json
+    from slm_tf.autorecipe import configure, save_profile
     from slm_tf.tasks import get_task
     from slm_tf.train.trainer import train
 
@@ -50,8 +48,8 @@ def main(argv):
         profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given,
                             on_command_line)
     m = train(exp)
-    if profile is not None and m["workers"]["chief"]:  # other workers write no artifacts
-        write_json(os.path.join(exp.train.output_dir, PROFILE_FILE), profile)
+    if m["workers"]["chief"]:  # other workers write no artifacts
+        save_profile(exp.train.output_dir, profile)
     print()
     if m["task"] == "lm":
         from slm_tf.tasks.lm import print_lm_summary

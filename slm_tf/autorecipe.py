@@ -9,8 +9,10 @@ the command line may fix. Whatever the user gives wins; everything chosen is wri
 """
 import dataclasses
 import math
-from typing import Any, Dict, Iterable
+import os
+from typing import Any, Dict, Iterable, Optional
 
+from slm_tf.io_utils import write_json
 from slm_tf.data.profile import PIECES_PER_WORD, SPECIAL_TOKENS_PER_TEXT, DataProfile
 
 PROFILE_FILE = "data_profile.json"
@@ -121,6 +123,14 @@ def record(profile: DataProfile, choices: Dict[str, Choice], applied: Dict[str, 
     return {"profile": profile.to_dict(),
             "choices": {k: {"value": c.value, "reason": c.reason, "applied": k in applied}
                         for k, c in choices.items()}}
+
+
+def save_profile(run_dir: str, profile: Optional[Dict]) -> None:
+    """Writes ``profile`` (from :func:`configure`) as the run's ``data_profile.json``; nothing
+    when no automatic recipe was applied. Written after training, so it marks a complete
+    automatic-recipe run."""
+    if profile is not None:
+        write_json(os.path.join(run_dir, PROFILE_FILE), profile)
 
 
 def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],

@@ -9,14 +9,13 @@ from typing import Callable, Dict, List, Optional, Set
 
 from absl import logging
 
-from slm_tf.autorecipe import PROFILE_FILE, configure
+from slm_tf.autorecipe import configure, save_profile
 from slm_tf.config import parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
-from slm_tf.io_utils import write_json
 from slm_tf.models import ModelConfig
 from slm_tf.peft.config import FineTuneConfig
 from slm_tf.pipeline.config import PipelineConfig
@@ -89,7 +88,7 @@ def _teacher(ctx: Context, path: str) -> None:
 def _student(ctx: Context, path: str) -> None:
     configs, profile = ctx.student(path)
     train(ExperimentConfig(*configs))
-    _write_profile(path, profile)
+    save_profile(path, profile)
 
 
 def _distilled(ctx: Context, path: str) -> None:
@@ -100,12 +99,7 @@ def _distilled(ctx: Context, path: str) -> None:
     # A language model's transfer set is its corpus (text augmentation is for classifiers).
     copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
     distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
-    _write_profile(path, profile)
-
-
-def _write_profile(path: str, profile: Optional[Dict]) -> None:
-    if profile is not None:
-        write_json(os.path.join(path, PROFILE_FILE), profile)
+    save_profile(path, profile)
 
 
 def _previous_model(ctx: Context, stage: str) -> str:
