@@ -49,3 +49,9 @@ class ModelConfig:
                       "(transition scores, Viterbi decoding).")
     init_checkpoint: str = field("", "A local BERT-family checkpoint directory (config.json, "
                                  "model.safetensors, vocab.txt) to start from (model=bert).")
+    init_embeddings_from: str = field("", "Start the token embeddings from a larger model's: "
+                                      "teacher (distill.py and the pipeline's students), a run "
+                                      "directory or a BERT checkpoint directory (pip:<package> "
+                                      "too). Each token takes the source rows of its pieces, "
+                                      "averaged, reduced by PCA to --embedding_dim (empty = "
+                                      "random start).")

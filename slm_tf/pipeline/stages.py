@@ -17,6 +17,7 @@ from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
 from slm_tf.models import ModelConfig
+from slm_tf.models.embedding_init import TEACHER
 from slm_tf.peft.config import FineTuneConfig
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
@@ -87,6 +88,9 @@ def _teacher(ctx: Context, path: str) -> None:
 
 def _student(ctx: Context, path: str) -> None:
     configs, profile = ctx.student(path)
+    if configs[2].init_embeddings_from == TEACHER:  # the same start as the distilled student
+        configs = (*configs[:2], dataclasses.replace(configs[2], init_embeddings_from=ctx.path(
+            "teacher")), *configs[3:])
     train(ExperimentConfig(*configs))
     save_profile(path, profile)
 
