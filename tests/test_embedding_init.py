@@ -1,0 +1,72 @@
+"""--init_embeddings_from: each student row is the PCA of the teacher rows its token maps to."""
+import json
+
+import numpy as np
+import pytest
+
+from slm_tf.errors import UserError
+from slm_tf.models.embedding_init import (EmbeddingSource, init_embeddings, load_source,
+                                          reduced_table)
+from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+TEACHER_VOCAB = SPECIAL + ["play", "##ing", "music", "song", "##s", "lost", "##card"]
+STUDENT_VOCAB = SPECIAL + ["playing", "music", "songs", "##s", "lostcard", "zzz"]
+# Written out by hand: the teacher ids each student token averages (playing = play + ##ing,
+# songs = song + ##s, lostcard = lost + ##card; ##s is a teacher token itself; zzz has no
+# teacher pieces at all -> [UNK]).
+HAND_MAP = [[0], [1], [2], [3], [4, 5], [6], [7, 8], [8], [9, 10], [1]]
+
+
+def _teacher_table():
+    return np.random.default_rng(7).normal(size=(len(TEACHER_VOCAB), 6)).astype(np.float32)
+
+
+def _pca_by_svd(rows, dim):
+    centred = rows - rows.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:dim].T
+
+
+def _same_up_to_column_signs(a, b):
+    signs = np.sign(np.sum(a * b, axis=0))  # a principal axis is defined up to its sign
+    np.testing.assert_allclose(a, b * signs, atol=1e-5)
+
+
+def test_each_row_is_the_pca_of_the_teacher_rows_it_maps_from():
+    table = _teacher_table()
+    source = EmbeddingSource(table, WordPieceTokenizer(TEACHER_VOCAB), "tiny")
+    got = reduced_table(STUDENT_VOCAB, source, 3)
+    mapped = np.stack([table[ids].mean(axis=0) for ids in HAND_MAP])
+    assert got.shape == (len(STUDENT_VOCAB), 3)
+    _same_up_to_column_signs(got, _pca_by_svd(mapped, 3))
+
+
+def test_too_wide_an_embedding_for_the_source_is_refused():
+    source = EmbeddingSource(_teacher_table(), WordPieceTokenizer(TEACHER_VOCAB), "tiny")
+    with pytest.raises(UserError, match="embedding_dim"):
+        reduced_table(STUDENT_VOCAB, source, 7)  # 6-wide rows give at most 6 components
+
+
+def test_a_student_starts_from_a_bert_checkpoint_folder(tmp_path):
+    from safetensors.numpy import save_file
+    from slm_tf.models import ModelConfig, build_model
+    table = _teacher_table()
+    save_file({"embeddings.word_embeddings.weight": table}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "vocab.txt").write_text("\n".join(TEACHER_VOCAB) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    model = build_model(ModelConfig(model="cnn", embedding_dim=4, num_filters=2,
+                                    kernel_sizes=["2"]), len(STUDENT_VOCAB), 3, 8)
+    counts = init_embeddings(model, STUDENT_VOCAB, load_source(str(tmp_path)))
+    mapped = np.stack([table[ids].mean(axis=0) for ids in HAND_MAP])
+    _same_up_to_column_signs(model.get_layer("token_embedding").get_weights()[0],
+                             _pca_by_svd(mapped, 4))
+    # [UNK] itself is the same token; zzz is the one token found only as [UNK].
+    assert counts == {"tokens": 10, "same_token": 6, "split": 3, "unknown": 1}
+
+
+def test_teacher_without_a_teacher_and_a_wrong_folder_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="needs a teacher"):
+        load_source("teacher")
+    with pytest.raises(UserError, match="neither a finished run directory"):
+        load_source(str(tmp_path))
