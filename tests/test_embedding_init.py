@@ -70,3 +70,38 @@ def test_teacher_without_a_teacher_and_a_wrong_folder_are_user_errors(tmp_path):
         load_source("teacher")
     with pytest.raises(UserError, match="neither a finished run directory"):
         load_source(str(tmp_path))
+
+
+def test_a_student_starts_from_a_run_directory(tmp_path):
+    """A finished run as the source: its first Embedding layer, indexed by its tokenizer."""
+    from slm_tf.models import ModelConfig, build_model
+    from slm_tf.train.artifacts import load_run
+    from tiny_run import make_run
+    run_dir = str(tmp_path / "teacher")
+    make_run(run_dir, str(tmp_path / "tfds"))
+    run = load_run(run_dir)
+    import tf_keras as keras
+    table = [layer for layer in run.model.layers
+             if isinstance(layer, keras.layers.Embedding)][0].get_weights()[0]
+    ids = run.tokenizer.token_to_id
+    vocab = SPECIAL + ["card", "refund", "qqq"]  # qqq: no teacher pieces -> the teacher's [UNK]
+    hand = [[0], [1], [2], [3], [ids["card"]], [ids["refund"]], [1]]
+    student = build_model(ModelConfig(model="cnn", embedding_dim=4, num_filters=2,
+                                      kernel_sizes=["2"]), len(vocab), 3, 8)
+    init_embeddings(student, vocab, load_source(run_dir))
+    mapped = np.stack([table[i].mean(axis=0) for i in hand])
+    _same_up_to_column_signs(student.get_layer("token_embedding").get_weights()[0],
+                             _pca_by_svd(mapped, 4))
+
+
+def test_the_pipeline_students_take_the_teacher_stage_as_source(tmp_path):
+    from slm_tf.pipeline.config import PipelineConfig
+    from slm_tf.pipeline.stages import Context
+    recipe = tmp_path / "student.flags"
+    recipe.write_text("--data=banking77\n--model=cnn\n--init_embeddings_from=teacher\n"
+                      "--noauto_recipe\n")
+    teacher = str(tmp_path / "my_teacher")
+    ctx = Context(PipelineConfig(output_dir=str(tmp_path / "pipe"), student_recipe=str(recipe),
+                                 teacher_dir=teacher), [])
+    (_, _, model, _), _ = ctx.student(str(tmp_path / "pipe" / "student"))
+    assert model.init_embeddings_from == teacher

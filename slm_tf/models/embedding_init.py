@@ -69,6 +69,9 @@ def load_source(value: str, teacher=None) -> EmbeddingSource:
     passed as ``teacher``), a run directory (its first Embedding layer and tokenizer), or a
     BERT-family checkpoint directory / ``pip:<package>`` (its word-piece embeddings)."""
     from slm_tf.models.bert import check_checkpoint, resolve_checkpoint
+    if teacher is not None and value != TEACHER and os.path.realpath(
+            resolve_checkpoint(value)) == os.path.realpath(teacher.run_dir):
+        value = TEACHER  # the teacher distill.py has loaded already
     if value == TEACHER:
         if teacher is None:
             raise UserError(f"--init_embeddings_from={TEACHER} needs a teacher (distill.py, or "
