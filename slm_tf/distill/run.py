@@ -23,7 +23,7 @@ from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json
 from slm_tf.registry import Registry
 from slm_tf.models import ModelConfig, build_model, describe
-from slm_tf.models.embedding_init import init_embeddings, load_source
+from slm_tf.models.embedding_init import start_embeddings
 from slm_tf.peft import frozen_encoder
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
@@ -276,10 +276,9 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
     with strategy.scope():
         student = build_model(exp.model, student_tok.vocab_size, data.num_classes,
                               dcfg.max_seq_len)
-        if exp.model.init_embeddings_from:
-            source = load_source(exp.model.init_embeddings_from, teacher)
-            logging.info("student embeddings from %s: %s", source.name,
-                         init_embeddings(student, student_tok.vocab, source))
+        if exp.model.init_embeddings_from or exp.model.freeze_embeddings:
+            logging.info("student embeddings: %s",
+                         start_embeddings(student, student_tok.vocab, exp.model, teacher))
         distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
                               kcfg.temperature, kcfg.alpha, kcfg.feature_weight,
                               _feature_dim(teacher) if kcfg.feature_weight else None)

@@ -55,3 +55,6 @@ class ModelConfig:
                                       "too). Each token takes the source rows of its pieces, "
                                       "averaged, reduced by PCA to --embedding_dim (empty = "
                                       "random start).")
+    freeze_embeddings: bool = field(False, "Keep the token embeddings as they start (with "
+                                    "--init_embeddings_from: words the training data never "
+                                    "shows stay in the same space as the ones it does).")

@@ -123,3 +123,20 @@ def init_embeddings(model, vocab: Sequence[str], source: EmbeddingSource) -> Dic
               for t in vocab)
     return {"tokens": len(vocab), "same_token": exact, "split": len(vocab) - exact - unk,
             "unknown": unk}
+
+
+def start_embeddings(model, vocab: Sequence[str], cfg, teacher=None) -> Dict:
+    """``--init_embeddings_from`` and ``--freeze_embeddings`` of ``cfg`` (a ModelConfig)
+    applied to a freshly built ``model``; what was done, for the log."""
+    done: Dict = {}
+    if cfg.init_embeddings_from:
+        source = load_source(cfg.init_embeddings_from, teacher)
+        done = {"source": source.name, **init_embeddings(model, vocab, source)}
+    if cfg.freeze_embeddings:
+        layer = _first_embedding(model)
+        if layer is None:
+            raise UserError(f"--freeze_embeddings: the {model.name} model has no token "
+                            "Embedding layer. Fix: drop the flag for this architecture.")
+        layer.trainable = False
+        done["frozen"] = True
+    return done

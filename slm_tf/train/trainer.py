@@ -21,7 +21,7 @@ from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import describe
 from slm_tf.train.config import ExperimentConfig, TrainConfig  # noqa: F401  (re-exported)
 from slm_tf.models.bert import config_from_checkpoint, load_checkpoint_weights
-from slm_tf.models.embedding_init import init_embeddings, load_source
+from slm_tf.models.embedding_init import start_embeddings
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig, build_tokenizer, load_tokenizer
 from slm_tf.train import artifacts
 from slm_tf.train.baseline import warn_if_below
@@ -337,10 +337,8 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
-        if exp.model.init_embeddings_from:
-            source = load_source(exp.model.init_embeddings_from)
-            logging.info("embeddings from %s: %s", source.name,
-                         init_embeddings(model, tokenizer.vocab, source))
+        if exp.model.init_embeddings_from or exp.model.freeze_embeddings:
+            logging.info("embeddings: %s", start_embeddings(model, tokenizer.vocab, exp.model))
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
         # --frozen_encoder: the head alone trains, on cached encoder outputs.
         plan = (frozen_encoder.HeadTraining if exp.finetune.frozen_encoder
