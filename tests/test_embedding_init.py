@@ -105,3 +105,27 @@ def test_the_pipeline_students_take_the_teacher_stage_as_source(tmp_path):
                                  teacher_dir=teacher), [])
     (_, _, model, _), _ = ctx.student(str(tmp_path / "pipe" / "student"))
     assert model.init_embeddings_from == teacher
+
+
+def test_frozen_embeddings_keep_their_start_through_training(tmp_path):
+    """--freeze_embeddings: a training step moves the convolutions, not the started rows."""
+    import tf_keras as keras
+    from slm_tf.models import ModelConfig, build_model
+    from slm_tf.models.embedding_init import start_embeddings
+    from safetensors.numpy import save_file
+    save_file({"embeddings.word_embeddings.weight": _teacher_table()},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "vocab.txt").write_text("\n".join(TEACHER_VOCAB) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    cfg = ModelConfig(model="cnn", embedding_dim=4, num_filters=2, kernel_sizes=["2"],
+                      init_embeddings_from=str(tmp_path), freeze_embeddings=True)
+    model = build_model(cfg, len(STUDENT_VOCAB), 3, 8)
+    start_embeddings(model, STUDENT_VOCAB, cfg)
+    emb, conv = model.get_layer("token_embedding"), model.get_layer("conv2")
+    before, conv_before = emb.get_weights()[0], conv.get_weights()[0]
+    model.compile(optimizer=keras.optimizers.Adam(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ids = np.array([[2, 4, 6, 3, 0, 0, 0, 0], [2, 8, 9, 5, 3, 0, 0, 0]], np.int32)
+    model.fit(ids, np.array([0, 2]), epochs=2, verbose=0)
+    np.testing.assert_array_equal(emb.get_weights()[0], before)
+    assert not np.allclose(conv.get_weights()[0], conv_before)
