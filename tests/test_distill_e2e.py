@@ -45,9 +45,12 @@ def test_distill_with_cache_augmentation_and_unlabeled_text(teacher, kd_data_dir
     assert "computing" in first.stderr and "reusing" not in first.stderr
     caches = glob.glob(os.path.join(data_dir, "teacher_cache", "*.tfrecord"))
     assert len(caches) == 2  # train transfer set and validation
+    # The second student also starts its embeddings from the teacher's (32 -> 16 wide by PCA).
     second = run_script("distill", *args, f"--output_dir={tmp / 's2'}", "--student=cnn",
-                        "--num_filters=16", "--kernel_sizes=2")
+                        "--num_filters=16", "--kernel_sizes=2", "--embedding_dim=16",
+                        "--init_embeddings_from=teacher")
     assert "reusing the cache" in second.stderr
+    assert f"student embeddings: {{'source': '{teacher_dir}'" in second.stderr
     assert sorted(glob.glob(os.path.join(data_dir, "teacher_cache", "*.tfrecord"))) == \
         sorted(caches)
     m = json.load(open(tmp / "s1" / "metrics.json"))
