@@ -37,10 +37,10 @@ class ModelConfig:
                                   rule="> 0")
     dilations: list = field([], "Token classification with cnn: dilated width-3 convolutions "
                             "stacked after the parallel ones, one per rate (e.g. 1,2,4).")
-    bigram_buckets: int = field(0, "Token classification with cnn: hashed embeddings of each "
-                                "token and its left neighbour (character bigrams for Chinese) "
-                                "in this many buckets, concatenated to the token embedding "
-                                "(0 = off).", validate=non_negative, rule=">= 0")
+    bigram_buckets: int = field(0, "Hashed embeddings of each token and its left neighbour "
+                                "(character bigrams for Chinese) in this many buckets: "
+                                "averaged with the token embeddings (bow) or concatenated to "
+                                "them (token classification with cnn); 0 = off.", validate=non_negative, rule=">= 0")
     rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,
