@@ -74,13 +74,18 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
-    # 95 texts of 10 words, 5 of 100: median 14 pieces, 99th percentile 122 -> 128 >= 4 x 14.
+    # 95 texts of 10 words, 5 of 100: median 14 pieces, 99th percentile 122 -> 128 >= 4 x 14
+    # (and >= 128, below which padding costs little).
     skewed = profile_examples(*zip(*(_english(10, 95, "a") + _english(100, 5, "b"))))
     c = choose(skewed)
     assert c["model"].value == "cnn" and c["max_seq_len"].value == 128
     assert c["bucket_by_length"].value is True
     even = profile_examples(*zip(*(_english(10, 50, "a") + _english(11, 50, "b"))))
     assert choose(even)["bucket_by_length"].value is False
+    # banking77-like: median 14 pieces padded to 64 (> 4x, but under 128): not worth it.
+    short_skew = profile_examples(*zip(*(_english(10, 95, "a") + _english(50, 5, "b"))))
+    c = choose(short_skew)
+    assert c["max_seq_len"].value == 64 and c["bucket_by_length"].value is False
 
 
 def test_user_settings_win():

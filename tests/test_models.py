@@ -103,6 +103,10 @@ def test_bag_of_ngrams_by_hand():
                                         for p, i in zip(prev, real)]
     expected = np.mean(rows, axis=0) @ w + b
     np.testing.assert_allclose(model(ids).numpy()[0], expected, atol=1e-5)
+    # sqrt_n pooling: the same rows summed and divided by sqrt(8).
+    model.get_layer("pooling").mode = "sqrt_n"
+    expected = np.sum(rows, axis=0) / np.sqrt(len(rows)) @ w + b
+    np.testing.assert_allclose(model(ids).numpy()[0], expected, atol=1e-5)
     # Word order now matters (it does not for the plain bag).
     swapped = np.array([[9, 2, 31, 4, 0, 0]], np.int32)
     assert not np.allclose(model(ids).numpy(), model(swapped).numpy(), atol=1e-4)

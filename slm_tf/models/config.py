@@ -4,7 +4,7 @@ import dataclasses
 
 from slm_tf.config import field, non_negative, positive
 
-POOLINGS = ("mean", "max", "cls", "mean_max", "mean_unit")
+POOLINGS = ("mean", "max", "cls", "mean_max", "mean_unit", "sqrt_n")
 # The zoo's architectures (slm_tf.models.zoo.MODELS), listed here because the zoo loads
 # TensorFlow; the registry refuses a name missing here and checks all are registered.
 MODEL_NAMES = ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt", "lstm_lm",
