@@ -40,7 +40,7 @@ def test_choices_follow_the_profile():
     assert c["max_seq_len"].value == 24 and c["bucket_by_length"].value is False
     assert c["embedding_dim"].value == 128 and c["batch_size"].value == 32  # small data
     assert c["epochs"].value == 40 and c["class_weights"].value == "none"
-    assert "bigram_buckets" not in c
+    assert "bigram_buckets" not in c and "pooling" not in c and "token_dropout" not in c
     chinese = profile_examples(["我的银行卡丢了"] * 50 + ["转账失败了吗"] * 2,
                                ["lost"] * 50 + ["transfer"] * 2)
     c = choose(chinese)
@@ -55,10 +55,11 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     long = profile_examples(*zip(*(_english(200, 30, "a") + _english(5, 30, "b"))))
     c = choose(long)
     assert c["model"].value == "bow" and c["hidden_dim"].value == 0
+    assert c["pooling"].value == "sqrt_n" and c["token_dropout"].value > 0
     # 99th percentile 200 words -> 242 pieces -> 248.
     assert c["max_seq_len"].value == 248
-    # One distinct word: the smallest vocabulary (4000); bigram rows fill 30000 rows.
-    assert c["vocab_size"].value == 4000 and c["bigram_buckets"].value == 26000
+    # One distinct word: the smallest vocabulary (4000); bigram rows fill 28000 rows.
+    assert c["vocab_size"].value == 4000 and c["bigram_buckets"].value == 24000
     assert (c["vocab_size"].value + c["bigram_buckets"].value) * c["embedding_dim"].value \
         <= 1_000_000  # int8: one byte per weight, within issue 14's 1 MB
     assert "kernel_sizes" not in c and "num_filters" not in c
