@@ -51,13 +51,14 @@ def test_choices_follow_the_profile():
 
 
 def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
-    # Median (200 + 5) / 2 = 102.5 words -> 125 pieces: a bag of token and bigram embeddings.
-    long = profile_examples(*zip(*(_english(200, 30, "a") + _english(5, 30, "b"))))
+    # Median (400 + 350) / 2 = 375 words -> 452 pieces, beyond the CNN's 384: a bag of token
+    # and bigram embeddings.
+    long = profile_examples(*zip(*(_english(400, 30, "a") + _english(350, 30, "b"))))
     c = choose(long)
     assert c["model"].value == "bow" and c["hidden_dim"].value == 0
     assert c["pooling"].value == "sqrt_n" and c["token_dropout"].value > 0
-    # 99th percentile 200 words -> 242 pieces -> 248.
-    assert c["max_seq_len"].value == 248
+    # 99th percentile 400 words -> 482 pieces -> 488 (the bag's cap is 4096).
+    assert c["max_seq_len"].value == 488
     # One distinct word: the smallest vocabulary (4000); bigram rows fill 28000 rows.
     assert c["vocab_size"].value == 4000 and c["bigram_buckets"].value == 24000
     assert (c["vocab_size"].value + c["bigram_buckets"].value) * c["embedding_dim"].value \
@@ -72,6 +73,10 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
     c = choose(zh)
     assert c["tokenizer"].value == "char" and c["model"].value == "bow"
+    # English abstracts of 200 words (242 pieces) fit the CNN's window: the CNN.
+    abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
+    c = choose(abstracts)
+    assert c["model"].value == "cnn" and c["max_seq_len"].value == 248
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
