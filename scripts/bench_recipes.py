@@ -182,12 +182,13 @@ def main(argv):
     for name, r in results["datasets"].items():
         int8 = (r.get("pipeline") or {}).get("int8") or {}
         rows.append([name, r["profile"]["num_examples"], f"{r['profile']['words_p50']:.0f}",
-                     r["recipe"].get("tokenizer", "-"), r["recipe"].get("max_seq_len", "-"),
+                     r["recipe"].get("tokenizer", "-"), r["recipe"].get("model", "-"),
+                     r["recipe"].get("max_seq_len", "-"),
                      f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}",
                      f"{r['baseline_accuracy']:.4f}", f"{r['gap_points']:+.2f}",
                      "yes" if r["meets_line"] else "NO",
                      f"{int8['accuracy']:.4f} / {int8['file_bytes']:,} B" if int8 else "-"])
-    print_table(rows, ["dataset", "train ex", "words p50", "tokenizer", "max_seq_len",
+    print_table(rows, ["dataset", "train ex", "words p50", "tokenizer", "model", "max_seq_len",
                        "test acc", "macro-F1", "TF-IDF acc", "gap (pts)",
                        f">= baseline - {ALLOWED_GAP_POINTS}", "pipeline int8 acc / size"])
     print(f"\n{path}")

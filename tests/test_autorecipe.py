@@ -32,21 +32,66 @@ def test_profile_counts_lengths_script_imbalance_and_duplicates():
 
 
 def test_choices_follow_the_profile():
-    english = profile_examples(*zip(*(_english(200, 30, "a") + _english(5, 30, "b"))))
-    c = choose(english)
-    assert c["tokenizer"].value == "wordpiece"
-    # 99th percentile 200 words -> 200 * 1.2 + 2 = 242 pieces -> 248 (a multiple of 8).
-    assert c["max_seq_len"].value == 248
+    short = profile_examples(*zip(*(_english(10, 30, "a") + _english(12, 30, "b"))))
+    c = choose(short)
+    # Median 11 words -> 11 * 1.2 + 2 = 15.2 word pieces, under 32: the CNN.
+    assert c["tokenizer"].value == "wordpiece" and c["model"].value == "cnn"
+    # 99th percentile 12 words -> 12 * 1.2 + 2 = 16.4 pieces -> 24 (a multiple of 8).
+    assert c["max_seq_len"].value == 24 and c["bucket_by_length"].value is False
     assert c["embedding_dim"].value == 128 and c["batch_size"].value == 32  # small data
     assert c["epochs"].value == 40 and c["class_weights"].value == "none"
+    assert "bigram_buckets" not in c and "pooling" not in c and "token_dropout" not in c
     chinese = profile_examples(["我的银行卡丢了"] * 50 + ["转账失败了吗"] * 2,
                                ["lost"] * 50 + ["transfer"] * 2)
     c = choose(chinese)
     assert c["tokenizer"].value == "char" and "CJK" in c["tokenizer"].reason
     assert c["max_seq_len"].value == 16  # 7 characters + 2 specials, at least 16
     assert c["class_weights"].value == "balanced"  # 25x imbalance
-    very_long = profile_examples(["word " * 2000] * 10 + ["word"] * 10, ["a"] * 10 + ["b"] * 10)
-    assert choose(very_long)["max_seq_len"].value == 384  # the cap
+    assert c["model"].value == "cnn"  # 9 characters
+
+
+def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
+    # Median (400 + 350) / 2 = 375 words -> 452 pieces, beyond the CNN's 384: a bag of token
+    # and bigram embeddings.
+    long = profile_examples(*zip(*(_english(400, 30, "a") + _english(350, 30, "b"))))
+    c = choose(long)
+    assert c["model"].value == "bow" and c["hidden_dim"].value == 0
+    assert c["pooling"].value == "sqrt_n" and c["token_dropout"].value > 0
+    # 99th percentile 400 words -> 482 pieces -> 488 (the bag's cap is 4096).
+    assert c["max_seq_len"].value == 488
+    # One distinct word: the smallest vocabulary (4000); bigram rows fill 28000 rows.
+    assert c["vocab_size"].value == 4000 and c["bigram_buckets"].value == 24000
+    assert (c["vocab_size"].value + c["bigram_buckets"].value) * c["embedding_dim"].value \
+        <= 1_000_000  # int8: one byte per weight, within issue 14's 1 MB
+    assert "kernel_sizes" not in c and "num_filters" not in c
+    # Scenes of 4000 words (4802 pieces): the bag reads 4096; a CNN the user names keeps 384.
+    very_long = profile_examples(["word " * 4000] * 10 + ["word " * 3900] * 10,
+                                 ["a"] * 10 + ["b"] * 10)
+    assert choose(very_long)["max_seq_len"].value == 4096
+    assert choose(very_long, user_model="cnn")["max_seq_len"].value == 384
+    # Chinese reviews of 60 characters (62 tokens with the specials): a bag over characters.
+    zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
+    c = choose(zh)
+    assert c["tokenizer"].value == "char" and c["model"].value == "bow"
+    # English abstracts of 200 words (242 pieces) fit the CNN's window: the CNN.
+    abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
+    c = choose(abstracts)
+    assert c["model"].value == "cnn" and c["max_seq_len"].value == 248
+
+
+def test_bucket_by_length_when_padding_dwarfs_the_median():
+    # 95 texts of 10 words, 5 of 100: median 14 pieces, 99th percentile 122 -> 128 >= 4 x 14
+    # (and >= 128, below which padding costs little).
+    skewed = profile_examples(*zip(*(_english(10, 95, "a") + _english(100, 5, "b"))))
+    c = choose(skewed)
+    assert c["model"].value == "cnn" and c["max_seq_len"].value == 128
+    assert c["bucket_by_length"].value is True
+    even = profile_examples(*zip(*(_english(10, 50, "a") + _english(11, 50, "b"))))
+    assert choose(even)["bucket_by_length"].value is False
+    # banking77-like: median 14 pieces padded to 64 (> 4x, but under 128): not worth it.
+    short_skew = profile_examples(*zip(*(_english(10, 95, "a") + _english(50, 5, "b"))))
+    c = choose(short_skew)
+    assert c["max_seq_len"].value == 64 and c["bucket_by_length"].value is False
 
 
 def test_user_settings_win():

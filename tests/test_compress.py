@@ -26,7 +26,9 @@ ARCHS = {
                           dropout=0.0),
     "bigru": ModelConfig(model="bigru", embedding_dim=8, hidden_dim=8, num_layers=1,
                          dropout=0.0),
-    "bow": ModelConfig(model="bow", embedding_dim=16, hidden_dim=16, dropout=0.0),
+    # With hashed bigrams (the automatic recipe's bag of n-grams): integer ops in the graph.
+    "bow": ModelConfig(model="bow", embedding_dim=16, hidden_dim=16, bigram_buckets=32,
+                       dropout=0.0),
     # Random init, no checkpoint: the graph is what matters here.
     "bert": ModelConfig(model="bert", hidden_dim=16, ff_dim=32, num_heads=2, num_layers=1,
                         dropout=0.0),

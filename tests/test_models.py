@@ -85,3 +85,28 @@ def test_residuals_are_add_layers_not_lambdas():
     model = build_model(ModelConfig(model="transformer", hidden_dim=16, ff_dim=32), 50, 3, 8)
     kinds = {type(l).__name__ for l in model.layers}
     assert "Add" in kinds and "TFOpLambda" not in kinds and "Lambda" not in kinds
+
+
+def test_bag_of_ngrams_by_hand():
+    # fastText-style bow: logits = W . mean(token rows + hashed bigram rows) + b, bigram of
+    # (left neighbour, token) in bucket (prev * vocab + id) mod buckets, padding excluded.
+    vocab, buckets, dim = 50, 11, 4
+    model = build_model(ModelConfig(model="bow", embedding_dim=dim, hidden_dim=0,
+                                    bigram_buckets=buckets, dropout=0.0), vocab, 3, 8)
+    tokens = model.get_layer("token_embedding").get_weights()[0]
+    bigrams = model.get_layer("bigram_embedding").get_weights()[0]
+    w, b = model.get_layer("logits").get_weights()
+    ids = np.array([[2, 9, 31, 4, 0, 0]], np.int32)
+    real = [2, 9, 31, 4]
+    prev = [0, 2, 9, 31]
+    rows = [tokens[i] for i in real] + [bigrams[(p * vocab + i) % buckets]
+                                        for p, i in zip(prev, real)]
+    expected = np.mean(rows, axis=0) @ w + b
+    np.testing.assert_allclose(model(ids).numpy()[0], expected, atol=1e-5)
+    # sqrt_n pooling: the same rows summed and divided by sqrt(8).
+    model.get_layer("pooling").mode = "sqrt_n"
+    expected = np.sum(rows, axis=0) / np.sqrt(len(rows)) @ w + b
+    np.testing.assert_allclose(model(ids).numpy()[0], expected, atol=1e-5)
+    # Word order now matters (it does not for the plain bag).
+    swapped = np.array([[9, 2, 31, 4, 0, 0]], np.int32)
+    assert not np.allclose(model(ids).numpy(), model(swapped).numpy(), atol=1e-4)

@@ -41,6 +41,27 @@ def test_adamw_excludes_norms_and_biases_from_decay():
     assert opt._use_weight_decay(kernel)
 
 
+def test_gradient_clipping_per_variable_or_global_by_hand():
+    import tensorflow as tf
+    # Gradients (3, 4) and (0, 12): norms 5 and 12, global norm 13. Clipped to 6.5: per
+    # variable only the second shrinks (to norm 6.5); globally both halve, keeping the update's
+    # direction.
+    grads = [tf.constant([3.0, 4.0]), tf.constant([0.0, 12.0])]
+    per_variable = make_optimizer(1e-3, 0.0, 0, 10, "linear", clip_norm=6.5)
+    together = make_optimizer(1e-3, 0.0, 0, 10, "linear", clip_norm=6.5, clip_global=True)
+    none = make_optimizer(1e-3, 0.0, 0, 10, "linear", clip_norm=0.0)
+    clip = lambda opt: [g.numpy() for g in opt._clip_gradients(grads)]
+    np.testing.assert_allclose(clip(per_variable)[0], [3.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(clip(per_variable)[1], [0.0, 6.5], rtol=1e-6)
+    np.testing.assert_allclose(clip(together)[0], [1.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(clip(together)[1], [0.0, 6.0], rtol=1e-6)
+    np.testing.assert_allclose(clip(none)[1], [0.0, 12.0])
+    # The flags reach the optimizer.
+    from slm_tf.train.optim import optimizer_for
+    opt = optimizer_for(TrainConfig(output_dir="x", clip_norm=6.5, clip_global=True), 10)
+    np.testing.assert_allclose(clip(opt)[0], [1.5, 2.0], rtol=1e-6)
+
+
 def test_classification_report_by_hand():
     y = np.array([0, 0, 1, 1, 2, 2])
     pred = np.array([0, 1, 1, 1, 2, 0])

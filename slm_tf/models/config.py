@@ -4,7 +4,7 @@ import dataclasses
 
 from slm_tf.config import field, non_negative, positive
 
-POOLINGS = ("mean", "max", "cls", "mean_max", "mean_unit")
+POOLINGS = ("mean", "max", "cls", "mean_max", "mean_unit", "sqrt_n")
 # The zoo's architectures (slm_tf.models.zoo.MODELS), listed here because the zoo loads
 # TensorFlow; the registry refuses a name missing here and checks all are registered.
 MODEL_NAMES = ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt", "lstm_lm",
@@ -37,10 +37,10 @@ class ModelConfig:
                                   rule="> 0")
     dilations: list = field([], "Token classification with cnn: dilated width-3 convolutions "
                             "stacked after the parallel ones, one per rate (e.g. 1,2,4).")
-    bigram_buckets: int = field(0, "Token classification with cnn: hashed embeddings of each "
-                                "token and its left neighbour (character bigrams for Chinese) "
-                                "in this many buckets, concatenated to the token embedding "
-                                "(0 = off).", validate=non_negative, rule=">= 0")
+    bigram_buckets: int = field(0, "Hashed embeddings of each token and its left neighbour "
+                                "(character bigrams for Chinese) in this many buckets: "
+                                "averaged with the token embeddings (bow) or concatenated to "
+                                "them (token classification with cnn); 0 = off.", validate=non_negative, rule=">= 0")
     rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,

@@ -185,8 +185,8 @@ class MultiHeadSelfAttention(keras.layers.Layer, tfmot.sparsity.keras.PrunableLa
 
 @serializable
 class MaskedPooling(keras.layers.Layer, _NothingToPrune):
-    """Pools ``[B, L, D]`` over real tokens: mean, max, the first ([CLS]) token, mean+max, or
-    the mean scaled to unit length."""
+    """Pools ``[B, L, D]`` over real tokens: mean, max, the first ([CLS]) token, mean+max, the
+    mean scaled to unit length, or the sum divided by the square root of the token count."""
 
     def __init__(self, mode: str = "mean", **kwargs):
         super().__init__(**kwargs)
@@ -199,7 +199,12 @@ class MaskedPooling(keras.layers.Layer, _NothingToPrune):
         m = mask[:, :, tf.newaxis]
         if self.mode == "cls":
             return x[:, 0]
-        mean = tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+        count = tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+        if self.mode == "sqrt_n":
+            # Between a sum (long texts dominate) and a mean (each token's gradient shrinks
+            # with length): the scaling TF-IDF's L2-normalized vectors of distinct n-grams get.
+            return tf.reduce_sum(x * m, axis=1) / tf.sqrt(count)
+        mean = tf.reduce_sum(x * m, axis=1) / count
         if self.mode == "mean":
             return mean
         if self.mode == "mean_unit":

@@ -35,6 +35,11 @@ class TrainConfig:
                                    validate=fraction, rule="in [0, 1)")
     decay: str = field("linear", "Learning-rate decay after warmup.",
                        choices=("linear", "cosine", "constant"))
+    clip_norm: float = field(1.0, "Clip gradients to this L2 norm (0 = no clipping).",
+                             validate=non_negative, rule=">= 0")
+    clip_global: bool = field(False, "Clip the norm of all gradients together (scaling them "
+                              "alike, as GPT recipes do) instead of each variable's gradient on "
+                              "its own; per variable distorts the update's direction.")
     label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy.",
                                    validate=fraction, rule="in [0, 1)")
     train_minutes: float = field(0.0, "Wall-clock training budget in minutes (0 = none): "

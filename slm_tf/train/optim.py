@@ -47,20 +47,25 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(learning_rate: float, weight_decay: float, warmup_steps: int,
-                   total_steps: int, decay: str, clipnorm: float = 1.0) -> keras.optimizers.Optimizer:
-    """AdamW on the warmup/decay schedule; norms, biases and positions are not decayed."""
+                   total_steps: int, decay: str, clip_norm: float = 1.0,
+                   clip_global: bool = False) -> keras.optimizers.Optimizer:
+    """AdamW on the warmup/decay schedule; norms, biases and positions are not decayed.
+    Gradients are clipped to ``clip_norm`` (0: not at all), each variable's on its own or,
+    with ``clip_global``, all together."""
+    clip = {("global_clipnorm" if clip_global else "clipnorm"): clip_norm} if clip_norm else {}
     opt = keras.optimizers.AdamW(
         learning_rate=WarmupDecay(learning_rate, warmup_steps, total_steps, decay),
-        weight_decay=weight_decay, clipnorm=clipnorm or None)
+        weight_decay=weight_decay, **clip)
     opt.exclude_from_weight_decay(var_names=NO_DECAY)
     return opt
 
 
 def optimizer_for(tcfg, total_steps: int) -> keras.optimizers.Optimizer:
     """AdamW with a run's schedule (a ``TrainConfig``: peak rate, decay, warmup share, weight
-    decay) over ``total_steps``."""
+    decay, gradient clipping) over ``total_steps``."""
     return make_optimizer(tcfg.learning_rate, tcfg.weight_decay,
-                          int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay)
+                          int(total_steps * tcfg.warmup_fraction), total_steps, tcfg.decay,
+                          tcfg.clip_norm, tcfg.clip_global)
 
 
 def learning_rate_schedule(optimizer):
