@@ -108,14 +108,20 @@ def _strip_prefix(weights: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return {k[5:] if k.startswith("bert.") else k: v for k, v in weights.items()}
 
 
+def read_checkpoint_weights(directory: str) -> Dict[str, np.ndarray]:
+    """A HF-format BERT checkpoint's tensors by name (``embeddings.word_embeddings.weight``,
+    ...), read with safetensors: no code runs."""
+    from safetensors.numpy import load_file
+    return _strip_prefix(load_file(os.path.join(directory, "model.safetensors")))
+
+
 def load_checkpoint_weights(model: BertClassifier, directory: str) -> int:
     """Copies a HF-format BERT checkpoint into ``model``; returns how many tensors it set.
 
     PyTorch stores dense kernels as ``[out, in]``: every one is transposed into Keras'
     ``[in, out]`` (most are square, so a missing transpose would raise no shape error).
     """
-    from safetensors.numpy import load_file
-    w = _strip_prefix(load_file(os.path.join(directory, "model.safetensors")))
+    w = read_checkpoint_weights(directory)
     used = set()
 
     def take(name):

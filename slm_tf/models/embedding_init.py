@@ -68,7 +68,7 @@ def load_source(value: str, teacher=None) -> EmbeddingSource:
     """The table named by ``--init_embeddings_from``: ``teacher`` (distillation's teacher run,
     passed as ``teacher``), a run directory (its first Embedding layer and tokenizer), or a
     BERT-family checkpoint directory / ``pip:<package>`` (its word-piece embeddings)."""
-    from slm_tf.models.bert import check_checkpoint, resolve_checkpoint
+    from slm_tf.models.bert import check_checkpoint, read_checkpoint_weights, resolve_checkpoint
     if teacher is not None and value != TEACHER and os.path.realpath(
             resolve_checkpoint(value)) == os.path.realpath(teacher.run_dir):
         value = TEACHER  # the teacher distill.py has loaded already
@@ -82,17 +82,14 @@ def load_source(value: str, teacher=None) -> EmbeddingSource:
         path = resolve_checkpoint(value)
         if os.path.isfile(os.path.join(path, "model.safetensors")):
             check_checkpoint(path)
-            from safetensors.numpy import load_file
+            from slm_tf.tokenizers.base import VOCAB_FILE, read_vocab
             from slm_tf.tokenizers.wordpiece import WordPieceTokenizer
-            weights = load_file(os.path.join(path, "model.safetensors"))
-            key = next((k for k in weights if k.endswith("embeddings.word_embeddings.weight")),
-                       None)
-            if key is None:
+            table = read_checkpoint_weights(path).get("embeddings.word_embeddings.weight")
+            if table is None:
                 raise UserError(f"{path}/model.safetensors has no embeddings.word_embeddings."
                                 "weight. Fix: point --init_embeddings_from at a BERT checkpoint.")
-            with open(os.path.join(path, "vocab.txt"), encoding="utf-8") as f:
-                vocab = [line.rstrip("\n") for line in f]
-            return EmbeddingSource(weights[key], WordPieceTokenizer(vocab), path)
+            return EmbeddingSource(table, WordPieceTokenizer(read_vocab(
+                os.path.join(path, VOCAB_FILE))), path)
         from slm_tf.train.artifacts import is_complete, load_run
         if not is_complete(path):
             raise UserError(f"--init_embeddings_from={value}: neither a finished run directory "
