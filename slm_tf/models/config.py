@@ -40,7 +40,8 @@ class ModelConfig:
     bigram_buckets: int = field(0, "Hashed embeddings of each token and its left neighbour "
                                 "(character bigrams for Chinese) in this many buckets: "
                                 "averaged with the token embeddings (bow) or concatenated to "
-                                "them (token classification with cnn); 0 = off.", validate=non_negative, rule=">= 0")
+                                "them (token classification with cnn); 0 = off.",
+                                validate=non_negative, rule=">= 0")
     rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,
