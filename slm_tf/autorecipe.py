@@ -107,30 +107,12 @@ def choose(p: DataProfile, user_model: Optional[str] = None) -> Dict[str, Choice
         out["bucket_by_length"] = Choice(False, f"padding the median text ({p50:.0f}) to "
                                          f"{length} wastes little")
 
-    small = p.num_examples < SMALL_DATA
-    if bag:
-        _bag_choices(out, p, size)
-    else:
-        out["embedding_dim"] = Choice(128 if small else 256, size)
-        out["num_filters"] = Choice(128 if small else 200, size)
-        out["kernel_sizes"] = Choice(["2", "3", "4", "5"], "n-grams of 2 to 5 tokens")
-        out["hidden_dim"] = Choice(0, "max-pooled n-gram features feed the classifier directly")
-        out["dropout"] = Choice(0.5, "heavy dropout: text classifiers overfit small data "
-                                "quickly")
-        out["learning_rate"] = Choice(3e-3, "the CNN recipe's peak rate (AdamW, warmup and "
-                                      "decay)")
+    MODEL_CHOICES[out["model"].value](out, p, size)
     out["label_smoothing"] = Choice(0.1, "label smoothing regularizes and calibrates")
     out["batch_size"] = Choice(32 if p.num_examples < 4000 else 64, size)
     epochs = int(min(40, max(10, round(150_000 / p.num_examples))))
     out["epochs"] = Choice(epochs, f"about 150k examples seen for {size} (10 to 40 epochs); "
                            "early stopping picks the best")
-    if bag:
-        out["early_stopping_patience"] = Choice(8, "a bag of embeddings learns slowly in its "
-                                                "first epochs (the warmup); stopping after 3 "
-                                                "flat ones left it predicting one class")
-    else:
-        out["early_stopping_patience"] = Choice(5 if small else 4, "stop when validation "
-                                                "accuracy stalls")
     if p.imbalance_ratio > IMBALANCE_RATIO:
         out["class_weights"] = Choice("balanced", f"the largest class is {p.imbalance_ratio:.1f}x "
                                       "the smallest: weight classes by inverse frequency")
@@ -138,6 +120,19 @@ def choose(p: DataProfile, user_model: Optional[str] = None) -> Dict[str, Choice
         out["class_weights"] = Choice("none", f"classes are balanced enough (largest/smallest "
                                       f"{p.imbalance_ratio:.1f})")
     return out
+
+
+def _cnn_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
+    """The Kim CNN's sizes and training: narrower for small data, heavy dropout."""
+    small = p.num_examples < SMALL_DATA
+    out["embedding_dim"] = Choice(128 if small else 256, size)
+    out["num_filters"] = Choice(128 if small else 200, size)
+    out["kernel_sizes"] = Choice(["2", "3", "4", "5"], "n-grams of 2 to 5 tokens")
+    out["hidden_dim"] = Choice(0, "max-pooled n-gram features feed the classifier directly")
+    out["dropout"] = Choice(0.5, "heavy dropout: text classifiers overfit small data quickly")
+    out["learning_rate"] = Choice(3e-3, "the CNN recipe's peak rate (AdamW, warmup and decay)")
+    out["early_stopping_patience"] = Choice(5 if small else 4, "stop when validation "
+                                            "accuracy stalls")
 
 
 def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
@@ -163,6 +158,13 @@ def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
                                   "epochs, then fell: the bag memorizes quickly")
     out["token_dropout"] = Choice(BAG_TOKEN_DROPOUT, "each token replaced by [UNK] with this "
                                   "probability: the bag cannot lean on a few memorized tokens")
+    out["early_stopping_patience"] = Choice(8, "a bag of embeddings learns slowly in its first "
+                                            "epochs (the warmup); stopping after 3 flat ones "
+                                            "left it predicting one class")
+
+
+# The sizes and training choices of each model the automatic recipe picks.
+MODEL_CHOICES = {"cnn": _cnn_choices, "bow": _bag_choices}
 
 
 def resolve(choices: Dict[str, Choice], set_anywhere: Iterable[str],
