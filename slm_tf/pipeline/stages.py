@@ -58,9 +58,9 @@ class Context:
         auto = self.auto_student and self.cfg.task == "classification"
         configs, given = parse_recipe(TRAIN_CLASSES, "" if auto else self.cfg.student_recipe,
                                       [*self.data_overrides, f"--output_dir={run_dir}"])
-        if configs[2].init_embeddings_from == TEACHER:  # both students start the same way
-            configs = (configs[0], configs[1], dataclasses.replace(
-                configs[2], init_embeddings_from=self.path("teacher")), *configs[3:])
+        model = configs[TRAIN_CLASSES.index(ModelConfig)]  # parsed afresh: ours to change
+        if model.init_embeddings_from == TEACHER:  # both students start the same way
+            model.init_embeddings_from = self.path("teacher")
         if not configs[3].auto_recipe or configs[3].task != "classification":
             return configs, None
         return configs, configure(configs, configs[0], given - {"output_dir"},
