@@ -28,9 +28,8 @@ FLAGS = flags.FLAGS
 @friendly_errors
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
-    from slm_tf.autorecipe import configure, save_profile
+    from slm_tf.autorecipe import train_with_auto_recipe
     from slm_tf.tasks import get_task
-    from slm_tf.train.trainer import train
 
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
                            from_flags(ModelConfig), from_flags(TrainConfig), from_flags(DPConfig),
@@ -39,17 +38,11 @@ def main(argv):
     if exp.finetune.init_from:  # the pretrained run fixes the architecture and tokenizer
         from slm_tf.peft.finetune import inherit_config
         inherited = set(inherit_config(exp, {n for n in FLAGS if FLAGS[n].present})) | {"tokenizer", "vocab_size", "model"}
-    profile = None
-    if exp.train.auto_recipe and exp.train.task == "classification":
-        given = {name for name in FLAGS if FLAGS[name].present} | inherited
-        on_command_line = command_line_flag_names(sys.argv, FLAGS) | inherited
-        if exp.model.init_checkpoint:  # the checkpoint owns the tokenizer and vocabulary
-            on_command_line |= {"tokenizer", "vocab_size"}
-        profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given,
-                            on_command_line)
-    m = train(exp)
-    if m["workers"]["chief"]:  # other workers write no artifacts
-        save_profile(exp.train.output_dir, profile)
+    given = {name for name in FLAGS if FLAGS[name].present} | inherited
+    on_command_line = command_line_flag_names(sys.argv, FLAGS) | inherited
+    if exp.model.init_checkpoint:  # the checkpoint owns the tokenizer and vocabulary
+        on_command_line |= {"tokenizer", "vocab_size"}
+    m, _ = train_with_auto_recipe(exp, given, on_command_line)
     print()
     if m["task"] == "lm":
         from slm_tf.tasks.lm import print_lm_summary

@@ -10,7 +10,7 @@ the command line may fix. Whatever the user gives wins; everything chosen is wri
 import dataclasses
 import math
 import os
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from slm_tf.io_utils import write_json
 from slm_tf.data.profile import PIECES_PER_WORD, SPECIAL_TOKENS_PER_TEXT, DataProfile
@@ -212,6 +212,22 @@ def save_profile(run_dir: str, profile: Optional[Dict]) -> None:
     automatic-recipe run."""
     if profile is not None:
         write_json(os.path.join(run_dir, PROFILE_FILE), profile)
+
+
+def train_with_auto_recipe(exp, set_anywhere: Iterable[str],
+                           set_on_command_line: Iterable[str]) -> Tuple[Dict, Optional[Dict]]:
+    """``train(exp)`` as train.py runs it: the automatic recipe first (classification with
+    ``--auto_recipe``; ``exp``'s configs change in place), ``data_profile.json`` after (by the
+    chief). Returns the metrics and the profile (None when no automatic recipe applied)."""
+    from slm_tf.train.trainer import train  # TensorFlow loads here
+    profile = None
+    if exp.train.auto_recipe and exp.train.task == "classification":
+        profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data,
+                            set_anywhere, set_on_command_line)
+    metrics = train(exp)
+    if metrics["workers"]["chief"]:  # other workers write no artifacts
+        save_profile(exp.train.output_dir, profile)
+    return metrics, profile
 
 
 def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],
