@@ -75,7 +75,7 @@ def data_args(name: str):
 def train_auto(args, run_dir: str):
     """Trains as ``train.py <args> --output_dir=run_dir`` would (no recipe flags: the automatic
     recipe applies); returns (metrics, data profile)."""
-    from slm_tf.autorecipe import PROFILE_FILE, configure, save_profile
+    from slm_tf.autorecipe import PROFILE_FILE, train_with_auto_recipe
 
     # The profile is written after training ends (after metrics.json, a run's last artifact),
     # so its presence marks a complete run; reading it needs no TensorFlow.
@@ -88,19 +88,14 @@ def train_auto(args, run_dir: str):
     from slm_tf.peft.config import FineTuneConfig
     from slm_tf.tokenizers import TokenizerConfig
     from slm_tf.train.config import ExperimentConfig, TrainConfig
-    from slm_tf.train.trainer import train  # TensorFlow loads here
     from slm_tf.trust.config import DPConfig
 
     overrides = [*args, f"--output_dir={run_dir}", *(["--overwrite"] if FLAGS.rerun else []),
                  *(f"--{o}" for o in FLAGS.overrides)]
     configs, given = parse_recipe((DataConfig, TokenizerConfig, ModelConfig, TrainConfig,
                                    DPConfig, FineTuneConfig), "", overrides)
-    exp = ExperimentConfig(*configs)
     # Everything here is given as on train.py's command line.
-    profile = configure([exp.data, exp.tokenizer, exp.model, exp.train], exp.data, given, given)
-    metrics = train(exp)
-    save_profile(run_dir, profile)
-    return metrics, profile
+    return train_with_auto_recipe(ExperimentConfig(*configs), given, given)
 
 
 def pipeline_auto(args, out_dir: str, command: str):
@@ -108,17 +103,13 @@ def pipeline_auto(args, out_dir: str, command: str):
     skipped); returns its summary's recommended file and its int8 TFLite file."""
     from slm_tf.config import parse_recipe
     from slm_tf.pipeline.config import PipelineConfig
-    from slm_tf.pipeline.report import write_report
-    from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
+    from slm_tf.pipeline.stages import Context, run_and_report
 
     (cfg, _), given = parse_recipe((PipelineConfig, DataConfig), "",
                                    [*args, f"--output_dir={out_dir}"])
     ctx = Context(cfg, list(args), auto_student=True,
                   data_on_command_line=given & set(DataConfig.__dataclass_fields__))
-    status = run_stages(ctx)
-    paths = {s.name: ctx.path(s.name) for s in enabled_stages(cfg)}
-    summary = write_report(paths, ctx.final_model_stage(), out_dir, command, status,
-                           cfg.max_stage_drop, task=cfg.task)
+    summary = run_and_report(ctx, command)
     int8 = [r for r in summary["rows"] if r["stage"] == "final" and r["format"] == "tflite_int8"]
     keep = ("name", "accuracy", "macro_f1", "file_bytes", "p50_ms_1t")
     return {"recommended": {k: summary["final"].get(k) for k in keep},
