@@ -51,9 +51,7 @@ def _task_defaults(task):
 @friendly_errors
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
-    from slm_tf.pipeline import ner_report  # noqa: F401  (registers the NER report)
-    from slm_tf.pipeline.report import write_report
-    from slm_tf.pipeline.stages import Context, enabled_stages, run_stages
+    from slm_tf.pipeline.stages import Context, run_and_report
 
     _task_defaults(FLAGS.task)
     # No --student_recipe (here or in a flagfile): the student's recipe comes from the data.
@@ -61,21 +59,14 @@ def main(argv):
                   auto_student=not FLAGS["student_recipe"].present,
                   data_on_command_line=command_line_flag_names(sys.argv, FLAGS)
                   & set(DataConfig.__dataclass_fields__))
-    status = run_stages(ctx)
-    paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
+    summary = run_and_report(ctx, " ".join(shlex.quote(a) for a in sys.argv))
+    f = summary["final"]
     if ctx.cfg.task == "lm":
-        from slm_tf.pipeline.lm_report import write_lm_report
-        f = write_lm_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir,
-                            " ".join(shlex.quote(a) for a in sys.argv), status)["final"]
         print(f"\nfinal: {f['name']}: {f['bits_per_character']:.4f} bits per character "
               f"(teacher {f['teacher_bits_per_character']:.4f}), {f['size_bytes']:,} bytes "
               f"({f['size_vs_teacher']:.3f} of the teacher)\nreport: {ctx.cfg.output_dir}"
               f"/report.md  TensorBoard: tensorboard --logdir {ctx.cfg.output_dir}")
         return
-    summary = write_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir,
-                           " ".join(shlex.quote(a) for a in sys.argv), status,
-                           ctx.cfg.max_stage_drop, task=ctx.cfg.task)
-    f = summary["final"]
     print(f"\nfinal: {f['name']}: {summary['metric_labels'][0]} {f['accuracy']:.4f} (teacher "
           f"{f['teacher_accuracy']:.4f}), {f['file_bytes']:,} bytes, p50 {f['p50_ms_1t']:.3f} ms"
           f"\nreport: {ctx.cfg.output_dir}/report.md  TensorBoard: tensorboard --logdir "

@@ -178,3 +178,18 @@ def run_stages(ctx: Context, only: Optional[List[str]] = None) -> Dict[str, Dict
         stage.run(ctx, path)
         status[stage.name] = {"path": path, "ran": True, "seconds": round(time.time() - start)}
     return status
+
+
+def run_and_report(ctx: Context, command: str) -> Dict:
+    """Runs the enabled stages (complete ones are skipped) and writes the report; returns its
+    summary (``summary.json``; the LM report's for ``--task=lm``)."""
+    from slm_tf.pipeline import ner_report  # noqa: F401  (registers the NER report)
+    from slm_tf.pipeline.report import write_report
+    status = run_stages(ctx)
+    paths = {s.name: ctx.path(s.name) for s in enabled_stages(ctx.cfg)}
+    if ctx.cfg.task == "lm":
+        from slm_tf.pipeline.lm_report import write_lm_report
+        return write_lm_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir, command,
+                               status)
+    return write_report(paths, ctx.final_model_stage(), ctx.cfg.output_dir, command, status,
+                        ctx.cfg.max_stage_drop, task=ctx.cfg.task)
