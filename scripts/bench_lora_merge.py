@@ -33,7 +33,7 @@ def main(argv):
     print_table([[result["split"], result["rows"], result["lora_layers"],
                   f"{result['max_abs_logit_diff']:.2e}", f"{result['argmax_agreement']:.4f}",
                   f"{result['accuracy_unmerged']:.4f}", f"{result['accuracy_merged']:.4f}"]],
-                ["split", "rows", "LoRA layers", "max |logit diff|", "agreement",
+                ["split", "rows", "LoRA layers", "max abs logit diff", "agreement",
                  "acc unmerged", "acc merged"])
 
 
