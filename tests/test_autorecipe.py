@@ -7,7 +7,7 @@ import pytest
 from absl import flags
 
 from conftest import run_script, write_csv
-from slm_tf.autorecipe import DATA_DEPENDENT, choose, resolve
+from slm_tf.autorecipe import DATA_DEPENDENT, apply, choose, resolve
 from slm_tf.cli import command_line_flag_names
 from slm_tf.data.profile import profile_examples
 
@@ -77,6 +77,40 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
     c = choose(abstracts)
     assert c["model"].value == "cnn" and c["max_seq_len"].value == 248
+
+
+def test_few_english_documents_get_the_frozen_pretrained_encoder():
+    # 300 abstracts of 200/180 words: median 190 * 1.2 + 2 = 230 pieces (>= 64), 300 < 5000.
+    docs = profile_examples(*zip(*(_english(200, 150, "a") + _english(180, 150, "b"))))
+    c = choose(docs, pretrained=True)
+    assert c["model"].value == "bert" and c["frozen_encoder"].value is True
+    assert c["init_checkpoint"].value.startswith("pip:") and c["pooling"].value == "mean_unit"
+    # 99th percentile 200 words -> 242 pieces -> 248, under MiniLM's 256...
+    assert c["max_seq_len"].value == 248
+    # ...and longer texts are cut at 256 (not the CNN's 384).
+    longer = profile_examples(*zip(*(_english(300, 20, "a") + _english(290, 20, "b"))))
+    assert choose(longer, pretrained=True)["max_seq_len"].value == 256
+    # The choices land on the configs that own them and pass the fine-tuning check.
+    from slm_tf.data.config import DataConfig
+    from slm_tf.models import ModelConfig
+    from slm_tf.peft.config import FineTuneConfig, check
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.trainer import TrainConfig
+    configs = [DataConfig(), TokenizerConfig(), ModelConfig(), TrainConfig(), FineTuneConfig()]
+    apply(configs, c)
+    data, _, model, train, finetune = configs
+    assert (model.model, finetune.frozen_encoder, data.max_seq_len) == ("bert", True, 248)
+    assert train.learning_rate == 1e-2 and train.weight_decay == 0.0
+    check(finetune, model.model)
+    # Not installed (or the pipeline's students), Chinese, short queries or plenty of data:
+    # no pretrained encoder.
+    assert choose(docs)["model"].value == "cnn"
+    zh = profile_examples(["好" * 80, "差" * 80] * 20, ["pos", "neg"] * 20)
+    assert choose(zh, pretrained=True)["model"].value == "bow"
+    short = profile_examples(*zip(*(_english(10, 30, "a") + _english(12, 30, "b"))))
+    assert choose(short, pretrained=True)["model"].value == "cnn"
+    many = profile_examples(*zip(*(_english(200, 2600, "a") + _english(180, 2600, "b"))))
+    assert choose(many, pretrained=True)["model"].value == "cnn"
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
