@@ -274,6 +274,14 @@ def train_with_auto_recipe(exp, set_anywhere: Iterable[str],
     return metrics, profile
 
 
+def profile_split(data_cfg) -> DataProfile:
+    """The profile of ``data_cfg``'s training split."""
+    from slm_tf.data.profile import profile_examples
+    from slm_tf.data.sources import load_splits
+    train = load_splits(data_cfg).train
+    return profile_examples([e.text for e in train], [e.label for e in train])
+
+
 def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],
               set_on_command_line: Iterable[str], pretrained: bool = False) -> Dict:
     """Profiles the training split of ``data_cfg``, applies the choices that apply to
@@ -281,10 +289,7 @@ def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],
     ``data_profile.json`` holds. ``pretrained`` as in :func:`choose`."""
     from absl import logging
 
-    from slm_tf.data.profile import profile_examples
-    from slm_tf.data.sources import load_splits
-    train = load_splits(data_cfg).train
-    profile = profile_examples([e.text for e in train], [e.label for e in train])
+    profile = profile_split(data_cfg)
     configs, set_anywhere = list(configs), set(set_anywhere)
     model_cfg = [c for c in configs if any(f.name == "model" for f in dataclasses.fields(c))]
     user_model = model_cfg[0].model if model_cfg and "model" in set_anywhere else None

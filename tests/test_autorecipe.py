@@ -211,3 +211,39 @@ def test_pipeline_student_recipe_is_automatic_without_recipe_flags(tmp_path):
     (d, tok, model, _), _ = ctx.student(os.path.join(out, "student"))
     assert model.model == "bow" and model.embedding_dim == 24 and tok.tokenizer == "char"
     assert d.data == data
+
+
+def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):
+    """No --teacher_recipe: few English documents get train.py's frozen pretrained encoder;
+    short queries get the default recipe with the sequence length of the data; a named
+    teacher recipe is used as it is."""
+    from slm_tf.pipeline.config import PipelineConfig
+    from slm_tf.pipeline.stages import Context
+    out = str(tmp_path / "pipe")
+    words = ["heart", "valve", "tumour", "nerve", "liver", "graft", "dose", "trial"]
+    # 60 documents of 80 words: median 80 * 1.2 + 2 = 98 pieces (>= 64), 60 < 5,000 texts.
+    docs = [(" ".join(words[(i + j) % 8] for j in range(80)), f"c{i % 3}") for i in range(60)]
+    data = write_csv(tmp_path / "docs.csv", docs)
+    overrides = [f"--data={data}", f"--data_dir={tmp_path / 'tfds'}"]
+    ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
+                  data_on_command_line={"data"})
+    (d, _, model, train, _, finetune), profile = ctx.teacher(os.path.join(out, "teacher"))
+    assert model.model == "bert" and finetune.frozen_encoder and model.pooling == "mean_unit"
+    assert model.init_checkpoint.startswith("pip:") and train.learning_rate == 1e-2
+    assert d.max_seq_len == 104 and d.data == data  # 80 words -> 98 pieces -> 104
+    assert profile["choices"]["frozen_encoder"]["applied"]
+    # Short queries: the default recipe (MiniLM fine-tuned, not frozen), its length from the
+    # data: 6 words -> 6 * 1.2 + 2 = 9.2 pieces -> 16 (the recipe's 48 would be mostly padding).
+    short = write_csv(tmp_path / "short.csv", [(" ".join(words[i % 8:i % 8 + 6]), f"c{i % 3}")
+                                               for i in range(60)])
+    overrides = [f"--data={short}", f"--data_dir={tmp_path / 'tfds'}"]
+    ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
+                  data_on_command_line={"data"})
+    (d, _, model, train, _, finetune), _ = ctx.teacher(os.path.join(out, "teacher"))
+    assert model.model == "bert" and not finetune.frozen_encoder
+    assert train.learning_rate == 1e-4 and train.epochs == 7  # banking77_teacher.flags
+    assert d.max_seq_len == 16
+    # A named teacher recipe (auto_teacher off) is used as it is.
+    ctx = Context(PipelineConfig(output_dir=out), overrides, data_on_command_line={"data"})
+    (d, _, model, _, _, _), profile = ctx.teacher(os.path.join(out, "teacher"))
+    assert d.max_seq_len == 48 and profile is None
