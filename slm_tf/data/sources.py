@@ -165,7 +165,6 @@ def _root(cfg: DataConfig, name: str) -> str:
     return root
 
 
-
 def _clinc150(cfg: DataConfig, name: str, with_oos: bool) -> Splits:
     path = os.path.join(_root(cfg, "clinc150"), "data_full.json")
     with open(path, encoding="utf-8") as f:
