@@ -107,7 +107,7 @@ def pipeline_auto(args, out_dir: str, command: str):
 
     (cfg, _), given = parse_recipe((PipelineConfig, DataConfig), "",
                                    [*args, f"--output_dir={out_dir}"])
-    ctx = Context(cfg, list(args), auto_student=True,
+    ctx = Context(cfg, list(args), auto_student=True, auto_teacher=True,
                   data_on_command_line=given & set(DataConfig.__dataclass_fields__))
     summary = run_and_report(ctx, command)
     int8 = [r for r in summary["rows"] if r["stage"] == "final" and r["format"] == "tflite_int8"]

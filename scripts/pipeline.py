@@ -54,9 +54,10 @@ def main(argv):
     from slm_tf.pipeline.stages import Context, run_and_report
 
     _task_defaults(FLAGS.task)
-    # No --student_recipe (here or in a flagfile): the student's recipe comes from the data.
+    # No --student_recipe / --teacher_recipe (here or in a flagfile): it comes from the data.
     ctx = Context(from_flags(PipelineConfig), _data_overrides(),
                   auto_student=not FLAGS["student_recipe"].present,
+                  auto_teacher=not FLAGS["teacher_recipe"].present,
                   data_on_command_line=command_line_flag_names(sys.argv, FLAGS)
                   & set(DataConfig.__dataclass_fields__))
     summary = run_and_report(ctx, " ".join(shlex.quote(a) for a in sys.argv))

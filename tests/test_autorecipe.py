@@ -7,7 +7,7 @@ import pytest
 from absl import flags
 
 from conftest import run_script, write_csv
-from slm_tf.autorecipe import DATA_DEPENDENT, choose, resolve
+from slm_tf.autorecipe import DATA_DEPENDENT, apply, choose, resolve
 from slm_tf.cli import command_line_flag_names
 from slm_tf.data.profile import profile_examples
 
@@ -77,6 +77,40 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
     c = choose(abstracts)
     assert c["model"].value == "cnn" and c["max_seq_len"].value == 248
+
+
+def test_few_english_documents_get_the_frozen_pretrained_encoder():
+    # 300 abstracts of 200/180 words: median 190 * 1.2 + 2 = 230 pieces (>= 64), 300 < 5000.
+    docs = profile_examples(*zip(*(_english(200, 150, "a") + _english(180, 150, "b"))))
+    c = choose(docs, pretrained=True)
+    assert c["model"].value == "bert" and c["frozen_encoder"].value is True
+    assert c["init_checkpoint"].value.startswith("pip:") and c["pooling"].value == "mean_unit"
+    # 99th percentile 200 words -> 242 pieces -> 248, under MiniLM's 256...
+    assert c["max_seq_len"].value == 248
+    # ...and longer texts are cut at 256 (not the CNN's 384).
+    longer = profile_examples(*zip(*(_english(300, 20, "a") + _english(290, 20, "b"))))
+    assert choose(longer, pretrained=True)["max_seq_len"].value == 256
+    # The choices land on the configs that own them and pass the fine-tuning check.
+    from slm_tf.data.config import DataConfig
+    from slm_tf.models import ModelConfig
+    from slm_tf.peft.config import FineTuneConfig, check
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.trainer import TrainConfig
+    configs = [DataConfig(), TokenizerConfig(), ModelConfig(), TrainConfig(), FineTuneConfig()]
+    apply(configs, c)
+    data, _, model, train, finetune = configs
+    assert (model.model, finetune.frozen_encoder, data.max_seq_len) == ("bert", True, 248)
+    assert train.learning_rate == 1e-2 and train.weight_decay == 0.0
+    check(finetune, model.model)
+    # Not installed (or the pipeline's students), Chinese, short queries or plenty of data:
+    # no pretrained encoder.
+    assert choose(docs)["model"].value == "cnn"
+    zh = profile_examples(["好" * 80, "差" * 80] * 20, ["pos", "neg"] * 20)
+    assert choose(zh, pretrained=True)["model"].value == "bow"
+    short = profile_examples(*zip(*(_english(10, 30, "a") + _english(12, 30, "b"))))
+    assert choose(short, pretrained=True)["model"].value == "cnn"
+    many = profile_examples(*zip(*(_english(200, 2600, "a") + _english(180, 2600, "b"))))
+    assert choose(many, pretrained=True)["model"].value == "cnn"
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
@@ -177,3 +211,39 @@ def test_pipeline_student_recipe_is_automatic_without_recipe_flags(tmp_path):
     (d, tok, model, _), _ = ctx.student(os.path.join(out, "student"))
     assert model.model == "bow" and model.embedding_dim == 24 and tok.tokenizer == "char"
     assert d.data == data
+
+
+def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):
+    """No --teacher_recipe: few English documents get train.py's frozen pretrained encoder;
+    short queries get the default recipe with the sequence length of the data; a named
+    teacher recipe is used as it is."""
+    from slm_tf.pipeline.config import PipelineConfig
+    from slm_tf.pipeline.stages import Context
+    out = str(tmp_path / "pipe")
+    words = ["heart", "valve", "tumour", "nerve", "liver", "graft", "dose", "trial"]
+    # 60 documents of 80 words: median 80 * 1.2 + 2 = 98 pieces (>= 64), 60 < 5,000 texts.
+    docs = [(" ".join(words[(i + j) % 8] for j in range(80)), f"c{i % 3}") for i in range(60)]
+    data = write_csv(tmp_path / "docs.csv", docs)
+    overrides = [f"--data={data}", f"--data_dir={tmp_path / 'tfds'}"]
+    ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
+                  data_on_command_line={"data"})
+    (d, _, model, train, _, finetune), profile = ctx.teacher(os.path.join(out, "teacher"))
+    assert model.model == "bert" and finetune.frozen_encoder and model.pooling == "mean_unit"
+    assert model.init_checkpoint.startswith("pip:") and train.learning_rate == 1e-2
+    assert d.max_seq_len == 104 and d.data == data  # 80 words -> 98 pieces -> 104
+    assert profile["choices"]["frozen_encoder"]["applied"]
+    # Short queries: the default recipe (MiniLM fine-tuned, not frozen), its length from the
+    # data: 6 words -> 6 * 1.2 + 2 = 9.2 pieces -> 16 (the recipe's 48 would be mostly padding).
+    short = write_csv(tmp_path / "short.csv", [(" ".join(words[i % 8:i % 8 + 6]), f"c{i % 3}")
+                                               for i in range(60)])
+    overrides = [f"--data={short}", f"--data_dir={tmp_path / 'tfds'}"]
+    ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
+                  data_on_command_line={"data"})
+    (d, _, model, train, _, finetune), _ = ctx.teacher(os.path.join(out, "teacher"))
+    assert model.model == "bert" and not finetune.frozen_encoder
+    assert train.learning_rate == 1e-4 and train.epochs == 7  # banking77_teacher.flags
+    assert d.max_seq_len == 16
+    # A named teacher recipe (auto_teacher off) is used as it is.
+    ctx = Context(PipelineConfig(output_dir=out), overrides, data_on_command_line={"data"})
+    (d, _, model, _, _, _), profile = ctx.teacher(os.path.join(out, "teacher"))
+    assert d.max_seq_len == 48 and profile is None

@@ -7,7 +7,7 @@ import pytest
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import make_dataset, prepare_data
 from slm_tf.data.readers import DataError, Example
-from slm_tf.data.sources import load_splits, stratified_split
+from slm_tf.data.sources import fingerprint, load_splits, stratified_split
 from slm_tf.tokenizers import CharTokenizer
 
 
@@ -40,6 +40,10 @@ def test_clinc150_and_medical_abstracts(shared_data):
                                                        "test": 5500}
     assert [sum(e.label == "oos" for e in o.split(s)) for s in ("train", "validation", "test")
             ] == [100, 100, 1000]
+    h = load_splits(DataConfig(data="clinc150_oos", data_root=shared_data,
+                               oos_validation_share=0.5))
+    assert [sum(e.label == "oos" for e in h.split(s)) for s in ("train", "validation", "test")
+            ] == [50, 150, 1000]
     m = load_splits(DataConfig(data="medical_abstracts", data_root=shared_data))
     assert len(m.label_names) == 5 and sum(m.sizes().values()) == 2888
     assert min(m.sizes().values()) > 250
@@ -121,3 +125,27 @@ def test_token_dropout_replaces_only_real_tokens(tmp_path):
     assert not changed[:, 0].any() and not changed[a == 0].any() and not changed[a == tok.sep_id].any()
     real = (a > 0) & (a != tok.cls_id) & (a != tok.sep_id) & (a != tok.unk_id)
     assert 0.25 < changed[real].mean() < 0.35
+
+
+def test_oos_validation_share_moves_that_many_oos_training_rows_into_validation(tmp_path):
+    train, val = tmp_path / "train.csv", tmp_path / "val.csv"
+    # 10 out-of-scope rows among 16; a separate validation file with one of each label.
+    train.write_text("text,label\n" + "".join(f"in{i},a\n" for i in range(6))
+                     + "".join(f"out{i},oos\n" for i in range(10)))
+    val.write_text("text,label\nv1,a\nv2,oos\n")
+    cfg = dict(data=str(train), validation_data=str(val), test_fraction=0.0)
+    plain = load_splits(DataConfig(**cfg))
+    s = load_splits(DataConfig(**cfg, oos_validation_share=0.3))
+    moved = [e.text for e in s.validation[2:]]
+    assert [e.text for e in s.validation[:2]] == ["v1", "v2"] and len(moved) == 3
+    assert all(t.startswith("out") for t in moved)
+    assert sorted(e.text for e in s.train + s.validation[2:]) == sorted(
+        e.text for e in plain.train)
+    assert sum(e.label == "oos" for e in s.train) == 7
+    again = load_splits(DataConfig(**cfg, oos_validation_share=0.3))
+    assert [e.text for e in again.validation] == [e.text for e in s.validation]
+    # Another cached preparation: the option is part of the data fingerprint.
+    assert fingerprint(DataConfig(**cfg, oos_validation_share=0.3), plain.files) != fingerprint(
+        DataConfig(**cfg), plain.files)
+    with pytest.raises(DataError, match="oos_validation_share"):
+        load_splits(DataConfig(data="banking77", oos_validation_share=0.5))

@@ -101,6 +101,26 @@ def test_in_scope_cost_target_abstains_as_much_as_the_bound_allows():
     assert choose_threshold(scores, is_oos, Target.parse("in_scope_cost:0.3"), correct) == 0.25
 
 
+def test_a_capped_recall_target_reaches_the_recall_unless_the_cost_bound_forbids_it():
+    ins = np.array([0.05, 0.15, 0.25])
+    correct = np.r_[True, False, True, np.zeros(10, bool)]   # in-scope 0.05 and 0.25 are right
+    scores = np.concatenate([ins, np.round(np.arange(1, 11) * 0.1, 2)])
+    is_oos = np.r_[np.zeros(3, bool), np.ones(10, bool)]
+    pick = lambda text: choose_threshold(scores, is_oos, Target.parse(text), correct)
+    # Recall 0.8 needs t < 0.3 (t = 0.25 abstains on no in-scope query): within either bound.
+    assert pick("oos_recall:0.8,in_scope_cost:0.3") == 0.25
+    # Recall 0.95 needs all 10 OOS, so t < 0.1: the largest such candidate is 0.05, which
+    # abstains on the right answer at 0.25 (cost 1/3). A bound of 0.34 allows it; a bound of
+    # 0.3 stops at 0.25 (recall 0.8), the bound winning over the recall.
+    assert pick("oos_recall:0.95") == 0.05
+    assert pick("oos_recall:0.95,in_scope_cost:0.34") == 0.05
+    assert pick("oos_recall:0.95,in_scope_cost:0.3") == 0.25
+    for bad in ("in_scope_cost:0.02,oos_recall:0.8", "oos_recall:0.8,in_scope_precision:0.9",
+                "oos_recall:0.8,in_scope_cost:2"):
+        with pytest.raises(UserError, match="abstain_target"):
+            Target.parse(bad)
+
+
 def test_in_scope_cost_target_is_the_most_abstention_within_the_bound_by_brute_force():
     rng = np.random.default_rng(5)
     n_in, n_oos, k = 600, 60, 6

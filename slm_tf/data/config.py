@@ -32,6 +32,12 @@ class DataConfig:
     test_fraction: float = field(0.1, "Share held out for test when the data has no test split.",
                                  validate=fraction, rule="in [0, 1)")
     split_seed: int = field(1234, "Seed of the deterministic stratified split.")
+    oos_validation_share: float = field(
+        0.0, "Share of the training split's out-of-scope examples (label 'oos', e.g. "
+        "clinc150_oos's oos_train) moved into validation, where abstention thresholds are "
+        "chosen: more out-of-scope validation queries (clinc150 has only 100 in oos_val); "
+        "the model trains on the rest. 0 = none moved.",
+        validate=fraction, rule="in [0, 1)")
     on_bad_row: str = field("error", "What to do with a bad row: stop with an error naming the "
                             "file and line, or skip it and count it.", choices=BAD_ROW_POLICIES)
     redact_pii: bool = field(False, "Replace e-mail addresses, phone numbers, card numbers, "

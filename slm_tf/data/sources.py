@@ -15,6 +15,7 @@ from slm_tf.registry import Registry
 from slm_tf.trust import pii
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
+OOS_LABEL = "oos"  # clinc150's out-of-scope label (abstention treats it as "none of mine")
 
 
 @dataclasses.dataclass
@@ -96,6 +97,21 @@ def _check_labels(name: str, splits: Dict[str, List[Example]], label_names: List
     return out
 
 
+def _hold_out_oos(name: str, train: List[Example], share: float, seed: int):
+    """(train, moved): ``share`` of the training examples labelled :data:`OOS_LABEL`, drawn
+    with ``seed``, moved out of ``train`` (``--oos_validation_share``)."""
+    oos = [i for i, ex in enumerate(train) if ex.label == OOS_LABEL]
+    n = int(round(len(oos) * share))
+    if n == 0:
+        raise DataError(f"{name}: --oos_validation_share={share} moves no training example: "
+                        f"the training split has {len(oos)} labelled {OOS_LABEL!r}. Fix: use "
+                        "data with out-of-scope training examples (e.g. --data=clinc150_oos) "
+                        "or --oos_validation_share=0.")
+    moved = set(np.random.RandomState(seed).permutation(oos)[:n].tolist())
+    return ([ex for i, ex in enumerate(train) if i not in moved],
+            [ex for i, ex in enumerate(train) if i in moved])
+
+
 def assemble(name: str, train: ReadReport, validation: Optional[ReadReport],
              test: Optional[ReadReport], cfg: DataConfig,
              label_names: Optional[List[str]] = None, **meta) -> Splits:
@@ -115,6 +131,10 @@ def assemble(name: str, train: ReadReport, validation: Optional[ReadReport],
         # A different seed stream keeps validation disjoint from the test draw.
         train_ex, val_ex = stratified_split(train_ex, cfg.validation_fraction,
                                             cfg.split_seed + 1)
+    if cfg.oos_validation_share > 0:
+        train_ex, moved = _hold_out_oos(name, train_ex, cfg.oos_validation_share,
+                                        cfg.split_seed + 2)
+        val_ex = val_ex + moved
     if label_names is None:
         label_names = sorted({ex.label for ex in train_ex})
     checked = _check_labels(name, {"train": train_ex, "validation": val_ex, "test": test_ex},
@@ -143,9 +163,6 @@ def _root(cfg: DataConfig, name: str) -> str:
         raise DataError(f"{root or name}: dataset folder not found. Fix: pass --data_root=<folder "
                         f"that holds {name}/> (the data is not shipped in the package).")
     return root
-
-
-OOS_LABEL = "oos"  # clinc150's out-of-scope label (abstention treats it as "none of mine")
 
 
 def _clinc150(cfg: DataConfig, name: str, with_oos: bool) -> Splits:
@@ -253,5 +270,7 @@ def fingerprint(cfg: DataConfig, files: List[str]) -> str:
             cfg.test_fraction, cfg.split_seed, cfg.on_bad_row, cfg.data in DATASETS)
     if cfg.redact_pii:  # appended only when on, so earlier fingerprints stay valid
         opts += ("redact_pii",)
+    if cfg.oos_validation_share:  # likewise
+        opts += (("oos_validation_share", cfg.oos_validation_share),)
     h.update(repr(opts).encode())
     return h.hexdigest()[:12]

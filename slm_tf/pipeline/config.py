@@ -45,7 +45,10 @@ class PipelineConfig:
     output_dir: str = field("", "Root of every stage's run directory, the report and the "
                             "TensorBoard logs.", validate=bool, rule="set")
     teacher_recipe: str = field(os.path.join(CONFIGS, "banking77_teacher.flags"),
-                                "Flagfile of the teacher's training run.")
+                                "Flagfile of the teacher's training run. Not given "
+                                "(classification): the teacher follows the data - a frozen "
+                                "pretrained encoder for few English documents, else this "
+                                "recipe with the sequence length of the data.")
     teacher_dir: str = field("", "Use this finished teacher run instead of training one.")
     student_recipe: str = field(os.path.join(CONFIGS, "banking77_student.flags"),
                                 "Flagfile of the student (trained plain and distilled).")

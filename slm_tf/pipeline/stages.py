@@ -9,7 +9,8 @@ from typing import Callable, Dict, List, Optional, Set
 
 from absl import logging
 
-from slm_tf.autorecipe import configure, save_profile
+from slm_tf.autorecipe import (choose, configure, pretrained_available, profile_split,
+                               save_profile)
 from slm_tf.config import parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
@@ -38,6 +39,8 @@ class Context:
     data_overrides: List[str]
     # No --student_recipe given: the student's recipe is the automatic one (slm_tf.autorecipe).
     auto_student: bool = False
+    # No --teacher_recipe given: the teacher follows the data too (see ``teacher``).
+    auto_teacher: bool = False
     data_on_command_line: Set[str] = dataclasses.field(default_factory=set)
 
     def path(self, stage: str) -> str:
@@ -49,6 +52,25 @@ class Context:
         """A teacher recipe's configs with this pipeline's data flags and ``run_dir``."""
         return parse_flagfile(TEACHER_CLASSES, flagfile,
                               [*self.data_overrides, f"--output_dir={run_dir}", *extra])
+
+    def teacher(self, run_dir: str):
+        """``(configs, data profile or None)`` of the teacher: ``--teacher_recipe``; without
+        one (``auto_teacher``, classification), train.py's automatic recipe where that picks
+        the frozen pretrained encoder (few English documents: fine-tuning MiniLM on a few
+        thousand long texts costs an hour of CPU and cuts them at the recipe's length), else
+        the default recipe with the data-dependent choices (sequence length) from the data."""
+        if not (self.auto_teacher and self.cfg.task == "classification"):
+            return self.recipe(self.cfg.teacher_recipe, run_dir), None
+        extra = [*self.data_overrides, f"--output_dir={run_dir}"]
+        (data, _, _, train, *_), _ = parse_recipe(TEACHER_CLASSES, "", extra)
+        if not train.auto_recipe:
+            return self.recipe(self.cfg.teacher_recipe, run_dir), None
+        few_documents = pretrained_available() and choose(
+            profile_split(data), pretrained=True)["model"].value == "bert"
+        configs, given = parse_recipe(TEACHER_CLASSES,
+                                      "" if few_documents else self.cfg.teacher_recipe, extra)
+        return configs, configure(configs, configs[0], given - {"output_dir"},
+                                  self.data_on_command_line, pretrained=few_documents)
 
     def student(self, run_dir: str):
         """``(configs, data profile or None)`` of the student: its recipe (none when
@@ -86,7 +108,9 @@ class Stage:
 
 
 def _teacher(ctx: Context, path: str) -> None:
-    train(ExperimentConfig(*ctx.recipe(ctx.cfg.teacher_recipe, path)))
+    configs, profile = ctx.teacher(path)
+    train(ExperimentConfig(*configs))
+    save_profile(path, profile)
 
 
 def _student(ctx: Context, path: str) -> None:

@@ -5,6 +5,7 @@ Every method maps logits to a score where higher means "more likely out of scope
 ``abstain = score > threshold``. The same formulas run in numpy (evaluation) and in TensorFlow
 (:mod:`slm_tf.trust.serving`, inside exported graphs).
 """
+import dataclasses
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -90,9 +91,14 @@ def _rates(scores: np.ndarray, is_oos: np.ndarray, thresholds: np.ndarray,
 def choose_threshold(scores, is_oos, target: Target, correct=None) -> float:
     """The largest threshold (fewest abstentions) whose validation ``target.metric`` reaches
     ``target.value``; for ``in_scope_cost`` (an upper bound, needs ``correct``: the examples
-    the model answers right) the smallest one (most abstentions) within it. Candidates are
+    the model answers right) the smallest one (most abstentions) within it. With
+    ``target.cap`` the threshold is never below the cap's (the cost bound wins). Candidates are
     the observed scores, plus one below all of them (abstain on everything) so some candidate
     always qualifies for recall."""
+    if target.cap is not None:
+        return max(choose_threshold(scores, is_oos, dataclasses.replace(target, cap=None),
+                                    correct),
+                   choose_threshold(scores, is_oos, target.cap, correct))
     scores = np.asarray(scores, np.float64)
     is_oos = np.asarray(is_oos, bool)
     if not is_oos.any() or is_oos.all():
