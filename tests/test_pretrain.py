@@ -115,3 +115,52 @@ def test_init_from_refuses_other_shapes_and_tokenizers(pretrained, tmp_path):
         carry_tokenizer(exp, str(tmp_path))
     exp.tokenizer = TokenizerConfig()
     assert carry_tokenizer(exp, str(tmp_path)).vocab == tokenizer.vocab
+
+
+@pytest.mark.integration
+def test_lora_run_from_a_pretrained_base_saves_an_adapter_that_merges_exactly(pretrained,
+                                                                              tmp_path):
+    """train() with --init_from and LoRA writes adapter.safetensors and a merged model.keras;
+    the merged kernels are the pretrained ones plus (alpha/r) A B of the adapter file (numpy),
+    and the base rebuilt with the adapter unmerged gives the merged model's logits."""
+    from conftest import write_csv
+    from safetensors.numpy import load_file
+    from tiny_run import labelled_rows
+    from slm_tf.data.config import DataConfig
+    from slm_tf.peft import lora
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.peft.unmerged import merge_parity
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.artifacts import load_run
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    from slm_tf.train.trainer import train
+    source_dir, source, cfg, _ = pretrained
+    run_dir = str(tmp_path / "lora")
+    targets = ["query", "value", "ffn_out"]
+    tf.keras.utils.set_random_seed(5)
+    metrics = train(ExperimentConfig(
+        DataConfig(data=write_csv(tmp_path / "d.csv", labelled_rows(60)),
+                   data_dir=str(tmp_path / "tfds"), max_seq_len=10, batch_size=16),
+        TokenizerConfig(), cfg,
+        TrainConfig(output_dir=run_dir, epochs=1, learning_rate=0.05, baseline=False),
+        finetune=FineTuneConfig(init_from=source_dir, lora_rank=2, lora_alpha=4.0,
+                                lora_targets=targets)))
+    adapter = os.path.join(run_dir, lora.ADAPTER_FILE)
+    assert metrics["finetune"]["adapter"]["bytes"] == os.path.getsize(adapter)
+    assert 0 < metrics["finetune"]["params"]["trainable_share"] < 0.5
+    tensors = load_file(adapter)
+    merged = load_run(run_dir).model
+    checked = 0
+    for path, layer in lora.lora_layers(merged, targets):
+        a, b = tensors[f"{path}/lora_a"], tensors[f"{path}/lora_b"]
+        assert np.abs(b).max() > 0  # training moved B away from its zero start
+        base_kernel = dict(lora.lora_layers(source, targets))[path].kernel.numpy()
+        np.testing.assert_allclose(layer.kernel.numpy(), base_kernel + (4.0 / 2) * a @ b,
+                                   atol=1e-6)
+        checked += 1
+    assert checked == cfg.num_layers * len(targets)
+    result = merge_parity(run_dir, "test")
+    assert result["lora_layers"] == checked
+    assert result["max_abs_logit_diff"] < 1e-5
+    assert result["argmax_agreement"] == 1.0
+    assert result["accuracy_merged"] == result["accuracy_unmerged"]
