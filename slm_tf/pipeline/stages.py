@@ -62,13 +62,13 @@ class Context:
         if not (self.auto_teacher and self.cfg.task == "classification"):
             return self.recipe(self.cfg.teacher_recipe, run_dir), None
         extra = [*self.data_overrides, f"--output_dir={run_dir}"]
-        (data, _, _, train, *_), _ = parse_recipe(TEACHER_CLASSES, "", extra)
-        if not train.auto_recipe:
-            return self.recipe(self.cfg.teacher_recipe, run_dir), None
+        configs, given = parse_recipe(TEACHER_CLASSES, self.cfg.teacher_recipe, extra)
+        if not configs[3].auto_recipe:
+            return configs, None
         few_documents = pretrained_available() and choose(
-            profile_split(data), pretrained=True)["model"].value == "bert"
-        configs, given = parse_recipe(TEACHER_CLASSES,
-                                      "" if few_documents else self.cfg.teacher_recipe, extra)
+            profile_split(configs[0]), pretrained=True)["model"].value == "bert"
+        if few_documents:
+            configs, given = parse_recipe(TEACHER_CLASSES, "", extra)
         return configs, configure(configs, configs[0], given - {"output_dir"},
                                   self.data_on_command_line, pretrained=few_documents)
 
