@@ -108,7 +108,8 @@ def pipeline_auto(args, out_dir: str, command: str):
     (cfg, _), given = parse_recipe((PipelineConfig, DataConfig), "",
                                    [*args, f"--output_dir={out_dir}"])
     ctx = Context(cfg, list(args), auto_student=True, auto_teacher=True,
-                  data_on_command_line=given & set(DataConfig.__dataclass_fields__))
+                  data_on_command_line=given & set(DataConfig.__dataclass_fields__),
+                  pipeline_given=given & set(PipelineConfig.__dataclass_fields__) - {"output_dir"})
     summary = run_and_report(ctx, command)
     int8 = [r for r in summary["rows"] if r["stage"] == "final" and r["format"] == "tflite_int8"]
     keep = ("name", "accuracy", "macro_f1", "file_bytes", "p50_ms_1t")

@@ -59,7 +59,9 @@ def main(argv):
                   auto_student=not FLAGS["student_recipe"].present,
                   auto_teacher=not FLAGS["teacher_recipe"].present,
                   data_on_command_line=command_line_flag_names(sys.argv, FLAGS)
-                  & set(DataConfig.__dataclass_fields__))
+                  & set(DataConfig.__dataclass_fields__),
+                  pipeline_given={n for n in PipelineConfig.__dataclass_fields__
+                                  if FLAGS[n].present})
     summary = run_and_report(ctx, " ".join(shlex.quote(a) for a in sys.argv))
     f = summary["final"]
     if ctx.cfg.task == "lm":

@@ -46,6 +46,15 @@ BAG_EMBEDDING_DIM = 32
 BAG_EMBEDDING_ROWS = 28000  # vocabulary + bigram buckets: 28000 x 32 int8 weights = 896 kB,
 # room under 1 MB (issue 14's pipeline line) for the rest of the int8 file
 BAG_MIN_BUCKETS = 8000
+# The pipeline's automatic student is sized for an int8 file of --student_max_bytes: int8
+# TFLite stores one byte per weight, plus int32 biases, scales and the graph (a 846,265-parameter
+# CNN made an 861,144-byte file), so the weights get this share of the budget.
+INT8_WEIGHT_SHARE = 0.95
+# Kim CNN widths (embedding, filters per kernel width), widest first: the data picks the first
+# (small data the second), a size budget the first that holds a vocabulary of BUDGET_MIN_VOCAB.
+CNN_WIDTHS = ((256, 200), (128, 128), (64, 64))
+CNN_KERNELS = (2, 3, 4, 5)
+BUDGET_MIN_VOCAB = 4000
 BAG_DROPOUT = 0.2
 BAG_LEARNING_RATE = 3e-3
 BAG_TOKEN_DROPOUT = 0.2
@@ -71,11 +80,12 @@ def pretrained_available() -> bool:
 
 
 def choose(p: DataProfile, user_model: Optional[str] = None,
-           pretrained: bool = False) -> Dict[str, Choice]:
+           pretrained: bool = False, max_bytes: int = 0) -> Dict[str, Choice]:
     """Every automatic choice for a classification run on data with profile ``p``;
     ``user_model`` is the architecture the user named (the sequence length depends on it);
     ``pretrained``: a frozen pretrained encoder may be chosen (train.py, when installed; not
-    the pipeline's students, which must stay small)."""
+    the pipeline's students, which must stay small); ``max_bytes``: the model's vocabulary and
+    widths are chosen so that its int8 file fits (0: no budget; the pipeline's student)."""
     out: Dict[str, Choice] = {}
     cjk = p.cjk_share >= CJK_TOKENIZER_SHARE
     if cjk:
@@ -138,7 +148,7 @@ def choose(p: DataProfile, user_model: Optional[str] = None,
     epochs = int(min(40, max(10, round(150_000 / p.num_examples))))
     out["epochs"] = Choice(epochs, f"about 150k examples seen for {size} (10 to 40 epochs); "
                            "early stopping picks the best")
-    MODEL_CHOICES[out["model"].value](out, p, size)
+    MODEL_CHOICES[out["model"].value](out, p, size, max_bytes)
     if p.imbalance_ratio > IMBALANCE_RATIO:
         out["class_weights"] = Choice("balanced", f"the largest class is {p.imbalance_ratio:.1f}x "
                                       "the smallest: weight classes by inverse frequency")
@@ -148,12 +158,47 @@ def choose(p: DataProfile, user_model: Optional[str] = None,
     return out
 
 
-def _cnn_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
-    """The Kim CNN's sizes and training: narrower for small data, heavy dropout."""
+def cnn_params(vocab: int, dim: int, filters: int, classes: int,
+               kernels: Iterable[int] = CNN_KERNELS) -> int:
+    """Parameters of the automatic Kim CNN (no hidden layer): embedding, one convolution per
+    kernel width, linear head."""
+    kernels = list(kernels)
+    return (vocab * dim + sum(k * dim * filters + filters for k in kernels)
+            + len(kernels) * filters * classes + classes)
+
+
+def bag_params(rows: int, dim: int, classes: int) -> int:
+    """Parameters of the automatic bag of n-grams: token and bigram rows, linear head."""
+    return rows * dim + dim * classes + classes
+
+
+def _cnn_choices(out: Dict[str, Choice], p: DataProfile, size: str, max_bytes: int) -> None:
+    """The Kim CNN's sizes and training: narrower for small data, heavy dropout; within
+    ``max_bytes`` (int8) the widest widths that keep a useful vocabulary, then the largest
+    vocabulary that fits."""
     small = p.num_examples < SMALL_DATA
-    out["embedding_dim"] = Choice(128 if small else 256, size)
-    out["num_filters"] = Choice(128 if small else 200, size)
-    out["kernel_sizes"] = Choice(["2", "3", "4", "5"], "n-grams of 2 to 5 tokens")
+    widths = CNN_WIDTHS[1:] if small else CNN_WIDTHS
+    dim, filters = widths[0]
+    why = size
+    if max_bytes:
+        room = int(INT8_WEIGHT_SHARE * max_bytes)
+        vocab = out["vocab_size"].value
+        for dim, filters in widths:  # the last one if none holds the minimum vocabulary
+            fit = (room - cnn_params(0, dim, filters, p.num_classes)) // dim
+            if fit >= min(vocab, BUDGET_MIN_VOCAB):
+                break
+        if (dim, filters) != widths[0]:
+            why = (f"{size}; narrower than {widths[0][0]} x {widths[0][1]} so that "
+                   f"{min(vocab, BUDGET_MIN_VOCAB)} vocabulary rows fit a {max_bytes:,}-byte "
+                   "int8 file")
+        if fit < vocab:
+            fitted = max(1000, fit // 1000 * 1000)
+            out["vocab_size"] = Choice(fitted, f"{out['vocab_size'].reason}, but "
+                                       f"{fitted} rows x {dim} is what fits a {max_bytes:,}-byte "
+                                       f"int8 file beside the convolutions ({vocab} would not)")
+    out["embedding_dim"] = Choice(dim, why)
+    out["num_filters"] = Choice(filters, why)
+    out["kernel_sizes"] = Choice([str(k) for k in CNN_KERNELS], "n-grams of 2 to 5 tokens")
     out["hidden_dim"] = Choice(0, "max-pooled n-gram features feed the classifier directly")
     out["dropout"] = Choice(0.5, "heavy dropout: text classifiers overfit small data quickly")
     out["learning_rate"] = Choice(3e-3, "the CNN recipe's peak rate (AdamW, warmup and decay)")
@@ -161,17 +206,23 @@ def _cnn_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
                                             "accuracy stalls")
 
 
-def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
+def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str, max_bytes: int) -> None:
     """The bag of n-grams' sizes and training: narrow embeddings, a linear head, and
-    regularization against memorizing (judged on validation splits, never on test)."""
+    regularization against memorizing (judged on validation splits, never on test); fewer
+    bigram rows when ``max_bytes`` (int8) is tighter than the default."""
     vocab = out["vocab_size"].value
-    buckets = max(BAG_MIN_BUCKETS, BAG_EMBEDDING_ROWS - vocab)
+    rows = BAG_EMBEDDING_ROWS
+    if max_bytes:
+        room = int(INT8_WEIGHT_SHARE * max_bytes) - bag_params(0, BAG_EMBEDDING_DIM,
+                                                               p.num_classes)
+        rows = min(rows, room // BAG_EMBEDDING_DIM)
+    buckets = max(BAG_MIN_BUCKETS, rows - vocab)
     out["embedding_dim"] = Choice(BAG_EMBEDDING_DIM, f"{p.num_classes} classes: a linear model "
                                   f"on a {BAG_EMBEDDING_DIM}-wide pooled vector separates them "
                                   "(fastText's classifiers use 10 to 100)")
     out["bigram_buckets"] = Choice(buckets, f"hashed token bigrams, so the vocabulary plus "
-                                   f"bigram rows are about {BAG_EMBEDDING_ROWS} (an int8 model "
-                                   "within 1 MB)")
+                                   f"bigram rows are about {max(rows, vocab + buckets)} (an int8 "
+                                   f"model within {max_bytes or 1_000_000:,} bytes)")
     out["hidden_dim"] = Choice(0, "the pooled embeddings feed a linear classifier")
     out["dropout"] = Choice(BAG_DROPOUT, "light dropout on the pooled vector: the narrow bag "
                             "has few parameters per class")
@@ -189,7 +240,8 @@ def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
                                             "left it predicting one class")
 
 
-def _pretrained_choices(out: Dict[str, Choice], p: DataProfile, size: str) -> None:
+def _pretrained_choices(out: Dict[str, Choice], p: DataProfile, size: str,
+                        max_bytes: int) -> None:
     """The frozen pretrained encoder and its head's training (as measured on the folds)."""
     out["init_checkpoint"] = Choice(PRETRAINED_CHECKPOINT, "MiniLM-L6, the teacher's checkpoint "
                                     "(its own word-piece vocabulary replaces the chosen one)")
@@ -244,9 +296,13 @@ def apply(configs: Iterable[Any], chosen: Dict[str, Choice]) -> None:
 def record(profile: DataProfile, choices: Dict[str, Choice], applied: Dict[str, Choice]) -> Dict:
     """What ``data_profile.json`` holds: the profile, every choice with its reason, and which
     were applied (the rest were overridden by the user)."""
-    return {"profile": profile.to_dict(),
-            "choices": {k: {"value": c.value, "reason": c.reason, "applied": k in applied}
-                        for k, c in choices.items()}}
+    return {"profile": profile.to_dict(), "choices": choice_records(choices, applied)}
+
+
+def choice_records(choices: Dict[str, Choice], applied: Dict[str, Choice]) -> Dict:
+    """``{name: {value, reason, applied}}``: choices as ``data_profile.json`` records them."""
+    return {k: {"value": c.value, "reason": c.reason, "applied": k in applied}
+            for k, c in choices.items()}
 
 
 def save_profile(run_dir: str, profile: Optional[Dict]) -> None:
@@ -283,23 +339,48 @@ def profile_split(data_cfg) -> DataProfile:
 
 
 def configure(configs: Iterable[Any], data_cfg, set_anywhere: Iterable[str],
-              set_on_command_line: Iterable[str], pretrained: bool = False) -> Dict:
+              set_on_command_line: Iterable[str], pretrained: bool = False,
+              max_bytes: int = 0) -> Dict:
     """Profiles the training split of ``data_cfg``, applies the choices that apply to
     ``configs`` (dataclasses, changed in place) and logs them; returns what
-    ``data_profile.json`` holds. ``pretrained`` as in :func:`choose`."""
+    ``data_profile.json`` holds. ``pretrained`` and ``max_bytes`` as in :func:`choose`."""
     from absl import logging
 
     profile = profile_split(data_cfg)
     configs, set_anywhere = list(configs), set(set_anywhere)
     model_cfg = [c for c in configs if any(f.name == "model" for f in dataclasses.fields(c))]
     user_model = model_cfg[0].model if model_cfg and "model" in set_anywhere else None
-    choices = choose(profile, user_model, pretrained)
+    choices = choose(profile, user_model, pretrained, max_bytes)
     applied = resolve(choices, set_anywhere, set_on_command_line)
     apply(configs, applied)
     logging.info("data profile: %d examples, %d classes, %.0f/%.0f words (p50/p99), %.0f%% CJK",
                  profile.num_examples, profile.num_classes, profile.words_p50,
                  profile.words_p99, 100 * profile.cjk_share)
+    log_choices(choices, applied)
+    return record(profile, choices, applied)
+
+
+def log_choices(choices: Dict[str, Choice], applied: Dict[str, Choice]) -> None:
+    """One log line per automatic choice, with its reason and whether the user overrode it."""
+    from absl import logging
     for name, c in choices.items():
         logging.info("auto recipe: --%s=%s (%s)%s", name, c.value, c.reason,
                      "" if name in applied else " [not applied: set by you]")
-    return record(profile, choices, applied)
+
+
+# What pruning cost where it was measured (final or pruned accuracy against the stage before).
+PRUNING_COSTS = ("medical abstracts 6.95 points at 80% sparsity, clinc150 1.4 points of "
+                 "in-scope accuracy, banking77's quick start 1.46")
+
+
+def choose_compression(auto_student: bool) -> Dict[str, Choice]:
+    """The pipeline's automatic compression choices (fields of ``PipelineConfig``) for an
+    automatic student, which is already sized for ``--student_max_bytes``: no pruning, since a
+    pruned int8 TFLite file is as large as a dense one (it stores the zeros) and pruning only
+    shrinks a compressed download while costing accuracy."""
+    if not auto_student:
+        return {}
+    return {"prune": Choice(0.0, "the automatic student is sized so that its dense int8 file "
+                            "fits --student_max_bytes; TFLite stores a pruned model's zeros, "
+                            "so pruning would only shrink a compressed download, and it cost "
+                            f"accuracy wherever we measured it ({PRUNING_COSTS})")}

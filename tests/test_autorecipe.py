@@ -9,7 +9,7 @@ from absl import flags
 from conftest import run_script, write_csv
 from slm_tf.autorecipe import DATA_DEPENDENT, apply, choose, resolve
 from slm_tf.cli import command_line_flag_names
-from slm_tf.data.profile import profile_examples
+from slm_tf.data.profile import DataProfile, profile_examples
 
 
 def _english(n_words, count, label):
@@ -113,6 +113,48 @@ def test_few_english_documents_get_the_frozen_pretrained_encoder():
     assert choose(many, pretrained=True)["model"].value == "cnn"
 
 
+def _profile(examples, classes, words_p50, distinct_words):
+    return DataProfile(examples, classes, {f"c{i}": examples // classes for i in range(classes)},
+                       1.0, 0.0, words_p50, 2 * words_p50, 3 * words_p50, 4 * words_p50,
+                       5 * words_p50, 10 * words_p50, 15 * words_p50, distinct_words, 60, 0, 0)
+
+
+def test_a_size_budget_sizes_the_automatic_student_for_its_int8_file():
+    """With --student_max_bytes the vocabulary and widths shrink until the weights (one byte
+    each in int8) fit 95% of the budget; Keras' own parameter count is the oracle."""
+    from slm_tf.models import ModelConfig, build_model
+    # Medical-abstract-like: 2,000 documents of 200 words, 5 classes, 20,000 distinct words.
+    docs = _profile(2000, 5, 200, 20_000)
+    free = choose(docs)
+    assert free["vocab_size"].value == 16000 and free["embedding_dim"].value == 128
+    c = choose(docs, max_bytes=1_000_000)
+    # By hand: convolutions 128 x 128 x (2+3+4+5) + 4 x 128 biases = 229,888, head 512 x 5 + 5
+    # = 2,565; (950,000 - 232,453) // 128 = 5,605 rows -> 5,000 (whole thousands).
+    assert (c["embedding_dim"].value, c["num_filters"].value) == (128, 128)
+    assert c["vocab_size"].value == 5000 and "fits" in c["vocab_size"].reason
+    cfg = ModelConfig(model="cnn", embedding_dim=128, num_filters=128, hidden_dim=0,
+                      kernel_sizes=["2", "3", "4", "5"])
+    params = build_model(cfg, 5000, 5, 64).count_params()
+    assert params == 5000 * 128 + 232_453 and params <= 950_000
+    assert build_model(cfg, 6000, 5, 64).count_params() > 950_000  # one more thousand would not
+    # banking77-like (10,000 queries, 77 classes): the big-data widths (256 x 200) cannot hold
+    # 4,000 rows (convolutions alone 716,800 + head 61,677), so the next widths are taken.
+    queries = _profile(10_000, 77, 11, 2_500)
+    assert choose(queries)["embedding_dim"].value == 256
+    c = choose(queries, max_bytes=1_000_000)
+    assert (c["embedding_dim"].value, c["num_filters"].value) == (128, 128)
+    assert c["vocab_size"].value == 4000 and "narrower" in c["embedding_dim"].reason
+    # A tight budget: 300,000 bytes -> 285,000 for weights; 128 x 128 leaves
+    # (285,000 - 269,389) // 128 = 121 rows, 64 x 64 leaves (285,000 - 77,389) // 64 = 3,243.
+    c = choose(queries, max_bytes=300_000)
+    assert (c["embedding_dim"].value, c["vocab_size"].value) == (64, 3000)
+    # The bag's rows shrink under a budget tighter than its own 28,000 rows.
+    zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
+    c = choose(zh, max_bytes=500_000)
+    rows = c["vocab_size"].value + c["bigram_buckets"].value
+    assert rows == (475_000 - 32 * 2 - 2) // 32 and rows * 32 + 66 <= 475_000
+
+
 def test_bucket_by_length_when_padding_dwarfs_the_median():
     # 95 texts of 10 words, 5 of 100: median 14 pieces, 99th percentile 122 -> 128 >= 4 x 14
     # (and >= 128, below which padding costs little).
@@ -198,11 +240,34 @@ def test_pipeline_student_recipe_is_automatic_without_recipe_flags(tmp_path):
     assert model.model == "cnn" and model.embedding_dim == 128  # < 5,000 training rows
     assert model.dropout == 0.5 and d.batch_size == 32
     assert profile["choices"]["model"]["applied"] and d.max_seq_len >= 16
+    # The automatic student is not pruned (its dense int8 file is sized for the budget)...
+    assert ctx.cfg.prune == 0 and profile["pipeline_choices"]["prune"]["applied"]
+    assert PipelineConfig().prune > 0  # ...though a recipe's student is by default
+    # ...unless the user asks for pruning.
+    asked = Context(PipelineConfig(output_dir=out, prune=0.5), overrides, auto_student=True,
+                    data_on_command_line={"data"}, pipeline_given={"prune"})
+    assert asked.cfg.prune == 0.5
+    assert not asked.student(os.path.join(out, "student"))[1]["pipeline_choices"]["prune"][
+        "applied"]
+    # The report lists every choice with its reason, and which ones the user overrode.
+    from slm_tf.autorecipe import PROFILE_FILE
+    from slm_tf.io_utils import write_json
+    from slm_tf.pipeline.report import automatic_choices_section
+    os.makedirs(os.path.join(out, "student"), exist_ok=True)
+    write_json(os.path.join(out, "student", PROFILE_FILE), profile)
+    md = "\n".join(automatic_choices_section({"student": os.path.join(out, "student"),
+                                                "teacher": str(tmp_path / "absent")}))
+    # 80 rows, less the default validation fifth: 64 training texts.
+    assert "64 texts, 4 classes" in md and "### teacher" not in md
+    assert "| --tokenizer | char | yes |" in md and "| --prune | 0.0 | yes |" in md
+    assert "| --kernel_sizes | 2,3,4,5 | yes |" in md
     # A data flag given on the pipeline's command line wins over the automatic choice.
     ctx = Context(PipelineConfig(output_dir=out), [*overrides, "--max_seq_len=40"],
                   auto_student=True, data_on_command_line={"data", "max_seq_len"})
     (d, tok, _, _), profile = ctx.student(os.path.join(out, "student"))
     assert d.max_seq_len == 40 and not profile["choices"]["max_seq_len"]["applied"]
+    assert "| --max_seq_len | " in "\n".join(automatic_choices_section(
+        {"student": os.path.join(out, "student")}))
     # A recipe that names its model keeps it (and its sizes); the tokenizer follows the data.
     recipe = tmp_path / "student.flags"
     recipe.write_text("--data=banking77\n--model=bow\n--embedding_dim=24\n--tokenizer=wordpiece\n")

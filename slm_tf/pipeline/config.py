@@ -52,6 +52,10 @@ class PipelineConfig:
     teacher_dir: str = field("", "Use this finished teacher run instead of training one.")
     student_recipe: str = field(os.path.join(CONFIGS, "banking77_student.flags"),
                                 "Flagfile of the student (trained plain and distilled).")
+    student_max_bytes: int = field(1_000_000, "Size budget of the automatic student's int8 "
+                                   "file (no --student_recipe): its vocabulary and widths are "
+                                   "chosen to fit; 0 = no budget.", validate=non_negative,
+                                   rule=">= 0")
     temperature: float = field(KD_TEMPERATURE, "KD temperature.", validate=positive, rule="> 0")
     alpha: float = field(KD_ALPHA, "KD weight of the hard-label term.",
                          validate=lambda x: 0.0 <= x <= 1.0, rule="in [0, 1]")
@@ -67,7 +71,8 @@ class PipelineConfig:
                                  "Flagfile of compress.py giving how the pruning and QAT stages "
                                  "fine-tune (learning rates, schedule, KD weight, seed); the "
                                  "sparsity and epochs come from the flags below.")
-    prune: float = field(0.8, "Target sparsity of the pruning stage (0 skips the stage).",
+    prune: float = field(0.8, "Target sparsity of the pruning stage (0 skips the stage; an "
+                         "automatic student is not pruned unless this is given).",
                          validate=fraction, rule="in [0, 1)")
     prune_epochs: int = field(15, "Fine-tuning epochs while pruning.", validate=positive,
                               rule="> 0")

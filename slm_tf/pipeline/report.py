@@ -330,7 +330,8 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     md += [f"![{k}]({v})" for k, v in plots.items()]
     md += report.get("extra_markdown", [])
     trust = trust_section(paths, out)
-    md += ["", *trust]
+    auto = automatic_choices_section(paths)
+    md += ["", *trust, *auto]
     write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
     page = report_page(
         "slm_tf report", f"Pipeline report: {t['data']['name']}", command, _verdict(report),
@@ -340,7 +341,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
         plots_html(plots) +
         (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
          if report.get("extra_markdown") else "") +
-        f"<pre>{html.escape(chr(10).join(trust))}</pre>")
+        f"<pre>{html.escape(chr(10).join(trust + auto))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
@@ -371,6 +372,37 @@ def trust_section(paths: Dict[str, str], out: str) -> List[str]:
         lines += [f"![{stage} {k}]({os.path.relpath(os.path.join(paths[stage], v), out)})"
                   for k, v in m[TRUST_KEY].get("plots", {}).items()]
     return lines
+
+
+def automatic_choices_section(paths: Dict[str, str]) -> List[str]:
+    """Markdown: the training split's profile and every automatic choice (with its reason and
+    whether the user's own setting won) of the teacher and the student (``data_profile.json``),
+    and the pipeline's own (compression). Empty when no stage chose anything."""
+    from slm_tf.autorecipe import PROFILE_FILE
+    lines = []
+    for stage in ("teacher", "student"):
+        path = os.path.join(paths.get(stage, ""), PROFILE_FILE)
+        if stage not in paths or not os.path.exists(path):
+            continue
+        record = read_json(path)
+        p = record["profile"]
+        if not lines:
+            lines = ["", "## Automatic choices", "", "The training split: "
+                     f"{p['num_examples']} texts, {p['num_classes']} classes (largest/smallest "
+                     f"{p['imbalance_ratio']:.1f}), words per text p50/p95/p99 "
+                     f"{p['words_p50']:.0f}/{p['words_p95']:.0f}/{p['words_p99']:.0f}, "
+                     f"{p['cjk_share']:.0%} CJK characters, {p['duplicate_texts']} duplicate "
+                     f"and {p['near_empty_texts']} near-empty texts. Every flag you set wins "
+                     "(applied: no)."]
+        choices = {**record["choices"], **record.get("pipeline_choices", {})}
+        lines += ["", f"### {stage}", "", "| flag | value | applied | why |", "|---|---|---|---|"]
+        lines += [f"| --{k} | {_flag_value(c['value'])} | {'yes' if c['applied'] else 'no'} | "
+                  f"{c['reason']} |" for k, c in choices.items()]
+    return lines
+
+
+def _flag_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def shipped_abstention_lines(paths: Dict[str, str]) -> List[str]:

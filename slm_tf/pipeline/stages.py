@@ -9,7 +9,8 @@ from typing import Callable, Dict, List, Optional, Set
 
 from absl import logging
 
-from slm_tf.autorecipe import (choose, configure, pretrained_available, profile_split,
+from slm_tf.autorecipe import (Choice, apply, choice_records, choose, choose_compression,
+                               configure, log_choices, pretrained_available, profile_split,
                                save_profile)
 from slm_tf.config import parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
@@ -42,6 +43,19 @@ class Context:
     # No --teacher_recipe given: the teacher follows the data too (see ``teacher``).
     auto_teacher: bool = False
     data_on_command_line: Set[str] = dataclasses.field(default_factory=set)
+    # Pipeline flags the user set (command line or flagfile): automatic choices leave them.
+    pipeline_given: Set[str] = dataclasses.field(default_factory=set)
+    # The automatic compression choices (``autorecipe.choose_compression``), set on ``cfg``.
+    compression_choices: Dict[str, Choice] = dataclasses.field(init=False)
+    compression_applied: Dict[str, Choice] = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.compression_choices = choose_compression(
+            self.auto_student and self.cfg.task == "classification")
+        self.compression_applied = {k: c for k, c in self.compression_choices.items()
+                                    if k not in self.pipeline_given}
+        apply([self.cfg], self.compression_applied)
+        log_choices(self.compression_choices, self.compression_applied)
 
     def path(self, stage: str) -> str:
         if stage == "teacher" and self.cfg.teacher_dir:
@@ -85,8 +99,12 @@ class Context:
             model.init_embeddings_from = self.path("teacher")
         if not configs[3].auto_recipe or configs[3].task != "classification":
             return configs, None
-        return configs, configure(configs, configs[0], given - {"output_dir"},
-                                  self.data_on_command_line)
+        profile = configure(configs, configs[0], given - {"output_dir"},
+                            self.data_on_command_line,
+                            max_bytes=self.cfg.student_max_bytes if auto else 0)
+        profile["pipeline_choices"] = choice_records(self.compression_choices,
+                                                     self.compression_applied)
+        return configs, profile
 
     def final_model_stage(self) -> str:
         """The last model-producing stage that is enabled."""
