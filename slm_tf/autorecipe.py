@@ -67,7 +67,9 @@ BAG_TOKEN_DROPOUT = 0.2
 CHAR_BAG_BIGRAM_BUCKETS = 100_000
 CHAR_BAG_TRIGRAM_BUCKETS = 200_000
 CHAR_BAG_WEIGHT_DECAY = 1.0
-CHAR_BAG_MEASURED = "MEASUREMENT"
+CHAR_BAG_MEASURED = ("Chinese reviews, 3 seeds: validation 85.54% against 84.92% with weight "
+                     "decay 1.0 alone, 85.43% at decay 3.0, 81.02% at 10.0 and one seed of "
+                     "today's 1 MB bag 84.90%; test 83.54% against TF-IDF's 84.04% (was 81.91%)")
 # Batch by length when the padded length is this many times the median text or more.
 BUCKET_LENGTH_RATIO = 4
 BUCKET_MIN_LENGTH = 128  # shorter padded lengths cost little (banking77: 64, median 15)
