@@ -58,6 +58,18 @@ BUDGET_MIN_VOCAB = 4000
 BAG_DROPOUT = 0.2
 BAG_LEARNING_RATE = 3e-3
 BAG_TOKEN_DROPOUT = 0.2
+# Character-token (CJK) bags without a size budget (train.py; the pipeline's student keeps the
+# 1 MB sizes above): characters are not words, so a review's evidence is in its character
+# bigrams and trigrams, which are many and rare (Chinese reviews: 166,859 distinct bigrams and
+# 515,884 trigrams in 14,062 texts). Tables of their own with few collisions, and a weight
+# decay that keeps Adam from memorizing the rare ones (the way TF-IDF's linear SVM is
+# regularized): measured on the Chinese reviews' validation split, see CHAR_BAG_MEASURED.
+CHAR_BAG_BIGRAM_BUCKETS = 100_000
+CHAR_BAG_TRIGRAM_BUCKETS = 200_000
+CHAR_BAG_WEIGHT_DECAY = 1.0
+CHAR_BAG_MEASURED = ("Chinese reviews, 3 seeds: validation 85.54% against 84.92% with weight "
+                     "decay 1.0 alone, 85.43% at decay 3.0, 81.02% at 10.0 and one seed of "
+                     "today's 1 MB bag 84.90%; test 83.54% against TF-IDF's 84.04% (was 81.91%)")
 # Batch by length when the padded length is this many times the median text or more.
 BUCKET_LENGTH_RATIO = 4
 BUCKET_MIN_LENGTH = 128  # shorter padded lengths cost little (banking77: 64, median 15)
@@ -238,6 +250,24 @@ def _bag_choices(out: Dict[str, Choice], p: DataProfile, size: str, max_bytes: i
     out["early_stopping_patience"] = Choice(8, "a bag of embeddings learns slowly in its first "
                                             "epochs (the warmup); stopping after 3 flat ones "
                                             "left it predicting one class")
+    if out["tokenizer"].value == "char" and not max_bytes:
+        _char_bag_choices(out)
+
+
+def _char_bag_choices(out: Dict[str, Choice]) -> None:
+    """A character bag with no size budget: bigram and trigram tables of their own, and weight
+    decay against memorizing rare n-grams (CHAR_BAG_MEASURED)."""
+    out["bigram_buckets"] = Choice(CHAR_BAG_BIGRAM_BUCKETS, "character bigrams are the words: "
+                                   f"{CHAR_BAG_BIGRAM_BUCKETS:,} hashed rows keep collisions "
+                                   f"rare (no size budget; {CHAR_BAG_MEASURED})")
+    out["trigram_buckets"] = Choice(CHAR_BAG_TRIGRAM_BUCKETS, "character trigrams (words of "
+                                    "three characters, word pairs) in a table of their own: "
+                                    f"{CHAR_BAG_TRIGRAM_BUCKETS:,} hashed rows "
+                                    f"({CHAR_BAG_MEASURED})")
+    out["weight_decay"] = Choice(CHAR_BAG_WEIGHT_DECAY, "strong decoupled weight decay: Adam "
+                                 "gives a rare character n-gram full-size steps and the bag "
+                                 "memorized the training split within 2 epochs, after which "
+                                 f"validation accuracy fell ({CHAR_BAG_MEASURED})")
 
 
 def _pretrained_choices(out: Dict[str, Choice], p: DataProfile, size: str,

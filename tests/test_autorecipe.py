@@ -64,6 +64,8 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     assert (c["vocab_size"].value + c["bigram_buckets"].value) * c["embedding_dim"].value \
         <= 1_000_000  # int8: one byte per weight, within issue 14's 1 MB
     assert "kernel_sizes" not in c and "num_filters" not in c
+    # Word-piece bags (long English documents) keep their choices: no trigrams, default decay.
+    assert "trigram_buckets" not in c and "weight_decay" not in c
     # Scenes of 4000 words (4802 pieces): the bag reads 4096; a CNN the user names keeps 384.
     very_long = profile_examples(["word " * 4000] * 10 + ["word " * 3900] * 10,
                                  ["a"] * 10 + ["b"] * 10)
@@ -73,6 +75,13 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
     c = choose(zh)
     assert c["tokenizer"].value == "char" and c["model"].value == "bow"
+    # No size budget (train.py): bigram and trigram tables of their own, strong weight decay.
+    assert (c["bigram_buckets"].value, c["trigram_buckets"].value) == (100_000, 200_000)
+    assert c["weight_decay"].value == 1.0
+    # The pipeline's student (a budget) keeps the 1 MB bag: no trigrams, default decay.
+    c = choose(zh, max_bytes=1_000_000)
+    assert "trigram_buckets" not in c and "weight_decay" not in c
+    assert (c["vocab_size"].value + c["bigram_buckets"].value) * 32 <= 1_000_000
     # English abstracts of 200 words (242 pieces) fit the CNN's window: the CNN.
     abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
     c = choose(abstracts)

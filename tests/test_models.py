@@ -110,3 +110,27 @@ def test_bag_of_ngrams_by_hand():
     # Word order now matters (it does not for the plain bag).
     swapped = np.array([[9, 2, 31, 4, 0, 0]], np.int32)
     assert not np.allclose(model(ids).numpy(), model(swapped).numpy(), atol=1e-4)
+
+
+def test_bag_with_trigrams_by_hand():
+    # Trigrams in a table of their own: bucket ((prev2 * vocab + prev) mod B) * vocab + id)
+    # mod B, pooled (sqrt_n) with the token and bigram rows; padding excluded.
+    vocab, buckets, tri, dim = 50, 11, 13, 4
+    model = build_model(ModelConfig(model="bow", embedding_dim=dim, hidden_dim=0,
+                                    bigram_buckets=buckets, trigram_buckets=tri, dropout=0.0,
+                                    pooling="sqrt_n"), vocab, 3, 8)
+    tokens = model.get_layer("token_embedding").get_weights()[0]
+    bigrams = model.get_layer("bigram_embedding").get_weights()[0]
+    trigrams = model.get_layer("trigram_embedding").get_weights()[0]
+    w, b = model.get_layer("logits").get_weights()
+    ids = np.array([[2, 9, 31, 4, 0, 0]], np.int32)
+    real, prev, prev2 = [2, 9, 31, 4], [0, 2, 9, 31], [0, 0, 2, 9]
+    # By hand, e.g. the last trigram (9, 31, 4): (9 * 50 + 31) % 13 = 0, (0 * 50 + 4) % 13 = 4.
+    tri_ids = [((p2 * vocab + p) % tri * vocab + i) % tri for p2, p, i in zip(prev2, prev, real)]
+    assert tri_ids[3] == 4
+    rows = ([tokens[i] for i in real] + [bigrams[(p * vocab + i) % buckets]
+                                         for p, i in zip(prev, real)] +
+            [trigrams[t] for t in tri_ids])
+    expected = np.sum(rows, axis=0) / np.sqrt(len(rows)) @ w + b
+    np.testing.assert_allclose(model(ids).numpy()[0], expected, atol=1e-5)
+    assert model.count_params() == (vocab + buckets + tri) * dim + dim * 3 + 3

@@ -14,6 +14,12 @@ def test_hashed_bigrams_by_hand():
     ids = tf.constant([[5, 7, 2, 0]], tf.int32)
     # left neighbours 0, 5, 7, 2: (0*10+5)%13, (5*10+7)%13, (7*10+2)%13, (2*10+0)%13
     assert HashedBigrams(10, 13)(ids).numpy().tolist() == [[5, 5, 7, 7]]
+    # Trigrams, one neighbour at a time: ((p2*10 + p) % 13 * 10 + id) % 13 over the triples
+    # (0, 0, 5), (0, 5, 7), (5, 7, 2), (7, 2, 0): 5 % 13, 57 % 13, (57 % 13 = 5) * 10 + 2 = 52
+    # -> 0, (72 % 13 = 7) * 10 + 0 = 70 -> 5.
+    assert HashedBigrams(10, 13, order=3)(ids).numpy().tolist() == [[5, 5, 0, 5]]
+    with pytest.raises(ValueError, match="overflow int32"):
+        HashedBigrams(100_000, 30_000, order=3)
 
 
 def test_reverse_by_length_by_hand():

@@ -29,6 +29,16 @@ class BagOfWordsClassifier(TextClassifier):
                                  name="bigram_embedding")(bigrams)
             x = layers.Concatenate(axis=1, name="tokens_and_bigrams")([x, b])
             mask = layers.Concatenate(axis=1, name="tokens_and_bigrams_mask")([mask, mask])
+        if cfg.trigram_buckets:
+            # A table of their own: trigrams hashed into the bigram rows collided with them
+            # and lost on the Chinese reviews' validation split (0.833 against 0.843).
+            trigrams = HashedBigrams(vocab_size, cfg.trigram_buckets, order=3,
+                                     name="trigram_ids")(ids)
+            t = layers.Embedding(cfg.trigram_buckets, cfg.embedding_dim,
+                                 name="trigram_embedding")(trigrams)
+            token_mask = PaddingMask(name="trigram_mask")(ids)
+            x = layers.Concatenate(axis=1, name="with_trigrams")([x, t])
+            mask = layers.Concatenate(axis=1, name="with_trigrams_mask")([mask, token_mask])
         x = MaskedPooling(cfg.pooling, name="pooling")([x, mask])
         if cfg.hidden_dim:
             x = layers.Dense(cfg.hidden_dim, activation="relu", name="hidden")(x)

@@ -42,6 +42,11 @@ class ModelConfig:
                                 "averaged with the token embeddings (bow) or concatenated to "
                                 "them (token classification with cnn); 0 = off.",
                                 validate=non_negative, rule=">= 0")
+    trigram_buckets: int = field(0, "bow: hashed embeddings of each token and its two left "
+                                 "neighbours (character trigrams for Chinese) in a table of "
+                                 "this many rows of their own, pooled with the token and "
+                                 "bigram embeddings; 0 = off.", validate=non_negative,
+                                 rule=">= 0")
     rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,

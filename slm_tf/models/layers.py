@@ -226,19 +226,34 @@ class MaskedPooling(keras.layers.Layer, _NothingToPrune):
 class HashedBigrams(keras.layers.Layer, _NothingToPrune):
     """``[B, L]`` bucket ids of each (left neighbour, token) id pair: ``(prev * vocab_size +
     id) mod buckets``, the left neighbour of position 0 being padding. Integer ops only
-    (pad, multiply, add, floor-mod), so bigram features stay inside the exported graph."""
+    (pad, multiply, add, floor-mod), so bigram features stay inside the exported graph.
+    With ``order=3`` the bucket of each (second left, left, token) triple instead, hashed one
+    neighbour at a time: ``((prev2 * vocab_size + prev) mod buckets) * vocab_size + id) mod
+    buckets``, so no intermediate exceeds ``buckets * vocab_size`` (int32 holds it up to
+    2**31; the constructor checks)."""
 
-    def __init__(self, vocab_size: int, buckets: int, **kwargs):
+    def __init__(self, vocab_size: int, buckets: int, order: int = 2, **kwargs):
         super().__init__(**kwargs)
+        if order not in (2, 3):
+            raise ValueError(f"HashedBigrams: order must be 2 or 3, got {order}")
+        if order == 3 and (buckets + 1) * vocab_size >= 2 ** 31:
+            raise ValueError(f"HashedBigrams: {buckets} trigram buckets x {vocab_size} ids "
+                             "overflow int32; use fewer buckets or a smaller vocabulary")
         self.vocab_size = vocab_size
         self.buckets = buckets
+        self.order = order
 
     def call(self, ids):
         prev = tf.pad(ids[:, :-1], [[0, 0], [1, 0]])
-        return tf.math.floormod(prev * self.vocab_size + ids, self.buckets)
+        if self.order == 2:
+            return tf.math.floormod(prev * self.vocab_size + ids, self.buckets)
+        prev2 = tf.pad(ids[:, :-2], [[0, 0], [2, 0]])
+        left = tf.math.floormod(prev2 * self.vocab_size + prev, self.buckets)
+        return tf.math.floormod(left * self.vocab_size + ids, self.buckets)
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets}
+        return {**super().get_config(), "vocab_size": self.vocab_size, "buckets": self.buckets,
+                "order": self.order}
 
 
 @serializable
