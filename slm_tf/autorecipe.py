@@ -205,9 +205,12 @@ def _cnn_choices(out: Dict[str, Choice], p: DataProfile, size: str, max_bytes: i
                    "int8 file")
         if fit < vocab:
             fitted = max(1000, fit // 1000 * 1000)
-            out["vocab_size"] = Choice(fitted, f"{out['vocab_size'].reason}, but "
-                                       f"{fitted} rows x {dim} is what fits a {max_bytes:,}-byte "
-                                       f"int8 file beside the convolutions ({vocab} would not)")
+            fits = (f"{fitted} rows x {dim} is what fits a {max_bytes:,}-byte int8 file beside "
+                    f"the convolutions ({vocab} would not)" if fit >= 1000 else
+                    f"even {fitted} rows x {dim} exceed a {max_bytes:,}-byte int8 file (about "
+                    f"{cnn_params(fitted, dim, filters, p.num_classes):,} bytes of weights): "
+                    "raise --student_max_bytes")
+            out["vocab_size"] = Choice(fitted, f"{out['vocab_size'].reason}, but {fits}")
     out["embedding_dim"] = Choice(dim, why)
     out["num_filters"] = Choice(filters, why)
     out["kernel_sizes"] = Choice([str(k) for k in CNN_KERNELS], "n-grams of 2 to 5 tokens")

@@ -157,6 +157,12 @@ def test_a_size_budget_sizes_the_automatic_student_for_its_int8_file():
     # (285,000 - 269,389) // 128 = 121 rows, 64 x 64 leaves (285,000 - 77,389) // 64 = 3,243.
     c = choose(queries, max_bytes=300_000)
     assert (c["embedding_dim"].value, c["vocab_size"].value) == (64, 3000)
+    # A budget no CNN fits: the smallest model (1,000 rows x 64) is chosen and the reason says
+    # it does not fit: 64,000 + 77,389 = 141,389 weights against 95,000.
+    c = choose(queries, max_bytes=100_000)
+    assert (c["embedding_dim"].value, c["vocab_size"].value) == (64, 1000)
+    assert "141,389" in c["vocab_size"].reason and "raise --student_max_bytes" in \
+        c["vocab_size"].reason
     # The bag's rows shrink under a budget tighter than its own 28,000 rows.
     zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
     c = choose(zh, max_bytes=500_000)
