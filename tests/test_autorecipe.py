@@ -327,3 +327,37 @@ def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):
     ctx = Context(PipelineConfig(output_dir=out), overrides, data_on_command_line={"data"})
     (d, _, model, _, _, _), profile = ctx.teacher(os.path.join(out, "teacher"))
     assert d.max_seq_len == 48 and profile is None
+    # Chinese reviews (40 characters each, median >= 32) and long English documents (600
+    # words: past the CNN's 384 pieces): the teacher is train.py's own unbudgeted bag of
+    # n-grams - not MiniLM, whose vocabulary is English and which would read 256 pieces - and
+    # it is larger than the pipeline's 1 MB student.
+    han = [chr(0x4E00 + k) for k in range(200)]
+    reviews = [("".join(han[(i * 7 + j * 3) % 200] for j in range(40)), f"c{i % 2}")
+               for i in range(60)]
+    novels = [(" ".join(words[(i + j * j) % 8] for j in range(600)), f"c{i % 3}")
+              for i in range(30)]
+    for name, rows, tokenizer in (("reviews", reviews, "char"),
+                                  ("novels", novels, "wordpiece")):
+        overrides = [f"--data={write_csv(tmp_path / f'{name}.csv', rows)}",
+                     f"--data_dir={tmp_path / 'tfds'}"]
+        ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
+                      auto_student=True, data_on_command_line={"data"})
+        (d, tok, model, train, _, finetune), profile = ctx.teacher(os.path.join(out, name))
+        assert model.model == "bow" and tok.tokenizer == tokenizer, name
+        assert not model.init_checkpoint and not finetune.frozen_encoder
+        assert profile["choices"]["model"]["applied"]
+        # As train.py --data=X would train it (its own parse and automatic recipe).
+        from slm_tf.autorecipe import configure, pretrained_available
+        from slm_tf.config import parse_recipe
+        from slm_tf.pipeline.stages import TRAIN_CLASSES
+        own, given = parse_recipe(TRAIN_CLASSES, "", [*overrides, f"--output_dir={out}"])
+        configure(own, own[0], given - {"output_dir"}, {"data"},
+                  pretrained=pretrained_available())
+        assert (model, tok.tokenizer, d.max_seq_len) == (own[2], own[1].tokenizer,
+                                                         own[0].max_seq_len)
+        (_, _, student, _), _ = ctx.student(os.path.join(out, name + "_student"))
+        teacher_rows = model.bigram_buckets + model.trigram_buckets
+        student_rows = student.bigram_buckets + student.trigram_buckets
+        # Character bags without a budget take larger hashed tables (train.py's choice).
+        assert teacher_rows > student_rows if tokenizer == "char" else \
+            teacher_rows >= student_rows, (name, teacher_rows, student_rows)

@@ -69,22 +69,25 @@ class Context:
 
     def teacher(self, run_dir: str):
         """``(configs, data profile or None)`` of the teacher: ``--teacher_recipe``; without
-        one (``auto_teacher``, classification), train.py's automatic recipe where that picks
-        the frozen pretrained encoder (few English documents: fine-tuning MiniLM on a few
-        thousand long texts costs an hour of CPU and cuts them at the recipe's length), else
-        the default recipe with the data-dependent choices (sequence length) from the data."""
+        one (``auto_teacher``, classification), train.py's automatic model where that is not
+        the CNN - the frozen pretrained encoder for few English documents, the unbudgeted bag
+        of n-grams for long documents and Chinese text (MiniLM reads 256 word pieces of a
+        1,437-piece scene, and its vocabulary is English; fine-tuning it on such data costs
+        an hour of CPU) - else (short texts) the fine-tuned MiniLM recipe with the
+        data-dependent choices (sequence length) from the data."""
         if not (self.auto_teacher and self.cfg.task == "classification"):
             return self.recipe(self.cfg.teacher_recipe, run_dir), None
         extra = [*self.data_overrides, f"--output_dir={run_dir}"]
         configs, given = parse_recipe(TEACHER_CLASSES, self.cfg.teacher_recipe, extra)
         if not configs[3].auto_recipe:
             return configs, None
-        few_documents = pretrained_available() and choose(
-            profile_split(configs[0]), pretrained=True)["model"].value == "bert"
-        if few_documents:
+        pretrained = pretrained_available()
+        own_model = choose(profile_split(configs[0]), pretrained=pretrained)["model"].value
+        if own_model != "cnn":
             configs, given = parse_recipe(TEACHER_CLASSES, "", extra)
         return configs, configure(configs, configs[0], given - {"output_dir"},
-                                  self.data_on_command_line, pretrained=few_documents)
+                                  self.data_on_command_line,
+                                  pretrained=pretrained and own_model != "cnn")
 
     def student(self, run_dir: str):
         """``(configs, data profile or None)`` of the student: its recipe (none when
