@@ -78,10 +78,12 @@ def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
     # No size budget (train.py): bigram and trigram tables of their own, strong weight decay.
     assert (c["bigram_buckets"].value, c["trigram_buckets"].value) == (100_000, 200_000)
     assert c["weight_decay"].value == 1.0
-    # The pipeline's student (a budget) keeps the 1 MB bag: no trigrams, default decay.
+    # The pipeline's student (a budget): narrower rows, both tables, the same decay; the
+    # sizes by hand are in test_a_size_budget_sizes_the_automatic_student_for_its_int8_file.
     c = choose(zh, max_bytes=1_000_000)
-    assert "trigram_buckets" not in c and "weight_decay" not in c
-    assert (c["vocab_size"].value + c["bigram_buckets"].value) * 32 <= 1_000_000
+    rows = c["vocab_size"].value + c["bigram_buckets"].value + c["trigram_buckets"].value
+    assert c["weight_decay"].value == 1.0 and rows * c["embedding_dim"].value <= 950_000
+    assert c["trigram_buckets"].value > c["bigram_buckets"].value > 0
     # English abstracts of 200 words (242 pieces) fit the CNN's window: the CNN.
     abstracts = profile_examples(*zip(*(_english(200, 30, "a") + _english(180, 30, "b"))))
     c = choose(abstracts)
@@ -163,11 +165,27 @@ def test_a_size_budget_sizes_the_automatic_student_for_its_int8_file():
     assert (c["embedding_dim"].value, c["vocab_size"].value) == (64, 1000)
     assert "141,389" in c["vocab_size"].reason and "raise --student_max_bytes" in \
         c["vocab_size"].reason
-    # The bag's rows shrink under a budget tighter than its own 28,000 rows.
+    # A word-piece bag's rows shrink under a budget tighter than its own 28,000 x 32.
+    scenes = _profile(400, 3, 1200, 2_500)  # vocabulary 4,000
+    assert choose(scenes, max_bytes=1_000_000)["bigram_buckets"].value == 28000 - 4000
+    c = choose(scenes, max_bytes=500_000)
+    rows = c["vocab_size"].value + c["bigram_buckets"].value
+    assert rows == (475_000 - 32 * 3 - 3) // 32 and rows * 32 + 99 <= 475_000
+    # A character bag within a budget: 8-wide rows, the rest split 50 : 64 between bigram and
+    # trigram tables. By hand for 500 kB: vocabulary 2 characters + 10 specials = 12 rows,
+    # head 8 x 2 + 2 = 18, (475,000 - 18) // 8 = 59,372 rows -> 59,360 hashed ->
+    # 26,035 bigram (59,360 x 50 / 114 = 26,035.1) and 33,325 trigram rows.
     zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
     c = choose(zh, max_bytes=500_000)
-    rows = c["vocab_size"].value + c["bigram_buckets"].value
-    assert rows == (475_000 - 32 * 2 - 2) // 32 and rows * 32 + 66 <= 475_000
+    assert c["tokenizer"].value == "char" and c["model"].value == "bow"
+    assert (c["embedding_dim"].value, c["vocab_size"].value) == (8, 12)
+    assert (c["bigram_buckets"].value, c["trigram_buckets"].value) == (26_035, 33_325)
+    assert c["weight_decay"].value == 1.0
+    cfg = ModelConfig(model="bow", embedding_dim=8, bigram_buckets=26_035,
+                      trigram_buckets=33_325, hidden_dim=0, pooling="sqrt_n")
+    params = build_model(cfg, 12, 2, 64).count_params()
+    assert params == 59_372 * 8 + 18 and params <= 475_000
+    assert "trigram_buckets" not in choose(scenes, max_bytes=500_000)  # words: bigrams only
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
