@@ -275,14 +275,18 @@ def _budgeted_char_bag_choices(out: Dict[str, Choice], p: DataProfile, max_bytes
     bigrams and trigrams fit, and weight decay (CHAR_BAG_BUDGET_MEASURED)."""
     dim = CHAR_BAG_BUDGET_DIM
     room = int(INT8_WEIGHT_SHARE * max_bytes) - bag_params(0, dim, p.num_classes)
-    hashed = max(2 * BAG_MIN_BUCKETS, room // dim - out["vocab_size"].value)
+    fit = room // dim - out["vocab_size"].value
+    hashed = max(2 * BAG_MIN_BUCKETS, fit)
     bigrams = int(hashed * CHAR_BAG_BUDGET_BIGRAM_SHARE)
     why = f"{max_bytes:,}-byte int8 file; {CHAR_BAG_BUDGET_MEASURED}"
+    fits = (f"with the trigram rows and the vocabulary, what fits a {max_bytes:,}-byte int8 "
+            "file" if fit >= hashed else
+            f"the smallest tables ({hashed:,} rows) exceed a {max_bytes:,}-byte int8 file (about "
+            f"{bag_params(hashed + out['vocab_size'].value, dim, p.num_classes):,} bytes of "
+            "weights): raise --student_max_bytes")
     out["embedding_dim"] = Choice(dim, f"{dim}-wide rows so that more character n-grams fit a "
                                   f"{why}")
-    out["bigram_buckets"] = Choice(bigrams, f"hashed character bigrams: with the trigram rows "
-                                   f"and the vocabulary, what fits a {max_bytes:,}-byte int8 "
-                                   "file")
+    out["bigram_buckets"] = Choice(bigrams, f"hashed character bigrams: {fits}")
     out["trigram_buckets"] = Choice(hashed - bigrams, "hashed character trigrams in a table of "
                                     "their own (the rest of the budget)")
     out["weight_decay"] = Choice(CHAR_BAG_WEIGHT_DECAY, "strong decoupled weight decay against "

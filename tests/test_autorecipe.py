@@ -186,6 +186,12 @@ def test_a_size_budget_sizes_the_automatic_student_for_its_int8_file():
     params = build_model(cfg, 12, 2, 64).count_params()
     assert params == 59_372 * 8 + 18 and params <= 475_000
     assert "trigram_buckets" not in choose(scenes, max_bytes=500_000)  # words: bigrams only
+    assert "what fits" in c["bigram_buckets"].reason
+    # A budget the smallest tables (16,000 hashed rows) cannot meet says so and names the flag:
+    # (16,000 + 12) x 8 + 18 = 128,114 weights against 95,000.
+    c = choose(zh, max_bytes=100_000)
+    assert "128,114" in c["bigram_buckets"].reason and "raise --student_max_bytes" in \
+        c["bigram_buckets"].reason
 
 
 def test_bucket_by_length_when_padding_dwarfs_the_median():
