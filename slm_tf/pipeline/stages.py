@@ -82,12 +82,11 @@ class Context:
         if not configs[3].auto_recipe:
             return configs, None
         pretrained = pretrained_available()
-        own_model = choose(profile_split(configs[0]), pretrained=pretrained)["model"].value
-        if own_model != "cnn":
+        if choose(profile_split(configs[0]), pretrained=pretrained)["model"].value != "cnn":
+            # Profiled again below: without the recipe the validation fraction may differ.
             configs, given = parse_recipe(TEACHER_CLASSES, "", extra)
         return configs, configure(configs, configs[0], given - {"output_dir"},
-                                  self.data_on_command_line,
-                                  pretrained=pretrained and own_model != "cnn")
+                                  self.data_on_command_line, pretrained=pretrained)
 
     def student(self, run_dir: str):
         """``(configs, data profile or None)`` of the student: its recipe (none when
