@@ -309,12 +309,19 @@ def test_pipeline_student_recipe_is_automatic_without_recipe_flags(tmp_path):
         {"student": os.path.join(out, "student")}))
     # A recipe that names its model keeps it (and its sizes); the tokenizer follows the data.
     recipe = tmp_path / "student.flags"
-    recipe.write_text("--data=banking77\n--model=bow\n--embedding_dim=24\n--tokenizer=wordpiece\n")
+    recipe.write_text("--data=banking77\n--model=bow\n--embedding_dim=24\n--tokenizer=wordpiece\n"
+                      "--seed=5\n")
     ctx = Context(PipelineConfig(output_dir=out, student_recipe=str(recipe)), overrides,
                   auto_student=False, data_on_command_line={"data"})
-    (d, tok, model, _), _ = ctx.student(os.path.join(out, "student"))
+    (d, tok, model, train), _ = ctx.student(os.path.join(out, "student"))
     assert model.model == "bow" and model.embedding_dim == 24 and tok.tokenizer == "char"
-    assert d.data == data
+    assert d.data == data and train.seed == 5  # the recipe's own seed
+    # pipeline.py --seed=9 reseeds every stage: the student and the teacher (whose recipe,
+    # banking77_teacher.flags, says --seed=42).
+    ctx = Context(PipelineConfig(output_dir=out, student_recipe=str(recipe), seed=9),
+                  overrides, data_on_command_line={"data"}, pipeline_given={"seed"})
+    assert ctx.student(os.path.join(out, "student"))[0][3].seed == 9
+    assert ctx.teacher(os.path.join(out, "teacher"))[0][3].seed == 9
 
 
 def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):

@@ -37,7 +37,7 @@ def setup(tmp_path_factory, data_dir):
             f"--student_recipe={root / 'student.flags'}", "--augment_copies=1",
             "--prune=0.5", "--prune_epochs=1", "--qat", "--qat_epochs=1",
             "--export_formats=tflite_int8,tflite_float", "--latency_queries=20",
-            "--teacher_latency_queries=20"]
+            "--teacher_latency_queries=20", "--seed=7"]
     return root, args
 
 
@@ -74,6 +74,8 @@ def _check_report(out):
     # Every row's numbers are the ones in the stage's own metrics/benchmark file.
     rows = {r["name"]: r for r in summary["rows"]}
     for stage in ("teacher", "student", "distilled", "pruned", "qat"):
+        # --seed=7 reaches every training stage (the recipes leave the default, 42).
+        assert json.load(open(os.path.join(out, stage, "config.json")))["train"]["seed"] == 7
         m = json.load(open(os.path.join(out, stage, "metrics.json")))
         assert rows[f"{stage} (Keras)"]["accuracy"] == m["accuracy"]
         assert rows[f"{stage} (Keras)"]["num_params"] == m["num_params"]

@@ -7,7 +7,7 @@ from slm_tf.config import field, fraction, non_negative, positive
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE, DistillConfig
 from slm_tf.export.config import EXPORT_FORMATS, are_export_formats
 from slm_tf.recipes import RECIPES_DIR as CONFIGS
-from slm_tf.train.config import TASK_NAMES
+from slm_tf.train.config import TASK_NAMES, TrainConfig
 
 
 # What --task=lm changes from the defaults below (recipes without data lines, so they fit any
@@ -95,6 +95,10 @@ class PipelineConfig:
                                   "lose to an earlier student stage before the report and the "
                                   "terminal warn and name the stage and knob to fix.",
                                   validate=fraction, rule="in [0, 1)")
+    seed: int = field(TrainConfig.seed, "Seed of every training stage (teacher, student, "
+                      "distillation, pruning, QAT) when given; not given, each recipe keeps "
+                      "its own --seed. Rerun with other seeds to see the spread of a result.",
+                      validate=non_negative, rule=">= 0")
     teacher_latency_queries: int = field(100, "Batch-1 queries timed for the teacher's float "
                                          "TFLite file (the speed-up reference).",
                                          validate=positive, rule="> 0")

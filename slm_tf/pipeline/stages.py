@@ -62,10 +62,18 @@ class Context:
             return self.cfg.teacher_dir
         return os.path.join(self.cfg.output_dir, stage)
 
+    def overrides(self, run_dir: str) -> List[str]:
+        """What a stage's recipe takes from this pipeline: the data flags, ``--seed`` when
+        the user gave it, and ``run_dir``."""
+        return [*self.data_overrides, *self.seed_flag(), f"--output_dir={run_dir}"]
+
+    def seed_flag(self) -> List[str]:
+        """``--seed`` for every training stage when the user gave it, else nothing."""
+        return [f"--seed={self.cfg.seed}"] if "seed" in self.pipeline_given else []
+
     def recipe(self, flagfile: str, run_dir: str, extra=()):
-        """A teacher recipe's configs with this pipeline's data flags and ``run_dir``."""
-        return parse_flagfile(TEACHER_CLASSES, flagfile,
-                              [*self.data_overrides, f"--output_dir={run_dir}", *extra])
+        """A teacher recipe's configs with this pipeline's overrides."""
+        return parse_flagfile(TEACHER_CLASSES, flagfile, [*self.overrides(run_dir), *extra])
 
     def teacher(self, run_dir: str):
         """``(configs, data profile or None)`` of the teacher: ``--teacher_recipe``; without
@@ -77,7 +85,7 @@ class Context:
         data-dependent choices (sequence length) from the data."""
         if not (self.auto_teacher and self.cfg.task == "classification"):
             return self.recipe(self.cfg.teacher_recipe, run_dir), None
-        extra = [*self.data_overrides, f"--output_dir={run_dir}"]
+        extra = self.overrides(run_dir)
         configs, given = parse_recipe(TEACHER_CLASSES, self.cfg.teacher_recipe, extra)
         if not configs[3].auto_recipe:
             return configs, None
@@ -95,7 +103,7 @@ class Context:
         data), model and training ones when no model is named anywhere."""
         auto = self.auto_student and self.cfg.task == "classification"
         configs, given = parse_recipe(TRAIN_CLASSES, "" if auto else self.cfg.student_recipe,
-                                      [*self.data_overrides, f"--output_dir={run_dir}"])
+                                      self.overrides(run_dir))
         model = configs[TRAIN_CLASSES.index(ModelConfig)]  # parsed afresh: ours to change
         if model.init_embeddings_from == TEACHER:  # both students start the same way
             model.init_embeddings_from = self.path("teacher")
@@ -159,7 +167,7 @@ def _compress(ctx: Context, stage: str, path: str, overrides, qat_stage: bool = 
     """compress.py on the previous stage's run with the compress recipe plus ``overrides``."""
     from slm_tf.compress.run import compress_recipe
     compress_recipe(ctx.cfg.compress_recipe, _previous_model(ctx, stage), path,
-                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0",
+                    [f"--teacher_dir={ctx.path('teacher')}", "--cluster=0", *ctx.seed_flag(),
                      f"--steps_per_epoch={ctx.cfg.compress_steps_per_epoch}", *overrides],
                     qat_stage)
 
