@@ -102,10 +102,17 @@ def _check_report(out):
     assert "classical baseline" in report and f"{base['accuracy']:.4f}" in report
     # What each stage cost against the one before it, from the same rows; the final file's
     # ECE before/after temperature is its benchmark's.
+    # Pruning starts from the better student on validation (--compress_from=better; a tie
+    # keeps the labels-only one), and is costed against it.
+    val = {s: json.load(open(os.path.join(out, s, "metrics.json")))["validation"]["accuracy"]
+           for s in ("student", "distilled")}
+    source = "student" if val["student"] >= val["distilled"] else "distilled"
+    pruned_from = json.load(open(os.path.join(out, "pruned", "config.json")))["compress"]["run_dir"]
+    assert os.path.basename(pruned_from) == source
     costs = {c["stage"]: c for c in summary["stage_costs"]}
-    assert costs["pruned"]["previous"] == "distilled"
+    assert costs["pruned"]["previous"] == source
     assert costs["pruned"]["points"] == pytest.approx(
-        (rows["pruned (Keras)"]["accuracy"] - rows["distilled (Keras)"]["accuracy"]) * 100)
+        (rows["pruned (Keras)"]["accuracy"] - rows[f"{source} (Keras)"]["accuracy"]) * 100)
     assert "## What each stage cost" in report and costs["qat"]["text"] in report
     cal = bench["tflite_int8"]["calibration"]
     assert rows["final tflite_int8"]["ece_after"] == cal["ece_after"]

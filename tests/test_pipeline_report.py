@@ -37,3 +37,38 @@ def test_report_says_what_each_stage_cost_and_warns_below_an_earlier_stage():
     assert "2.60 points below the distilled model" in verdict
     report["below_earlier_stage"] = None
     assert "below the distilled" not in _verdict(report)
+
+
+def test_compression_starts_from_the_better_student_on_validation():
+    """--compress_from=better: the labels-only student when it is at least as accurate on
+    validation as the distilled one (a tie too), else the distilled one; =distilled, other
+    tasks and runs without a validation accuracy keep the distilled student."""
+    from slm_tf.pipeline.compress_source import compress_source
+    val = lambda a: {"validation": {"accuracy": a}}
+    assert compress_source(val(0.9192), val(0.9133), "better", "classification")[0] == "student"
+    assert compress_source(val(0.9192), val(0.9192), "better", "classification")[0] == "student"
+    stage, reason = compress_source(val(0.7019), val(0.7115), "better", "classification")
+    assert stage == "distilled" and "0.7115" in reason and "0.7019" in reason
+    assert compress_source(val(0.95), val(0.90), "distilled", "classification")[0] == "distilled"
+    assert compress_source(val(0.95), val(0.90), "better", "lm")[0] == "distilled"
+    assert compress_source({}, val(0.90), "better", "classification")[0] == "distilled"
+
+
+def test_a_stage_that_started_from_the_labels_only_student_is_costed_against_it():
+    """QAT of the labels-only student: its cost is against the student, not the distilled
+    model listed before it, and the report says where compression started and why."""
+    from slm_tf.pipeline.report import compress_start_line, stage_costs
+    final = {"name": "final tflite_int8", "stage": "final", "format": "tflite_int8",
+             "accuracy": 0.9185}
+    rows = _rows(teacher=0.9224, student=0.9195, distilled=0.9084, qat=0.9190)
+    for r, v in zip(rows, (0.9259, 0.9192, 0.9133, 0.9190)):
+        r["validation_accuracy"] = v
+    rows[3]["input_stage"] = "student"
+    costs = {c["stage"]: c for c in stage_costs({"rows": rows + [final], "final": final})}
+    assert costs["qat"]["previous"] == "student"
+    assert costs["qat"]["points"] == pytest.approx(-0.05)  # 0.9190 - 0.9195
+    assert costs["distilled"]["previous"] == "student"
+    line = compress_start_line({"rows": rows})
+    assert "started from the student model" in line and "0.9192" in line and "0.9133" in line
+    rows[3]["input_stage"] = "distilled"
+    assert compress_start_line({"rows": rows}) == ""

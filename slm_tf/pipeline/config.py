@@ -6,6 +6,7 @@ import os
 from slm_tf.config import field, fraction, non_negative, positive
 from slm_tf.distill.config import KD_ALPHA, KD_TEMPERATURE, DistillConfig
 from slm_tf.export.config import EXPORT_FORMATS, are_export_formats
+from slm_tf.pipeline.compress_source import RULES as COMPRESS_FROM
 from slm_tf.recipes import RECIPES_DIR as CONFIGS
 from slm_tf.train.config import TASK_NAMES, TrainConfig
 
@@ -67,6 +68,11 @@ class PipelineConfig:
     unlabeled_data: str = field("", "distill.py's --unlabeled_data for the distilled stage: "
                                 "texts the teacher labels softly (a .txt file or folder, or a "
                                 "registered dataset's training texts).")
+    compress_from: str = field("better", "Which student the pruning / QAT stages start from: "
+                               "better = the distilled one unless the labels-only student is "
+                               "at least as accurate on validation (classification; a tie "
+                               "keeps the labels-only one); distilled = always the distilled "
+                               "one.", choices=COMPRESS_FROM)
     compress_recipe: str = field(os.path.join(CONFIGS, "banking77_compress.flags"),
                                  "Flagfile of compress.py giving how the pruning and QAT stages "
                                  "fine-tune (learning rates, schedule, KD weight, seed); the "

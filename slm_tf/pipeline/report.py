@@ -14,7 +14,7 @@ from slm_tf.export.benchmark import RESULT_FILE
 from slm_tf.io_utils import atomic_path, read_json, write_json, write_text
 from slm_tf.pipeline.html_page import plots_html, report_page
 from slm_tf.registry import Registry
-from slm_tf.train.artifacts import METRICS_FILE, MODEL_FILE
+from slm_tf.train.artifacts import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from slm_tf.trust.evaluate import summary_lines
 from slm_tf.trust.serving import TRUST_KEY
 
@@ -57,7 +57,30 @@ def _keras_row(stage: str, run_dir: str, spec: Optional[ReportTask] = None) -> D
             "num_params": m["num_params"],
             "file_bytes": os.path.getsize(os.path.join(run_dir, MODEL_FILE)),
             "p50_ms_1t": None, "p95_ms_1t": None, "ece": m.get("ece"), "source": path,
+            "validation_accuracy": m.get("validation", {}).get("accuracy"),
             **_ece_pair(m.get(TRUST_KEY, {}).get("calibration", {}))}
+
+
+def _input_stage(paths: Dict[str, str], stage: str) -> Optional[str]:
+    """The stage a compression stage started from (its ``config.json``), else None."""
+    config = os.path.join(paths[stage], CONFIG_FILE)
+    source = read_json(config).get("compress", {}).get("run_dir") if os.path.exists(config) \
+        else None
+    return next((s for s, p in paths.items() if source and s in MODEL_STAGES
+                 and os.path.realpath(p) == os.path.realpath(source)), None)
+
+
+def compress_start_line(report: Dict) -> str:
+    """Which student the compression stages started from and both validation accuracies
+    (``--compress_from``), or "" when they started from the distilled one as listed."""
+    starts = [r["input_stage"] for r in report["rows"] if r.get("input_stage")]
+    if not starts or starts[0] == "distilled":
+        return ""
+    val = {r["stage"]: r.get("validation_accuracy") for r in report["rows"]
+           if r["format"] == "keras"}
+    return (f"The compression stages started from the {starts[0]} model: validation accuracy "
+            f"{_fmt('accuracy', val.get('student'))} (labels only) vs "
+            f"{_fmt('accuracy', val.get('distilled'))} (distilled); see --compress_from.")
 
 
 def _ece_pair(calibration: Dict) -> Dict:
@@ -100,6 +123,8 @@ def collect(paths: Dict[str, str], final_stage: str, task: str = "classification
     spec = REPORT_TASKS.get(task)
     rows = [_keras_row(s, paths[s], spec) for s in MODEL_STAGES if s in paths]
     by_stage = {r["stage"]: r for r in rows}
+    for r in rows:
+        r["input_stage"] = _input_stage(paths, r["stage"])
     teacher_ref = _export_rows("teacher", paths["teacher_export"],
                                by_stage["teacher"]["num_params"], spec)[0]
     exported = _export_rows("final", paths["export"], by_stage[final_stage]["num_params"],
@@ -236,6 +261,7 @@ def stage_costs(report: Dict) -> List[Dict]:
     chain = [r["stage"] for r in keras_rows]
     out = []
     for prev, stage in zip(chain, chain[1:]):  # teacher, student, distilled, pruned, qat
+        prev = by_stage[stage].get("input_stage") or prev  # e.g. QAT of the labels-only one
         out.append(_cost(stage, by_stage[stage], prev, by_stage[prev]))
     out.append(_cost("final", report["final"], chain[-1], by_stage[chain[-1]]))
     return out
@@ -321,12 +347,14 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     table = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     table += ["| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
     t = report["teacher"]
+    start = compress_start_line(report)
     md = [f"# Pipeline report: {t['data']['name']}", "", f"Command: `{command}`", "",
           _verdict(report), "", "All rows are on the same test split "
           f"({t['num_examples']} examples). Speed-up and compression are against the teacher's "
           "float TFLite file; latency is batch 1 through LiteRT/onnxruntime.", "", *table, "",
           "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), "",
-          "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], ""]
+          "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], "",
+          *([start, ""] if start else [])]
     md += [f"![{k}]({v})" for k, v in plots.items()]
     md += report.get("extra_markdown", [])
     trust = trust_section(paths, out)
@@ -338,6 +366,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
         columns, rows, _fmt,
         "<h2>What each stage cost</h2><ul>" +
         "".join(f"<li>{html.escape(c['text'])}</li>" for c in report["costs"]) + "</ul>" +
+        (f"<p>{html.escape(start)}</p>" if start else "") +
         plots_html(plots) +
         (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
          if report.get("extra_markdown") else "") +

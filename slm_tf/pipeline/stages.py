@@ -18,13 +18,15 @@ from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
+from slm_tf.io_utils import read_json
 from slm_tf.models import ModelConfig
 from slm_tf.models.embedding_init import TEACHER
 from slm_tf.peft.config import FineTuneConfig
+from slm_tf.pipeline.compress_source import compress_source
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.trust.config import DPConfig
-from slm_tf.train.artifacts import is_complete
+from slm_tf.train.artifacts import METRICS_FILE, is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
@@ -160,7 +162,13 @@ def _distilled(ctx: Context, path: str) -> None:
 
 def _previous_model(ctx: Context, stage: str) -> str:
     names = [s.name for s in enabled_stages(ctx.cfg) if s.produces_model]
-    return ctx.path(names[names.index(stage) - 1])
+    previous = names[names.index(stage) - 1]
+    if previous == "distilled":
+        previous, reason = compress_source(
+            *(read_json(os.path.join(ctx.path(s), METRICS_FILE)) for s in ("student", previous)),
+            ctx.cfg.compress_from, ctx.cfg.task)
+        logging.info("%s starts from the %s model (%s)", stage, previous, reason)
+    return ctx.path(previous)
 
 
 def _compress(ctx: Context, stage: str, path: str, overrides, qat_stage: bool = False) -> None:
