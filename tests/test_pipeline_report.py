@@ -70,5 +70,11 @@ def test_a_stage_that_started_from_the_labels_only_student_is_costed_against_it(
     assert costs["distilled"]["previous"] == "student"
     line = compress_start_line({"rows": rows})
     assert "started from the student model" in line and "0.9192" in line and "0.9133" in line
+    # The model card does not call the shipped student distilled.
+    from slm_tf.pipeline.report import _lineage
+    teacher = {"num_params": 22_713_293, "accuracy": 0.9224}
+    assert _lineage({"rows": rows}, teacher).startswith("Trained on the labels alone")
     rows[3]["input_stage"] = "distilled"
     assert compress_start_line({"rows": rows}) == ""
+    assert _lineage({"rows": rows}, teacher) == ("Distilled from a teacher with 22,713,293 "
+                                                 "parameters (test accuracy 0.9224).")

@@ -70,6 +70,16 @@ def _input_stage(paths: Dict[str, str], stage: str) -> Optional[str]:
                  and os.path.realpath(p) == os.path.realpath(source)), None)
 
 
+def _lineage(report: Dict, teacher: Dict) -> str:
+    """Model card: whether the shipped student was distilled (``--compress_from``)."""
+    about = f"a teacher with {teacher['num_params']:,} parameters (test accuracy " \
+            f"{teacher['accuracy']:.4f})"
+    if compress_start_line(report):
+        return (f"Trained on the labels alone: its distillation from {about} was no better on "
+                "validation.")
+    return f"Distilled from {about}."
+
+
 def compress_start_line(report: Dict) -> str:
     """Which student the compression stages started from and both validation accuracies
     (``--compress_from``), or "" when they started from the distilled one as listed."""
@@ -488,8 +498,7 @@ for decisions about people without human review.
 `{f['format']}` export of the `{final_stage}` stage: a {run_cfg['model']['model']} student with
 {f['num_params']:,} parameters, {f['file_bytes']:,} bytes, input `ids` int32
 [1, {run_cfg['data']['max_seq_len']}] (longer texts are truncated), tokenizer
-`{run_cfg['tokenizer']['tokenizer']}`. Distilled from a teacher with {t['num_params']:,}
-parameters (test accuracy {t['accuracy']:.4f}).
+`{run_cfg['tokenizer']['tokenizer']}`. {_lineage(report, t)}
 
 ## Data
 `{data['name']}`, licence {data.get('license') or 'the user data licence'};
