@@ -64,17 +64,23 @@ def _keras_row(stage: str, run_dir: str, spec: Optional[ReportTask] = None) -> D
 def _input_stage(paths: Dict[str, str], stage: str) -> Optional[str]:
     """The stage a compression stage started from (its ``config.json``), else None."""
     config = os.path.join(paths[stage], CONFIG_FILE)
-    source = read_json(config).get("compress", {}).get("run_dir") if os.path.exists(config) \
-        else None
+    if not os.path.exists(config):
+        return None
+    source = read_json(config).get("compress", {}).get("run_dir")
     return next((s for s, p in paths.items() if source and s in MODEL_STAGES
                  and os.path.realpath(p) == os.path.realpath(source)), None)
+
+
+def _compression_start(report: Dict) -> Optional[str]:
+    """The stage the first compression stage started from, or None without one."""
+    return next((r["input_stage"] for r in report["rows"] if r.get("input_stage")), None)
 
 
 def _lineage(report: Dict, teacher: Dict) -> str:
     """Model card: whether the shipped student was distilled (``--compress_from``)."""
     about = f"a teacher with {teacher['num_params']:,} parameters (test accuracy " \
             f"{teacher['accuracy']:.4f})"
-    if compress_start_line(report):
+    if _compression_start(report) == "student":
         return (f"Trained on the labels alone: its distillation from {about} was no better on "
                 "validation.")
     return f"Distilled from {about}."
@@ -83,12 +89,12 @@ def _lineage(report: Dict, teacher: Dict) -> str:
 def compress_start_line(report: Dict) -> str:
     """Which student the compression stages started from and both validation accuracies
     (``--compress_from``), or "" when they started from the distilled one as listed."""
-    starts = [r["input_stage"] for r in report["rows"] if r.get("input_stage")]
-    if not starts or starts[0] == "distilled":
+    start = _compression_start(report)
+    if start in (None, "distilled"):
         return ""
     val = {r["stage"]: r.get("validation_accuracy") for r in report["rows"]
            if r["format"] == "keras"}
-    return (f"The compression stages started from the {starts[0]} model: validation accuracy "
+    return (f"The compression stages started from the {start} model: validation accuracy "
             f"{_fmt('accuracy', val.get('student'))} (labels only) vs "
             f"{_fmt('accuracy', val.get('distilled'))} (distilled); see --compress_from.")
 
