@@ -10,6 +10,7 @@ from slm_tf.data.sources import EMBEDDED_DIR
 from slm_tf.errors import UserError
 from slm_tf.tokenizers import (CharTokenizer, TokenizerConfig, WordPieceTokenizer,
                                build_tokenizer, load_tokenizer)
+from slm_tf.tokenizers.base import SPECIAL_TOKENS
 from slm_tf.tokenizers.normalize import pretokenize_py, pretokenize_tf
 
 CHINESE = ["我想查询我的账户余额。", "信用卡被盗了，怎么办？", "为什么我的转账还没到账", "汇率是多少？ABC银行",
@@ -60,6 +61,35 @@ def test_wordpiece_learns_subwords_and_respects_size(corpus):
     assert any(v.startswith("##") for v in tok.vocab)
     pieces = tok.tokenize("unrecognizably")
     assert len(pieces) > 1 and all(p.startswith("##") for p in pieces[1:])
+
+
+def test_wordpiece_vocab_size_is_an_upper_bound_when_the_learner_overshoots():
+    """tensorflow-text's learner aims at its size: here every target from 600 to 1,400 gives
+    767 pieces (two word frequencies only, so its count thresholds step coarsely)."""
+    import random
+    import string
+    r = random.Random(0)
+    words = ["".join(r.choice(string.ascii_lowercase) for _ in range(8)) for _ in range(1500)]
+    texts = [" ".join(words[:500] * 3), " ".join(words[500:] * 2)]
+    tok = WordPieceTokenizer.learn(texts, 600)
+    assert len(tok.vocab) <= 600
+    assert tok.vocab[:len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    unk = tok.vocab.index("[UNK]")
+    assert unk not in tok.encode(texts, 6000)  # every word still covered by its pieces
+
+
+def test_wordpiece_truncation_keeps_characters_then_frequent_words():
+    from collections import Counter
+    from slm_tf.tokenizers.wordpiece import _truncate
+    vocab = list(SPECIAL_TOKENS) + ["a", "b", "##a", "##b", "ab", "ba", "bb", "##ab"]
+    counts = Counter({"ba": 5, "ab": 1, "bb": 3})
+    base = len(SPECIAL_TOKENS) + 4  # specials and the four single characters
+    # By hand: then the words by count (ba 5, bb 3, ab 1), then suffix pieces; learner order kept.
+    assert _truncate(vocab, base + 2, counts) == list(SPECIAL_TOKENS) + \
+        ["a", "b", "##a", "##b", "ba", "bb"]
+    assert _truncate(vocab, base + 4, counts) == vocab
+    with pytest.raises(UserError, match="raise --vocab_size"):
+        _truncate(vocab, base - 1, counts)
 
 
 def test_bert_vocab_file_and_greedy_longest_match(tmp_path):

@@ -6,11 +6,31 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
+from slm_tf.errors import UserError
 from slm_tf.tokenizers.base import SPECIAL_TOKENS, UNK, Tokenizer
 from slm_tf.tokenizers.normalize import pretokenize_py, pretokenize_tf
 
 SUFFIX = "##"
 MAX_BYTES_PER_WORD = 100
+MAX_RETARGETS = 4
+
+
+def _truncate(vocab: List[str], size: int, counts: collections.Counter) -> List[str]:
+    """At most ``size`` pieces of ``vocab`` when the learner cannot get below it: the reserved
+    tokens and single characters (with and without the suffix marker: every word stays
+    covered), then the most frequent whole words, then the other pieces in the learner's order."""
+    specials = set(SPECIAL_TOKENS)
+    single = [p for p in vocab if p not in specials and len(p[len(SUFFIX):] if
+                                                          p.startswith(SUFFIX) else p) == 1]
+    chosen = set(single) | specials
+    words = sorted((p for p in vocab if p not in chosen and not p.startswith(SUFFIX)),
+                   key=lambda p: (-counts[p], p))
+    rest = [p for p in vocab if p not in chosen and p.startswith(SUFFIX)]
+    if len(chosen) > size:
+        raise UserError(f"--vocab_size={size} is smaller than the {len(chosen)} characters "
+                        "and special tokens every word needs. Fix: raise --vocab_size.")
+    keep = chosen | set((words + rest)[:size - len(chosen)])
+    return [p for p in vocab if p in keep]
 
 
 class WordPieceTokenizer(Tokenizer):
@@ -77,7 +97,16 @@ class WordPieceTokenizer(Tokenizer):
         counts = collections.Counter()
         for text in texts:
             counts.update(pretokenize_py(text, lowercase, strip_accents))
-        vocab = learner.learn(counts, vocab_size=vocab_size, reserved_tokens=list(SPECIAL_TOKENS),
-                              lower_thresh=min_frequency, num_iterations=4, max_unique_chars=2000,
-                              include_joiner_token=True, joiner=SUFFIX)
-        return cls(vocab, lowercase, strip_accents)
+        target = vocab_size
+        for _ in range(MAX_RETARGETS):
+            vocab = learner.learn(counts, vocab_size=target,
+                                  reserved_tokens=list(SPECIAL_TOKENS), lower_thresh=min_frequency,
+                                  num_iterations=4, max_unique_chars=2000,
+                                  include_joiner_token=True, joiner=SUFFIX)
+            if len(vocab) <= vocab_size:
+                return cls(vocab, lowercase, strip_accents)
+            # The learner treats its size as a target, and its search over count thresholds
+            # can land far above it (Shakespeare scenes: 18,441 pieces for 13,000), which
+            # breaks every size budget built on --vocab_size: aim lower in proportion.
+            target = max(1, target * vocab_size // len(vocab))
+        return cls(_truncate(vocab, vocab_size, counts), lowercase, strip_accents)
