@@ -19,16 +19,13 @@ def _truncate(vocab: List[str], size: int, counts: collections.Counter) -> List[
     """At most ``size`` pieces of ``vocab`` when the learner cannot get below it: the reserved
     tokens and single characters (with and without the suffix marker: every word stays
     covered), then the most frequent whole words, then the other pieces in the learner's order."""
-    specials = set(SPECIAL_TOKENS)
-    single = [p for p in vocab if p not in specials and len(p[len(SUFFIX):] if
-                                                          p.startswith(SUFFIX) else p) == 1]
-    chosen = set(single) | specials
-    words = sorted((p for p in vocab if p not in chosen and not p.startswith(SUFFIX)),
-                   key=lambda p: (-counts[p], p))
-    rest = [p for p in vocab if p not in chosen and p.startswith(SUFFIX)]
+    chosen = set(SPECIAL_TOKENS) | {p for p in vocab if len(p.removeprefix(SUFFIX)) == 1}
     if len(chosen) > size:
         raise UserError(f"--vocab_size={size} is smaller than the {len(chosen)} characters "
                         "and special tokens every word needs. Fix: raise --vocab_size.")
+    words = sorted((p for p in vocab if p not in chosen and not p.startswith(SUFFIX)),
+                   key=lambda p: (-counts[p], p))
+    rest = [p for p in vocab if p not in chosen and p.startswith(SUFFIX)]
     keep = chosen | set((words + rest)[:size - len(chosen)])
     return [p for p in vocab if p in keep]
 
