@@ -56,6 +56,12 @@ class BundleTokenizer:
             spaced = "".join(f" {c} " if unicodedata.category(c)[0] in "PS" or self._cjk(c)
                              else c for c in text)
             tokens = [i for w in spaced.split(" ") if w for i in self._word_pieces(w)]
+        elif self.s.get("word_boundaries"):
+            tokens = []
+            for word in (w for w in text.split(" ") if w):
+                if tokens:
+                    tokens.append(self.s["space_id"])
+                tokens += [self.ids.get(c, self.s["unk_id"]) for c in word]
         else:
             tokens = [self.ids.get(c, self.s["unk_id"]) for c in text if c != " "]
         n = self.s["max_seq_len"]

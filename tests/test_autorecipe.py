@@ -50,27 +50,37 @@ def test_choices_follow_the_profile():
     assert c["model"].value == "cnn"  # 9 characters
 
 
-def test_long_texts_get_a_bag_of_ngrams_over_a_longer_window():
-    # Median (400 + 350) / 2 = 375 words -> 452 pieces, beyond the CNN's 384: a bag of token
-    # and bigram embeddings.
+def test_long_english_texts_get_tfidf_of_character_ngrams_over_whole_texts():
+    # Median (400 + 350) / 2 = 375 words -> 452 pieces, beyond the CNN's 384: TF-IDF of
+    # character n-grams within words, over character tokens with a [SPACE] between words.
     long = profile_examples(*zip(*(_english(400, 30, "a") + _english(350, 30, "b"))))
     c = choose(long)
-    assert c["model"].value == "bow" and c["hidden_dim"].value == 0
-    assert c["pooling"].value == "sqrt_n" and c["token_dropout"].value > 0
-    # 99th percentile 400 words -> 482 pieces -> 488 (the bag's cap is 4096).
-    assert c["max_seq_len"].value == 488
-    # One distinct word: the smallest vocabulary (4000); bigram rows fill 28000 rows.
-    assert c["vocab_size"].value == 4000 and c["bigram_buckets"].value == 24000
-    assert (c["vocab_size"].value + c["bigram_buckets"].value) * c["embedding_dim"].value \
-        <= 1_000_000  # int8: one byte per weight, within issue 14's 1 MB
-    assert "kernel_sizes" not in c and "num_filters" not in c
-    # Word-piece bags (long English documents) keep their choices: no trigrams, default decay.
-    assert "trigram_buckets" not in c and "weight_decay" not in c
-    # Scenes of 4000 words (4802 pieces): the bag reads 4096; a CNN the user names keeps 384.
+    assert c["model"].value == "tfidf" and c["tokenizer"].value == "char"
+    assert c["word_boundaries"].value is True
+    assert c["vocab_size"].value == 4 + 10  # the characters of "word", seen twice or more
+    # 99th percentile: 400 words of 4 characters + 400 word gaps + 2 specials = 2002 -> 2008.
+    assert c["max_seq_len"].value == 2008
+    assert c["tfidf_buckets"].value == 65536 and c["ngram_orders"].value == ["2", "3", "4", "5"]
+    assert c["dropout"].value == 0.0 and c["weight_decay"].value == 0.0
+    assert "kernel_sizes" not in c and "bigram_buckets" not in c and "pooling" not in c
+    # A size budget: per counter 2 int8 weights and a float32 IDF value within 95% of the
+    # file, in multiples of 1024: (190,000 - 2 intercepts) // 6 = 31,666 -> 30,720.
+    assert choose(long, max_bytes=200_000)["tfidf_buckets"].value == 30_720
+    # Scenes of 4000 words: 16,000 characters + 4,000 gaps + 2 -> capped at 16,384. A model the
+    # user names keeps word pieces and its own window (the CNN 384, the bag 4096).
     very_long = profile_examples(["word " * 4000] * 10 + ["word " * 3900] * 10,
                                  ["a"] * 10 + ["b"] * 10)
-    assert choose(very_long)["max_seq_len"].value == 4096
-    assert choose(very_long, user_model="cnn")["max_seq_len"].value == 384
+    assert choose(very_long)["max_seq_len"].value == 16384
+    for model, window in (("cnn", 384), ("bow", 4096)):
+        c = choose(very_long, user_model=model)
+        assert c["max_seq_len"].value == window and c["tokenizer"].value == "wordpiece"
+        assert c["word_boundaries"].value is False
+    # tfidf named by the user on short texts: character tokens with word edges as well.
+    short = profile_examples(*zip(*(_english(10, 30, "a") + _english(12, 30, "b"))))
+    c = choose(short, user_model="tfidf")
+    assert c["model"].value == "cnn" and c["tokenizer"].value == "char"
+    assert c["word_boundaries"].value is True
+    assert c["max_seq_len"].value == 64  # 12 x 4 + 12 + 2 = 62 -> 64
     # Chinese reviews of 60 characters (62 tokens with the specials): a bag over characters.
     zh = profile_examples(["好" * 60, "差" * 60] * 20, ["pos", "neg"] * 20)
     c = choose(zh)
@@ -165,12 +175,18 @@ def test_a_size_budget_sizes_the_automatic_student_for_its_int8_file():
     assert (c["embedding_dim"].value, c["vocab_size"].value) == (64, 1000)
     assert "141,389" in c["vocab_size"].reason and "raise --student_max_bytes" in \
         c["vocab_size"].reason
-    # A word-piece bag's rows shrink under a budget tighter than its own 28,000 x 32.
-    scenes = _profile(400, 3, 1200, 2_500)  # vocabulary 4,000
-    assert choose(scenes, max_bytes=1_000_000)["bigram_buckets"].value == 28000 - 4000
-    c = choose(scenes, max_bytes=500_000)
-    rows = c["vocab_size"].value + c["bigram_buckets"].value
-    assert rows == (475_000 - 32 * 3 - 3) // 32 and rows * 32 + 99 <= 475_000
+    # Long documents' tfidf counters shrink under a budget: per counter one int8 weight per
+    # class and a float32 IDF value. 3 classes: 65,536 counters fit 1 MB. 20 classes: 24 bytes
+    # per counter, (950,000 - 20) // 24 = 39,582 -> 38,912 (multiples of 1024);
+    # tests/test_tfidf.py converts such a model and weighs the file.
+    scenes = _profile(400, 3, 1200, 2_500)
+    assert choose(scenes, max_bytes=1_000_000)["tfidf_buckets"].value == 65536
+    c = choose(_profile(400, 20, 1200, 2_500), max_bytes=1_000_000)
+    assert c["model"].value == "tfidf" and c["tfidf_buckets"].value == 38_912
+    # Below the smallest table (4,096 x 7 + 3 = 28,675 bytes) the reason names the flag.
+    c = choose(scenes, max_bytes=10_000)
+    assert c["tfidf_buckets"].value == 4096 and "28,675" in c["tfidf_buckets"].reason
+    assert "raise --student_max_bytes" in c["tfidf_buckets"].reason
     # A character bag within a budget: 8-wide rows, the rest split 50 : 64 between bigram and
     # trigram tables. By hand for 500 kB: vocabulary 2 characters + 10 specials = 12 rows,
     # head 8 x 2 + 2 = 18, (475,000 - 18) // 8 = 59,372 rows -> 59,360 hashed ->
@@ -367,14 +383,13 @@ def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):
                for i in range(60)]
     novels = [(" ".join(words[(i + j * j) % 8] for j in range(600)), f"c{i % 3}")
               for i in range(30)]
-    for name, rows, tokenizer in (("reviews", reviews, "char"),
-                                  ("novels", novels, "wordpiece")):
+    for name, rows, model_name in (("reviews", reviews, "bow"), ("novels", novels, "tfidf")):
         overrides = [f"--data={write_csv(tmp_path / f'{name}.csv', rows)}",
                      f"--data_dir={tmp_path / 'tfds'}"]
         ctx = Context(PipelineConfig(output_dir=out), overrides, auto_teacher=True,
                       auto_student=True, data_on_command_line={"data"})
         (d, tok, model, train, _, finetune), profile = ctx.teacher(os.path.join(out, name))
-        assert model.model == "bow" and tok.tokenizer == tokenizer, name
+        assert model.model == model_name and tok.tokenizer == "char", name
         assert not model.init_checkpoint and not finetune.frozen_encoder
         assert profile["choices"]["model"]["applied"]
         # As train.py --data=X would train it (its own parse and automatic recipe).
@@ -387,8 +402,9 @@ def test_pipeline_teacher_follows_the_data_without_a_teacher_recipe(tmp_path):
         assert (model, tok.tokenizer, d.max_seq_len) == (own[2], own[1].tokenizer,
                                                          own[0].max_seq_len)
         (_, _, student, _), _ = ctx.student(os.path.join(out, name + "_student"))
-        teacher_rows = model.bigram_buckets + model.trigram_buckets
-        student_rows = student.bigram_buckets + student.trigram_buckets
-        # Character bags without a budget take larger hashed tables (train.py's choice).
-        assert teacher_rows > student_rows if tokenizer == "char" else \
-            teacher_rows >= student_rows, (name, teacher_rows, student_rows)
+        teacher_rows = model.bigram_buckets + model.trigram_buckets + model.tfidf_buckets
+        student_rows = student.bigram_buckets + student.trigram_buckets + student.tfidf_buckets
+        # Character bags without a budget take larger hashed tables (train.py's choice); the
+        # tfidf student's 65,536 counters already fit 1 MB.
+        assert teacher_rows > student_rows if model_name == "bow" else \
+            teacher_rows == student_rows, (name, teacher_rows, student_rows)

@@ -29,6 +29,9 @@ ARCHS = {
     # With hashed bigrams (the automatic recipe's bag of n-grams): integer ops in the graph.
     "bow": ModelConfig(model="bow", embedding_dim=16, hidden_dim=16, bigram_buckets=32,
                        dropout=0.0),
+    # Integer n-gram hashing and counting, a fixed IDF, scores scaled by the inverse norm.
+    "tfidf": ModelConfig(model="tfidf", tfidf_buckets=512, ngram_orders=["1", "2"],
+                         dropout=0.0),
     # Random init, no checkpoint: the graph is what matters here.
     "bert": ModelConfig(model="bert", hidden_dim=16, ff_dim=32, num_heads=2, num_layers=1,
                         dropout=0.0),

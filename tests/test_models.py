@@ -19,7 +19,7 @@ def _ids(batch=4, length=16, real=10, seed=0):
 
 def test_registry_lists_the_zoo():
     # The classifiers plus the causal language models (tests/test_lm.py).
-    assert MODELS.names() == sorted(ARCHS + ["gpt", "lstm_lm", "gru_lm"])
+    assert MODELS.names() == sorted(ARCHS + ["tfidf", "gpt", "lstm_lm", "gru_lm"])
     with pytest.raises(UserError, match="unknown model 'gpt5'"):
         MODELS.get("gpt5")
 

@@ -54,6 +54,32 @@ def test_in_graph_ids_equal_python_ids(corpus, kind):
     assert (py == tok.unk_id).mean() < 0.2
 
 
+def test_word_boundaries_put_one_space_token_between_words(corpus):
+    tok = build_tokenizer(TokenizerConfig(tokenizer="char", vocab_size=600,
+                                          word_boundaries=True), corpus)
+    assert tok.vocab[len(SPECIAL_TOKENS)] == "[SPACE]" and tok.config()["word_boundaries"]
+    # Runs of spaces, tabs and newlines are one boundary; none at either end.
+    assert tok.tokenize("  Ab \t\n c  ") == ["a", "b", "[SPACE]", "c"]
+    assert tok.tokenize("   ") == []
+    texts = _banking_texts(200) + CHINESE + TRICKY
+    np.testing.assert_array_equal(tok.encode(texts, 48),
+                                  tok.tf_encode(tf.constant(texts), 48).numpy())
+    # Without the option, the same corpus gives no [SPACE] and drops spaces as before.
+    plain = build_tokenizer(TokenizerConfig(tokenizer="char", vocab_size=600), corpus)
+    assert "[SPACE]" not in plain.vocab and plain.tokenize("a b") == ["a", "b"]
+    with pytest.raises(UserError, match="--word_boundaries is a char tokenizer option"):
+        build_tokenizer(TokenizerConfig(tokenizer="wordpiece", word_boundaries=True), corpus)
+
+
+def test_word_boundaries_survive_save_and_load(tmp_path, corpus):
+    tok = CharTokenizer.learn(corpus, 300, word_boundaries=True)
+    tok.save(str(tmp_path))
+    again = load_tokenizer(str(tmp_path))
+    assert again.space_id == tok.space_id == len(SPECIAL_TOKENS)
+    np.testing.assert_array_equal(again.encode(CHINESE + TRICKY, 32),
+                                  tok.encode(CHINESE + TRICKY, 32))
+
+
 def test_wordpiece_learns_subwords_and_respects_size(corpus):
     tok = WordPieceTokenizer.learn(corpus, vocab_size=500)
     assert tok.vocab_size <= 500

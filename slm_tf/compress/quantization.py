@@ -160,6 +160,13 @@ QUANTIZE_CONFIGS.register("PaddingMask")(_config())
 # transition scores, which stay float for the decoding step) need no quantizer of their own.
 for _name in ("ZeroPadding", "HashedBigrams", "ReverseByLength", "CRF"):
     QUANTIZE_CONFIGS.register(_name)(_config())
+# tfidf: integer n-gram ids need none; its features and the inverse norm get output ranges so
+# the scoring matmul and the scaling run in int8.
+QUANTIZE_CONFIGS.register("HashedNgrams")(_config())
+QUANTIZE_CONFIGS.register("TfIdfFeatures")(_config(["idf"], output=True))
+QUANTIZE_CONFIGS.register("InverseNorm")(_config(output=True))
+QUANTIZE_CONFIGS.register("Multiply")(_config(output=True))
+QUANTIZE_CONFIGS.register("Bias")(_config())  # the logits: the runtime dequantizes there
 # A lone GRU/LSTM (the cnn tagger's two directions): both cell kernels and the output.
 for _name in ("GRU", "LSTM"):
     QUANTIZE_CONFIGS.register(_name)(_config(["cell.kernel", "cell.recurrent_kernel"],

@@ -22,7 +22,8 @@ from slm_tf.distill.distiller import (FEATURE_LAYER, STUDENT_IDS, TEACHER_FEATUR
 from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json
 from slm_tf.registry import Registry
-from slm_tf.models import ModelConfig, build_model, describe
+from slm_tf.tasks.classification import build_classifier
+from slm_tf.models import ModelConfig, describe
 from slm_tf.models.embedding_init import start_embeddings
 from slm_tf.peft import frozen_encoder
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
@@ -274,8 +275,7 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
     data, student_tok, train_ds, val_ds, size, counts = chief_first(strategy, ctx, prepare)
     steps_per_epoch = math.ceil(size / dcfg.batch_size)
     with strategy.scope():
-        student = build_model(exp.model, student_tok.vocab_size, data.num_classes,
-                              dcfg.max_seq_len)
+        student = build_classifier(exp.model, student_tok, data, dcfg)
         if exp.model.init_embeddings_from or exp.model.freeze_embeddings:
             logging.info("student embeddings: %s",
                          start_embeddings(student, student_tok.vocab, exp.model, teacher))

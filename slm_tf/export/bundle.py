@@ -48,6 +48,12 @@ _STEPS = {
         "Every code point that is not ' ' is a token; a token missing from the vocabulary is "
         "[UNK].",
     ],
+    "char_words": [
+        "Split on ' ' and drop empty strings: these are the words.",
+        "Every code point of every word is a token, and one [SPACE] (space_id) goes between "
+        "two consecutive words (none before the first or after the last); a token missing "
+        "from the vocabulary is [UNK].",
+    ],
     "ids": [
         "Token id = its 0-based line number in vocab.txt.",
         "ids = [cls_id] + the first (max_seq_len - 2) token ids + [sep_id], then pad with "
@@ -71,7 +77,11 @@ def tokenizer_spec(tokenizer: Tokenizer, max_seq_len: int) -> Dict:
         spec.update(suffix_indicator=cfg["suffix_indicator"],
                     max_bytes_per_word=cfg["max_bytes_per_word"],
                     cjk_ranges=[[a, b] for a, b in CJK_RANGES])
-    spec["steps"] = _STEPS["common"] + _STEPS[tokenizer.kind] + _STEPS["ids"]
+    steps = tokenizer.kind
+    if cfg.get("word_boundaries"):
+        spec.update(word_boundaries=True, space_id=tokenizer.space_id)
+        steps = "char_words"
+    spec["steps"] = _STEPS["common"] + _STEPS[steps] + _STEPS["ids"]
     return spec
 
 

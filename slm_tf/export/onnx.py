@@ -23,6 +23,19 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
 CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
+def _sum_repeated_scatter_indices(proto) -> None:
+    """tf2onnx writes TF's ``scatter_nd`` (updates summed where an index repeats; the tfidf
+    model counts n-grams this way) as ScatterND into zeros with no reduction, which keeps one
+    update per index. ScatterND into zeros (ConstantOfShape) gets ``reduction="add"`` (opset
+    16+), the same result for distinct indices and TF's for repeated ones."""
+    from onnx import helper
+    zeros = {out for n in proto.graph.node if n.op_type == "ConstantOfShape" for out in n.output}
+    for node in proto.graph.node:
+        if node.op_type == "ScatterND" and node.input[0] in zeros and not any(
+                a.name == "reduction" for a in node.attribute):
+            node.attribute.append(helper.make_attribute("reduction", "add"))
+
+
 def to_onnx(model, seq_len: int, head: ServingHead = ServingHead()) -> bytes:
     """Serialized ONNX model (opset 17) of ``model`` with the explicit input signature
     tf2onnx needs."""
@@ -35,4 +48,5 @@ def to_onnx(model, seq_len: int, head: ServingHead = ServingHead()) -> bytes:
             custom_op_handlers=CUSTOM_OP_HANDLERS)
     except Exception as e:
         raise UserError(f"{model.name}: ONNX conversion failed: {str(e).strip()[-500:]}") from e
+    _sum_repeated_scatter_indices(proto)
     return proto.SerializeToString()

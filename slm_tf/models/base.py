@@ -23,6 +23,8 @@ class TextClassifier(keras.Model):
 
     arch = ""
     default_pooling = "mean"
+    # Whether it has a word-embedding table (distillation's augmentation draws neighbours there).
+    word_embeddings = True
 
     def __init__(self, vocab_size: int, num_classes: int, max_seq_len: int, config: Dict,
                  **kwargs):

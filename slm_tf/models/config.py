@@ -4,11 +4,13 @@ import dataclasses
 
 from slm_tf.config import field, non_negative, positive
 
+# tfidf's hashed n-gram counters: its n-gram hash takes 65,521 values (slm_tf.models.tfidf).
+TFIDF_MAX_BUCKETS = 65536
 POOLINGS = ("mean", "max", "cls", "mean_max", "mean_unit", "sqrt_n")
 # The zoo's architectures (slm_tf.models.zoo.MODELS), listed here because the zoo loads
 # TensorFlow; the registry refuses a name missing here and checks all are registered.
-MODEL_NAMES = ("transformer", "cnn", "bilstm", "bigru", "bow", "bert", "gpt", "lstm_lm",
-               "gru_lm")
+MODEL_NAMES = ("transformer", "cnn", "bilstm", "bigru", "bow", "tfidf", "bert", "gpt",
+               "lstm_lm", "gru_lm")
 
 
 @dataclasses.dataclass
@@ -47,6 +49,14 @@ class ModelConfig:
                                  "this many rows of their own, pooled with the token and "
                                  "bigram embeddings; 0 = off.", validate=non_negative,
                                  rule=">= 0")
+    tfidf_buckets: int = field(65536, "tfidf: hashed n-gram counters (the model has this many "
+                               "x classes weights).", validate=lambda x: 0 < x <= TFIDF_MAX_BUCKETS,
+                               rule=f"in [1, {TFIDF_MAX_BUCKETS}]")
+    ngram_orders: list = field(["2", "3", "4", "5"], "tfidf: n-gram lengths in tokens (with "
+                               "--tokenizer=char --word_boundaries: characters within words, "
+                               "scikit-learn's char_wb).")
+    boundary_ids: list = field([], "tfidf: token ids n-grams do not cross; set from the "
+                               "tokenizer ([SPACE], [CLS], [SEP]) when the model is built.")
     rnn_units: int = field(0, "Token classification with cnn: a bidirectional GRU of this "
                            "many units per direction over the convolution states, for "
                            "sentence-wide context (0 = off).", validate=non_negative,

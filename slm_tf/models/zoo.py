@@ -11,6 +11,7 @@ from slm_tf.models.cnn import CNNClassifier
 from slm_tf.models.flops import flops_per_example, param_counts
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
 from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
+from slm_tf.models.tfidf import TfIdfClassifier
 from slm_tf.models.transformer import TransformerClassifier
 from slm_tf.models.tagger import TokenClassifier, build_tagger
 from slm_tf.models.lm import (LANGUAGE_MODELS, CausalLM, GPTLanguageModel, GRULanguageModel,
@@ -19,15 +20,19 @@ from slm_tf.registry import Registry
 
 MODELS: Registry[type] = Registry("model", MODEL_NAMES)
 for _cls in (TransformerClassifier, CNNClassifier, BiLSTMClassifier, BiGRUClassifier,
-             BagOfWordsClassifier, BertClassifier) + LANGUAGE_MODELS:
+             BagOfWordsClassifier, TfIdfClassifier, BertClassifier) + LANGUAGE_MODELS:
     MODELS.register(_cls.arch)(_cls)
 MODELS.check_complete()
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int,
-                max_seq_len: int) -> TextClassifier:
-    """Instantiates the architecture ``cfg.model``."""
-    return MODELS.get(cfg.model)(vocab_size, num_classes, max_seq_len, dataclasses.asdict(cfg))
+                max_seq_len: int, tokenizer=None) -> TextClassifier:
+    """Instantiates the architecture ``cfg.model``; ``tokenizer`` (when given) lets it take
+    what it needs from the tokenizer (``for_tokenizer``, e.g. tfidf's word-boundary ids)."""
+    cls = MODELS.get(cfg.model)
+    if tokenizer is not None and hasattr(cls, "for_tokenizer"):
+        cfg = cls.for_tokenizer(cfg, tokenizer)
+    return cls(vocab_size, num_classes, max_seq_len, dataclasses.asdict(cfg))
 
 
 def describe(model: TextClassifier, seq_len: int) -> Dict[str, int]:

@@ -19,14 +19,14 @@ from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
 from slm_tf.io_utils import read_json
-from slm_tf.models import ModelConfig
+from slm_tf.models import MODELS, ModelConfig
 from slm_tf.models.embedding_init import TEACHER
 from slm_tf.peft.config import FineTuneConfig
 from slm_tf.pipeline.compress_source import compress_source
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.trust.config import DPConfig
-from slm_tf.train.artifacts import METRICS_FILE, is_complete
+from slm_tf.train.artifacts import CONFIG_FILE, METRICS_FILE, is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
@@ -156,6 +156,11 @@ def _distilled(ctx: Context, path: str) -> None:
                        unlabeled_data=ctx.cfg.unlabeled_data)
     # A language model's transfer set is its corpus (text augmentation is for classifiers).
     copies = ctx.cfg.augment_copies if ctx.cfg.task == "classification" else 0
+    teacher_model = read_json(os.path.join(ctx.path("teacher"), CONFIG_FILE))["model"]["model"]
+    if copies and not MODELS.get(teacher_model).word_embeddings:
+        logging.info("distillation: no augmented copies (the %s teacher has no word embeddings "
+                     "to draw neighbour words from)", teacher_model)
+        copies = 0
     distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
     save_profile(path, profile)
 

@@ -27,6 +27,18 @@ HEAD_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "ece"
 PREDICTIONS = "_predictions"
 
 
+def build_classifier(model_cfg, tokenizer, data: PreparedData, dcfg) -> keras.Model:
+    """A fresh zoo classifier for ``tokenizer``; one that learns statistics of its inputs
+    before training (tfidf's IDF) learns them from the training split here."""
+    from absl import logging
+    model = build_model(model_cfg, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len,
+                        tokenizer)
+    if hasattr(model, "learn_statistics"):
+        train = make_dataset(data, "train", tokenizer, dcfg, training=False)
+        logging.info("%s: %s", model.name, model.learn_statistics(ids for ids, _ in train))
+    return model
+
+
 def supervised_datasets(data: PreparedData, tokenizer, dcfg, tcfg):
     """``(train, validation)`` batches of ids and labels (one-hot with label smoothing)."""
     train_ds = make_dataset(data, "train", tokenizer, dcfg, training=True, seed=tcfg.seed)
@@ -80,7 +92,7 @@ class ClassificationTask(Task):
         return prepare_data(dcfg)
 
     def build_model(self, model_cfg, tokenizer, data, dcfg):
-        return build_model(model_cfg, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len)
+        return build_classifier(model_cfg, tokenizer, data, dcfg)
 
     def datasets(self, data, tokenizer, dcfg, tcfg):
         return supervised_datasets(data, tokenizer, dcfg, tcfg)

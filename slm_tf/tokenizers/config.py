@@ -23,5 +23,8 @@ class TokenizerConfig:
     min_frequency: int = field(2, "Ignore words (wordpiece) or characters (char) seen fewer "
                                "times in the training split when learning the vocabulary.",
                                validate=positive, rule="> 0")
+    word_boundaries: bool = field(False, "char: one [SPACE] token between words, so character "
+                                  "n-grams see where words start and end (the tfidf model's "
+                                  "char_wb n-grams).")
     lowercase: bool = field(True, "Lower-case text before tokenizing.")
     strip_accents: bool = field(True, "Drop combining accents (Unicode NFD) before tokenizing.")

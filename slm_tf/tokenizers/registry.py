@@ -29,8 +29,15 @@ def build_tokenizer(cfg: TokenizerConfig, train_texts: Iterable[str]) -> Tokeniz
             raise UserError(f"{cfg.vocab_file}: no such vocabulary file. Fix: check "
                                     "--vocab_file (one token per line, a BERT vocab.txt).")
         return cls(read_vocab(cfg.vocab_file), cfg.lowercase, cfg.strip_accents)
+    extra = {}
+    if cfg.word_boundaries:
+        if cfg.tokenizer != "char":
+            raise UserError(f"--word_boundaries is a char tokenizer option, not "
+                            f"{cfg.tokenizer}'s. Fix: add --tokenizer=char or drop "
+                            "--word_boundaries.")
+        extra["word_boundaries"] = True
     return cls.learn(train_texts, cfg.vocab_size, lowercase=cfg.lowercase,
-                     strip_accents=cfg.strip_accents, min_frequency=cfg.min_frequency)
+                     strip_accents=cfg.strip_accents, min_frequency=cfg.min_frequency, **extra)
 
 
 def load_tokenizer(directory: str, fix: str = RERUN_FIX) -> Tokenizer:
