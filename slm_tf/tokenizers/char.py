@@ -30,7 +30,7 @@ class CharTokenizer(Tokenizer):
         if self.space_id is None:
             return [c for c in text if c != " "]
         tokens = []
-        for word in text.split():
+        for word in (w for w in text.split(" ") if w):  # as BUILD.md's steps say
             tokens.extend(([SPACE] if tokens else []) + list(word))
         return tokens
 
