@@ -120,37 +120,29 @@ def choose(p: DataProfile, user_model: Optional[str] = None,
     widths are chosen so that its int8 file fits (0: no budget; the pipeline's student)."""
     out: Dict[str, Choice] = {}
     cjk = p.cjk_share >= CJK_TOKENIZER_SHARE
-    long_docs = _long_documents(p, cjk)
+    long_docs = _lengths(p, "characters" if cjk else "word pieces")[0] > MAX_SEQ_LEN_CAP
     tfidf = (user_model or ("tfidf" if long_docs and not cjk else "")) == "tfidf"
-    out["word_boundaries"] = Choice(tfidf and not cjk, "characters of words, with a [SPACE] "
-                                    "between words: the tfidf model's n-grams stay inside words"
-                                    if tfidf and not cjk else "only the tfidf model's "
-                                    "character n-grams need word edges")
-    if tfidf and not cjk:
-        out["tokenizer"] = Choice("char", "the tfidf model reads character n-grams within "
-                                  "words (scikit-learn's char_wb)")
-        out["vocab_size"] = Choice(min(8000, p.distinct_chars + 10),
-                                   f"{p.distinct_chars} characters occur at least twice")
-        # Tokens: the visible characters plus one [SPACE] per word gap.
-        p50 = p.chars_p50 + p.words_p50 + SPECIAL_TOKENS_PER_TEXT
-        p99 = p.chars_p99 + p.words_p99 + SPECIAL_TOKENS_PER_TEXT
-        unit = "characters and word gaps"
-    elif cjk:
-        out["tokenizer"] = Choice("char", f"{p.cjk_share:.0%} of the characters are CJK "
-                                  "ideographs (text without spaces): one token per character")
-        out["vocab_size"] = Choice(min(8000, p.distinct_chars + 10),
-                                   f"{p.distinct_chars} characters occur at least twice")
-        p50 = p.chars_p50 + SPECIAL_TOKENS_PER_TEXT
-        p99 = p.chars_p99 + SPECIAL_TOKENS_PER_TEXT
-        unit = "characters"
-    else:
+    word_edges = tfidf and not cjk
+    out["word_boundaries"] = Choice(word_edges, "characters of words, with a [SPACE] between "
+                                    "words: the tfidf model's n-grams stay inside words"
+                                    if word_edges else "only the tfidf model's character "
+                                    "n-grams need word edges")
+    unit = ("characters and word gaps" if word_edges else "characters" if cjk
+            else "word pieces")
+    p50, p99 = _lengths(p, unit)
+    if unit == "word pieces":
         out["tokenizer"] = Choice("wordpiece", f"{p.cjk_share:.0%} CJK characters: word pieces")
         out["vocab_size"] = Choice(min(16000, max(4000, _round_up(p.distinct_words + 1000,
                                                                   1000))),
                                    f"{p.distinct_words} distinct words occur at least twice")
-        p50 = p.words_p50 * PIECES_PER_WORD + SPECIAL_TOKENS_PER_TEXT
-        p99 = p.words_p99 * PIECES_PER_WORD + SPECIAL_TOKENS_PER_TEXT
         unit = "word pieces (estimated)"
+    else:
+        out["tokenizer"] = Choice("char", "the tfidf model reads character n-grams within "
+                                  "words (scikit-learn's char_wb)" if word_edges else
+                                  f"{p.cjk_share:.0%} of the characters are CJK ideographs "
+                                  "(text without spaces): one token per character")
+        out["vocab_size"] = Choice(min(8000, p.distinct_chars + 10),
+                                   f"{p.distinct_chars} characters occur at least twice")
     size = f"{p.num_examples} training examples"
     bag = cjk and (long_docs or p50 >= BAG_MEDIAN_TOKENS)
     few_documents = (pretrained and not cjk and p.num_examples < SMALL_DATA
@@ -210,10 +202,15 @@ def choose(p: DataProfile, user_model: Optional[str] = None,
     return out
 
 
-def _long_documents(p: DataProfile, cjk: bool) -> bool:
-    """Whether the median text, in the tokens the CNN would read, exceeds its window."""
-    median = (p.chars_p50 if cjk else p.words_p50 * PIECES_PER_WORD) + SPECIAL_TOKENS_PER_TEXT
-    return median > MAX_SEQ_LEN_CAP
+def _lengths(p: DataProfile, unit: str) -> Tuple[float, float]:
+    """``(p50, p99)`` text length in tokens of ``unit``, special tokens included: word pieces
+    (estimated from words), characters, or characters and word gaps (one [SPACE] per word)."""
+    if unit == "word pieces":
+        return (p.words_p50 * PIECES_PER_WORD + SPECIAL_TOKENS_PER_TEXT,
+                p.words_p99 * PIECES_PER_WORD + SPECIAL_TOKENS_PER_TEXT)
+    gaps = unit == "characters and word gaps"
+    return (p.chars_p50 + gaps * p.words_p50 + SPECIAL_TOKENS_PER_TEXT,
+            p.chars_p99 + gaps * p.words_p99 + SPECIAL_TOKENS_PER_TEXT)
 
 
 def cnn_params(vocab: int, dim: int, filters: int, classes: int,

@@ -19,6 +19,8 @@ For full-integer int8 the normalization is applied to the class scores, not the 
 ``W (x / |x|) = (W x) / |x|``. The unnormalized features (values 0 to ~40) keep their
 precision in an int8 tensor, where the unit-length vector's entries (~0.01) would not.
 """
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -37,6 +39,11 @@ MAX_BUCKETS = TFIDF_MAX_BUCKETS
 assert HASH_MODULUS * HASH_PRIME + 2 ** 20 < 2 ** 31
 # Counts above this share one table entry (sublinear TF changes by 0.4% per extra count there).
 MAX_COUNT = 255
+# Sublinear term frequency, 1 + log(count) (0 for none), by count: a lookup table rather than
+# tf.math.log, since integer counts index it exactly and a gather is an int8 op where LOG may
+# not be.
+SUBLINEAR_TF = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, MAX_COUNT + 1))]).astype(
+    "float32")
 # n-grams in fewer training texts get no weight, as scikit-learn's ``min_df=2`` drops them.
 MIN_DOCUMENT_FREQUENCY = 2
 
@@ -128,11 +135,7 @@ class TfIdfFeatures(keras.layers.Layer, _NothingToPrune):
         return tf.reshape(counts, [batch, width])[:, :self.buckets]
 
     def call(self, hashed):
-        # A lookup table rather than tf.math.log: integer counts index it exactly, and a
-        # gather is an int8 op where LOG may not be.
-        table = tf.constant(np.concatenate([[0.0], 1.0 + np.log(np.arange(1, MAX_COUNT + 1))])
-                            .astype("float32"))
-        return tf.gather(table, tf.minimum(self.counts(hashed), MAX_COUNT)) * self.idf
+        return tf.gather(SUBLINEAR_TF, tf.minimum(self.counts(hashed), MAX_COUNT)) * self.idf
 
     def learn_idf(self, hashed_batches) -> int:
         """Sets ``idf`` from batches of hashed ids (one row per training text); returns the
@@ -201,7 +204,6 @@ class TfIdfClassifier(TextClassifier):
     def for_tokenizer(cfg, tokenizer):
         """``cfg`` with the tokenizer's word-boundary ids (``[CLS]``, ``[SEP]`` and, if it has
         one, ``[SPACE]``)."""
-        import dataclasses
         ids = [tokenizer.cls_id, tokenizer.sep_id]
         if getattr(tokenizer, "space_id", None) is not None:
             ids = [tokenizer.space_id] + ids

@@ -6,6 +6,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+from absl import logging
 
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
 from slm_tf.data.readers import DataError
@@ -30,7 +31,6 @@ PREDICTIONS = "_predictions"
 def build_classifier(model_cfg, tokenizer, data: PreparedData, dcfg) -> keras.Model:
     """A fresh zoo classifier for ``tokenizer``; one that learns statistics of its inputs
     before training (tfidf's IDF) learns them from the training split here."""
-    from absl import logging
     model = build_model(model_cfg, tokenizer.vocab_size, data.num_classes, dcfg.max_seq_len,
                         tokenizer)
     if hasattr(model, "learn_statistics"):
