@@ -13,8 +13,11 @@ unless flags say otherwise. A named-entity (--task=ner) teacher is distilled per
 position the same way, into a student with the teacher's tokenizer, data and sequence length.
 
 The teacher's outputs are computed once and cached under --data_dir (--nocache_teacher runs it
-online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer set. The output
-directory is a normal run: evaluate.py and export work on the student unchanged.
+online). --augment_copies=N and --unlabeled_data=domain.txt grow the transfer set. --init_from=<run>
+starts the student from a pretrained run (scripts/pretrain.py; its architecture and tokenizer
+are carried over); --train_examples_per_class=K keeps K labelled examples per class and puts
+the other training texts in the transfer set without their labels (few-shot distillation).
+The output directory is a normal run: evaluate.py and export work on the student unchanged.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
 from absl import flags
@@ -24,10 +27,12 @@ from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.config import AugmentConfig, DistillConfig
 from slm_tf.models.config import ModelConfig
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.train.config import TrainConfig
 
-CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DistillConfig, AugmentConfig)
+CONFIGS = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig, DistillConfig, AugmentConfig,
+           FineTuneConfig)
 for _cfg in CONFIGS:
     define_flags(_cfg)
 flags.DEFINE_alias("student", "model")
@@ -47,6 +52,9 @@ def main(argv):
             if name in FLAGS and not FLAGS[name].present:
                 FLAGS[name].value = value
     exp = DistillExperiment(*(from_flags(c) for c in CONFIGS))
+    if exp.finetune.init_from:  # the pretrained student fixes its architecture and tokenizer
+        from slm_tf.peft.finetune import inherit_config
+        inherit_config(exp, {n for n in FLAGS if FLAGS[n].present})
     m = distill(exp)
     print()
     if m["task"] == "lm":

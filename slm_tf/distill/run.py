@@ -25,7 +25,8 @@ from slm_tf.registry import Registry
 from slm_tf.tasks.classification import build_classifier
 from slm_tf.models import ModelConfig, describe
 from slm_tf.models.embedding_init import start_embeddings
-from slm_tf.peft import frozen_encoder
+from slm_tf.peft import finetune, frozen_encoder
+from slm_tf.peft.config import FineTuneConfig
 from slm_tf.tokenizers import Tokenizer, TokenizerConfig
 from slm_tf.tokenizers.normalize import pretokenize_py
 from slm_tf.train import artifacts
@@ -45,10 +46,13 @@ class DistillExperiment:
     train: TrainConfig
     distill: DistillConfig
     augment: AugmentConfig
+    # --init_from (a pretrained student), --train_examples_per_class (few-shot KD: the other
+    # training texts join the transfer set unlabelled), LoRA / BitFit / frozen layers.
+    finetune: FineTuneConfig = dataclasses.field(default_factory=FineTuneConfig)
 
     def to_dict(self) -> Dict:
         return {k: to_dict(getattr(self, k)) for k in
-                ("data", "tokenizer", "model", "train", "distill", "augment")}
+                ("data", "tokenizer", "model", "train", "distill", "augment", "finetune")}
 
 
 class TemperatureSchedule(keras.callbacks.Callback):
@@ -63,11 +67,13 @@ class TemperatureSchedule(keras.callbacks.Callback):
         self.model.temperature.assign(self.start + (1.0 - self.start) * frac)
 
 
-def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment
-                 ) -> Tuple[List[str], List[int], Dict[str, int]]:
-    """Training texts and labels, plus augmented and unlabeled texts labelled -1."""
+def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment,
+                 held_out: Tuple[str, ...] = ()) -> Tuple[List[str], List[int], Dict[str, int]]:
+    """Training texts and labels, plus augmented, ``held_out`` (the training texts a few-shot
+    run keeps unlabelled) and unlabeled texts, labelled -1."""
     texts, labels = data.texts("train"), data.labels("train")
-    counts = {"labelled": len(texts), "augmented": 0, "unlabeled": 0}
+    counts = {"labelled": len(texts), "augmented": 0, "held_out_train": len(held_out),
+              "unlabeled": 0}
     if exp.augment.augment_copies:
         words = {w for t in texts for w in pretokenize_py(t, True, True)}
         emb = teacher.model.get_layer(index=_embedding_index(teacher.model)).get_weights()[0]
@@ -75,6 +81,7 @@ def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment
         extra = augment_texts(texts, exp.augment, neighbours)
         counts["augmented"] = len(extra)
         texts, labels = texts + extra, labels + [-1] * len(extra)
+    texts, labels = texts + list(held_out), labels + [-1] * len(held_out)
     if exp.distill.unlabeled_data:
         extra = unlabeled_texts(exp.distill, exp.data)
         counts["unlabeled"] = len(extra)
@@ -169,11 +176,12 @@ def _feature_dim(teacher: Run) -> int:
 
 
 def transfer_datasets(exp: DistillExperiment, teacher: Run, data: PreparedData,
-                      student_tok: Tokenizer, scratch_dir: Optional[str] = None):
+                      student_tok: Tokenizer, scratch_dir: Optional[str] = None,
+                      held_out: Tuple[str, ...] = ()):
     """``(train, validation, transfer-set size, counts)``: Distiller batches of the transfer
     set and of the validation split, with teacher logits cached or computed online
-    (``scratch_dir``: see ``teacher_source``)."""
-    texts, labels, counts = transfer_set(data, teacher, exp)
+    (``scratch_dir``: see ``teacher_source``; ``held_out``: see ``transfer_set``)."""
+    texts, labels, counts = transfer_set(data, teacher, exp, held_out)
     val_texts, val_labels = data.texts("validation"), data.labels("validation")
     # The cache key hashes the teacher's 90 MB weights file: read it once, not per split.
     digest = cache.file_digest(os.path.join(teacher.run_dir, artifacts.MODEL_FILE)) \
@@ -203,6 +211,10 @@ def distill(exp: DistillExperiment) -> Dict:
                         "online teacher is loaded outside the tf.distribute scope. Fix: drop "
                         "--nocache_teacher.")
     require_complete(kcfg.teacher_dir, "--teacher_dir")  # before the student's folder exists
+    if exp.finetune.frozen_encoder:
+        raise UserError("--frozen_encoder trains a head on a frozen pretrained teacher "
+                        "encoder; distill.py trains a whole student. Fix: drop it (use "
+                        "--lora_rank, --bitfit or --freeze_layers to train part of a student).")
     if (kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data)
             and kcfg.unlabeled_data not in DATASETS.names()):
         raise UserError(f"{kcfg.unlabeled_data}: no such file, folder or registered dataset. "
@@ -269,9 +281,12 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
         # tokenizer from the same seeds, so their data shards line up.
         data = prepare_data(dcfg)
         check_labels(teacher, data)
-        tok = prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming)
+        held_out = tuple(finetune.held_out_texts(exp, data))
+        data = finetune.prepare(exp, data, ctx.run_dir)  # --train_examples_per_class
+        tok = (finetune.carry_tokenizer(exp, ctx.run_dir) if exp.finetune.init_from
+               else prepare_tokenizer(exp.tokenizer, data, ctx.run_dir, ctx.resuming))
         return (data, tok, *transfer_datasets(exp, teacher, data, tok,
-                                              None if ctx.is_chief else ctx.run_dir))
+                                              None if ctx.is_chief else ctx.run_dir, held_out))
     data, student_tok, train_ds, val_ds, size, counts = chief_first(strategy, ctx, prepare)
     steps_per_epoch = math.ceil(size / dcfg.batch_size)
     with strategy.scope():
@@ -279,6 +294,7 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
         if exp.model.init_embeddings_from or exp.model.freeze_embeddings:
             logging.info("student embeddings: %s",
                          start_embeddings(student, student_tok.vocab, exp.model, teacher))
+        adapted = finetune.adapt(student, exp)  # --init_from, LoRA, BitFit, frozen layers
         distiller = Distiller(student, None if kcfg.cache_teacher else teacher.model,
                               kcfg.temperature, kcfg.alpha, kcfg.feature_weight,
                               _feature_dim(teacher) if kcfg.feature_weight else None)
@@ -299,7 +315,8 @@ def _distill_classifier(exp: DistillExperiment, teacher: Run,
              "teacher_macro_f1": teacher_test["macro_f1"],
              "teacher_num_params": teacher.model.count_params(),
              "teacher_agreement": float((s_logits.argmax(1) == t_logits.argmax(1)).mean()),
-             "transfer_set": counts, "cached_teacher": kcfg.cache_teacher}
+             "transfer_set": counts, "cached_teacher": kcfg.cache_teacher,
+             **finetune.finish(student, exp, adapted, ctx.run_dir, ctx.is_chief)}
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
     metrics = finish_run(ctx, exp.to_dict(), student, student_tok, data, dcfg, result, extra)

@@ -14,6 +14,10 @@ from slm_tf.peft import lora
 from slm_tf.peft.config import check
 
 UNLABELED_FILE = "unlabeled_train.txt"
+# Model flags a fine-tuned run does not take from its --init_from run: dropout is a training
+# choice, and the run's own weights replace whatever it started from (a domain-adapted MiniLM
+# must not load the pip checkpoint, and its tokenizer, first).
+_NOT_INHERITED = ("dropout", "init_checkpoint", "init_embeddings_from")
 # Layers a pretraining run has that a fine-tuned model replaces (its own task head).
 _HEADS = ("logits", "crf")
 
@@ -46,8 +50,7 @@ def prepare(exp, data, run_dir: str):
     train = data.splits.train
     splits = dataclasses.replace(data.splits, train=[ex for i, ex in enumerate(train) if i in keep])
     write_text(os.path.join(run_dir, UNLABELED_FILE),
-               "".join(ex.text.replace("\n", " ") + "\n"
-                       for i, ex in enumerate(train) if i not in keep))
+               "".join(t.replace("\n", " ") + "\n" for t in held_out_texts(exp, data)))
     fingerprint = f"{data.fingerprint}-k{k}s{exp.train.seed}"
     builder = tfds_builders.LocalTextClassification(
         config_name=f"{_safe(splits.name)}-{fingerprint}", label_names=splits.label_names,
@@ -58,6 +61,16 @@ def prepare(exp, data, run_dir: str):
     logging.info("few-shot: %d of %d training examples (%d per class, seed %d); the rest in %s",
                  len(splits.train), len(train), k, exp.train.seed, UNLABELED_FILE)
     return PreparedData(data.name, fingerprint, data.label_names, splits, builder)
+
+
+def held_out_texts(exp, data) -> List[str]:
+    """The training texts of the full ``data`` that ``--train_examples_per_class`` leaves
+    unlabelled (none without it), in dataset order: few-shot distillation's extra transfer set."""
+    k = exp.finetune.train_examples_per_class
+    if not k:
+        return []
+    keep = set(few_shot_indices(data.labels("train"), k, exp.train.seed))
+    return [t for i, t in enumerate(data.texts("train")) if i not in keep]
 
 
 def inherit_config(exp, given) -> List[str]:
@@ -71,7 +84,8 @@ def inherit_config(exp, given) -> List[str]:
     theirs = read_json(path)
     taken = []
     for f in dataclasses.fields(ModelConfig):
-        if f.name not in given and f.name in theirs.get("model", {}) and f.name != "dropout":
+        if (f.name not in given and f.name in theirs.get("model", {})
+                and f.name not in _NOT_INHERITED):
             setattr(exp.model, f.name, theirs["model"][f.name])
             taken.append(f.name)
     if "max_seq_len" not in given and "max_seq_len" in theirs.get("data", {}):
