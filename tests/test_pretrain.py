@@ -307,3 +307,35 @@ def test_domain_adaptive_mlm_of_minilm_then_fine_tuning_starts_from_the_adapted_
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())  # frozen, adapted
             moved += not np.array_equal(mine.numpy(), start.numpy())
     assert moved > 90, moved  # masked-LM moved (nearly) every encoder tensor
+
+
+@pytest.mark.integration
+def test_pretraining_continues_a_run_with_its_head_and_can_freeze_the_encoder(pretrained,
+                                                                            tmp_path):
+    """pretrain.py --init_from continues a masked-LM run, head included (domain adaptation's
+    second step); with --freeze_layers=N (all N blocks) the encoder stays and the MLM head
+    trains (its first)."""
+    from conftest import run_script, write_csv
+    from tiny_run import labelled_rows
+    from slm_tf.io_utils import read_json
+    from slm_tf.train.artifacts import load_run
+    source_dir, source, cfg, _ = pretrained
+    data = write_csv(tmp_path / "d.csv", labelled_rows(40))
+    common = [f"--data={data}", f"--data_dir={tmp_path / 'tfds'}", "--epochs=1",
+              "--batch_size=8", "--learning_rate=0.05"]
+    head_dir, all_dir = str(tmp_path / "head"), str(tmp_path / "all")
+    run_script("pretrain", *common, f"--init_from={source_dir}",
+               f"--freeze_layers={cfg.num_layers}", f"--output_dir={head_dir}")
+    head = load_run(head_dir).model
+    assert [layer.name for layer in head.layers] == [layer.name for layer in source.layers]
+    changed = {layer.name for layer in head.layers for a, b in
+               zip(layer.weights, source.get_layer(layer.name).weights)
+               if not np.array_equal(a.numpy(), b.numpy())}
+    # The embeddings and every block stay; the head trains (and the pre-LN transformer's
+    # final LayerNorm, which sits after the blocks).
+    assert {n for n in changed if n.startswith("mlm_")} == {"mlm_transform", "mlm_norm",
+                                                            "mlm_logits"}
+    assert changed - {"mlm_transform", "mlm_norm", "mlm_logits"} <= {"final_norm"}, changed
+    run_script("pretrain", *common, f"--init_from={head_dir}", f"--output_dir={all_dir}")
+    finetune = read_json(os.path.join(all_dir, "metrics.json"))["finetune"]
+    assert finetune["loaded_tensors"] == len(head.weights) and finetune["not_loaded"] == []
