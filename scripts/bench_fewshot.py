@@ -9,9 +9,9 @@ same student started from --pretrain_dir, a scripts/pretrain.py run, --student_r
 the same K and seed, on the K labelled examples plus the other training texts without labels),
 ``teacher_lora`` (MiniLM with LoRA adapters) and ``teacher_full`` (MiniLM fine-tuned in full).
 Each (system, K, seed) is a normal run under --output_dir (a finished one is read back, not
-retrained, so the benchmark can be extended K by K); K=0 means all training examples. Writes
-bench_fewshot.json (test accuracy per seed, mean and std) and bench_fewshot.png (accuracy
-against K).
+retrained, so the benchmark can be extended K by K; --notrain draws what has finished); K=0
+means all training examples. Writes bench_fewshot.json (test accuracy per seed, mean and std)
+and bench_fewshot.png (accuracy against K).
 """
 import os
 
@@ -58,6 +58,8 @@ flags.DEFINE_enum("kd_teacher", "teacher_lora", TEACHERS,
                   "The system whose run (same K and seed) teaches pretrained_kd.")
 flags.DEFINE_float("temperature", KD_TEMPERATURE, "pretrained_kd: KD temperature.")
 flags.DEFINE_float("alpha", KD_ALPHA, "pretrained_kd: weight of the hard-label term.")
+flags.DEFINE_bool("train", True, "Train the runs not finished yet; --notrain reports and plots "
+                  "the finished ones only (a partial curve), listing the others.")
 FLAGS = flags.FLAGS
 
 
@@ -69,12 +71,16 @@ def _student_split() -> list:
     return [f"--validation_fraction={data.validation_fraction}", f"--split_seed={data.split_seed}"]
 
 
+def _run_dir(system: str, k: int, seed: str) -> str:
+    return os.path.join(FLAGS.output_dir, f"{system}_k{k}_seed{seed}")
+
+
 def _run(system: str, k: int, seed: str) -> dict:
     """Test metrics of one (system, K, seed) run, training it unless already finished."""
     from slm_tf.distill.run import DistillExperiment, distill
     from slm_tf.train.artifacts import METRICS_FILE, is_complete
     from slm_tf.train.trainer import train
-    run_dir = os.path.join(FLAGS.output_dir, f"{system}_k{k}_seed{seed}")
+    run_dir = _run_dir(system, k, seed)
     if not is_complete(run_dir):
         recipe, extra, distilled = SYSTEMS[system]
         extra = [f"--init_from={FLAGS.pretrain_dir}" if e == "init_from" else e for e in extra]
@@ -127,15 +133,26 @@ def main(argv):
     if pretrained and not FLAGS.pretrain_dir:
         raise SystemExit(f"--systems={','.join(pretrained)} needs --pretrain_dir=<a "
                          "scripts/pretrain.py run>")
-    results, rows = {}, []
+    from slm_tf.train.artifacts import is_complete
+    results, rows, missing = {}, [], []
     for system in FLAGS.systems:
         for k in (int(s) for s in FLAGS.shots):
-            accs = [_run(system, k, seed)["accuracy"] for seed in FLAGS.seeds]
+            seeds = FLAGS.seeds
+            if not FLAGS.train:
+                seeds = [s for s in seeds if is_complete(_run_dir(system, k, s))]
+                missing += [_run_dir(system, k, s) for s in FLAGS.seeds if s not in seeds]
+                if not seeds:
+                    continue
+            accs = [_run(system, k, seed)["accuracy"] for seed in seeds]
             results.setdefault(system, {})[str(k)] = {
-                "accuracies": accs, "mean": float(np.mean(accs)), "std": float(np.std(accs))}
+                "accuracies": accs, "seeds": seeds, "mean": float(np.mean(accs)),
+                "std": float(np.std(accs))}
             rows.append([system, k or "all", f"{np.mean(accs):.4f}", f"{np.std(accs):.4f}",
                          len(accs)])
+    if missing:
+        logging.warning("--notrain: %d runs not finished, left out: %s", len(missing), missing)
     out = {"results": results, "seeds": FLAGS.seeds, "pretrain_dir": FLAGS.pretrain_dir,
+           "missing_runs": missing,
            "student_recipe": FLAGS.student_recipe, "scratch_recipe": FLAGS.scratch_recipe,
            "teacher_recipe": FLAGS.teacher_recipe,
            "kd": {"teacher": FLAGS.kd_teacher, "temperature": FLAGS.temperature,
