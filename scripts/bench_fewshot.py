@@ -54,8 +54,9 @@ flags.DEFINE_string("scratch_recipe", os.path.join(CONFIGS, "banking77_fewshot_s
 flags.DEFINE_string("teacher_recipe", os.path.join(CONFIGS, "banking77_teacher.flags"),
                     "Teacher recipe (teacher_lora, teacher_full).")
 flags.DEFINE_string("data_dir", DataConfig.data_dir, "tensorflow-datasets data dir.")
-flags.DEFINE_enum("kd_teacher", "teacher_lora", TEACHERS,
-                  "The system whose run (same K and seed) teaches pretrained_kd.")
+flags.DEFINE_enum("kd_teacher", "teacher_full", TEACHERS,
+                  "The system whose run (same K and seed) teaches pretrained_kd (teacher_full: "
+                  "the higher validation accuracy at K = 10, README).")
 flags.DEFINE_float("temperature", KD_TEMPERATURE, "pretrained_kd: KD temperature.")
 flags.DEFINE_float("alpha", KD_ALPHA, "pretrained_kd: weight of the hard-label term.")
 flags.DEFINE_bool("train", True, "Train the runs not finished yet; --notrain reports and plots "

