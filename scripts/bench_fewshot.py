@@ -88,7 +88,7 @@ def _run(system: str, k: int, seed: str) -> dict:
         overrides = [f"--output_dir={run_dir}", f"--data_dir={FLAGS.data_dir}", f"--seed={seed}",
                      f"--train_examples_per_class={k}", *_student_split(), *extra]
         if distilled:
-            teacher_dir = os.path.join(FLAGS.output_dir, f"{FLAGS.kd_teacher}_k{k}_seed{seed}")
+            teacher_dir = _run_dir(FLAGS.kd_teacher, k, seed)
             _run(FLAGS.kd_teacher, k, seed)
             logging.info("distilling %s from %s", run_dir, teacher_dir)
             data, tok, model, tcfg, augment, finetune = parse_flagfile(
