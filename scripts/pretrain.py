@@ -15,7 +15,8 @@ at a low rate, so the encoder never learns from a random head:
       --learning_rate=5e-5 --output_dir=runs/dapt
 
 --data is a labelled source (its texts, labels ignored, its test split never trained on) or a
-raw-text corpus (.txt file or folder). mlm masks 15% of the tokens (80% [MASK], 10% random,
+raw-text corpus (.txt file or folder); --unlabeled_data adds more training text (a .txt file or
+folder, one document per line or paragraph, or a registered dataset's training texts). mlm masks 15% of the tokens (80% [MASK], 10% random,
 10% kept) and writes a normal run whose metrics are masked-token accuracy and loss; clm is the
 lm task (train_lm.py). Rerunning the same command after a crash resumes.
 """
@@ -26,7 +27,7 @@ from slm_tf.cli import friendly_errors, print_table, run
 from slm_tf.config import define_flags, from_flags
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
-from slm_tf.peft.config import FineTuneConfig, PretrainConfig
+from slm_tf.peft.config import OBJECTIVE_DEFAULTS, FineTuneConfig, PretrainConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.train.config import ExperimentConfig, TrainConfig
 
@@ -34,25 +35,17 @@ for _cfg in (PretrainConfig, DataConfig, TokenizerConfig, ModelConfig, TrainConf
              FineTuneConfig):
     define_flags(_cfg)
 FLAGS = flags.FLAGS
-# What each objective changes from train.py's defaults (flags given by the user win).
-DEFAULTS = {
-    "mlm": {"task": "mlm", "model": "transformer", "baseline": False, "calibrate": False,
-            "abstain_method": "none", "learning_rate": 1e-3, "early_stopping_patience": 0},
-    "clm": {"task": "lm", "model": "gpt", "tokenizer": "char_exact", "vocab_size": 1000,
-            "min_frequency": 1, "max_seq_len": 128, "dropout": 0.0, "baseline": False},
-}
-
-
 @friendly_errors
 def main(argv):
-    objective = from_flags(PretrainConfig).objective
-    for name, value in DEFAULTS[objective].items():
+    pretrain = from_flags(PretrainConfig)
+    objective = pretrain.objective
+    for name, value in OBJECTIVE_DEFAULTS[objective].items():
         if not FLAGS[name].present:
             FLAGS[name].value = value
     from slm_tf.train.trainer import train  # TensorFlow loads here, after the flags
     exp = ExperimentConfig(from_flags(DataConfig), from_flags(TokenizerConfig),
                            from_flags(ModelConfig), from_flags(TrainConfig),
-                           finetune=from_flags(FineTuneConfig))
+                           finetune=from_flags(FineTuneConfig), pretrain=pretrain)
     if exp.finetune.init_from:  # continue a pretraining run: its architecture and tokenizer
         from slm_tf.peft.finetune import inherit_config
         inherit_config(exp, {n for n in FLAGS if FLAGS[n].present})

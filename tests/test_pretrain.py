@@ -308,6 +308,12 @@ def test_domain_adaptive_mlm_of_minilm_then_fine_tuning_starts_from_the_adapted_
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
             moved += not np.array_equal(mine.numpy(), start.numpy())
     assert moved > 90, moved  # masked-LM moved (nearly) every encoder tensor
+    # The new MLM decoder started from the transposed token embeddings (BERT ties them): after
+    # a few steps it is still almost parallel to them; a fresh random kernel would be near 0.
+    decoder = adapted.get_layer("mlm_logits").kernel.numpy()
+    table = adapted.get_layer("word_embeddings").embeddings.numpy().T
+    cosine = (decoder * table).sum() / np.linalg.norm(decoder) / np.linalg.norm(table)
+    assert cosine > 0.9, cosine
 
 
 @pytest.mark.integration
@@ -340,3 +346,88 @@ def test_pretraining_continues_a_run_with_its_head_and_can_freeze_the_encoder(pr
     run_script("pretrain", *common, f"--init_from={head_dir}", f"--output_dir={all_dir}")
     finetune = read_json(os.path.join(all_dir, "metrics.json"))["finetune"]
     assert finetune["loaded_tensors"] == len(head.weights) and finetune["not_loaded"] == []
+
+
+def test_a_new_mlm_decoder_starts_from_the_transposed_token_embeddings():
+    from slm_tf.models import ModelConfig
+    from slm_tf.tasks.mlm import build_mlm_model, init_decoder_from_embeddings
+    model = build_mlm_model(ModelConfig(model="bert", hidden_dim=16, num_heads=2, ff_dim=32,
+                                        num_layers=1), 50, 12)
+    decoder, table = model.get_layer("mlm_logits"), model.get_layer("word_embeddings")
+    decoder.bias.assign(tf.ones_like(decoder.bias))
+    assert not np.allclose(decoder.kernel.numpy(), table.embeddings.numpy().T)
+    assert "word_embeddings" in init_decoder_from_embeddings(model)
+    np.testing.assert_array_equal(decoder.kernel.numpy(), table.embeddings.numpy().T)
+    np.testing.assert_array_equal(decoder.bias.numpy(), np.zeros(50))
+    # Logits of a hidden state equal to token 7's embedding, through the decoder alone, are
+    # its dot products with every embedding (brute force).
+    h = table.embeddings.numpy()[7]
+    np.testing.assert_allclose(decoder(h[None, None, :]).numpy()[0, 0],
+                               table.embeddings.numpy() @ h, rtol=1e-5, atol=1e-6)
+
+
+def test_only_masked_lm_takes_unlabeled_pretraining_text():
+    from slm_tf.tasks import get_task
+    from slm_tf.tasks.mlm import WithUnlabeled
+
+    class Labelled:
+        name = "toy"
+
+        def texts(self, split):
+            return {"train": ["a b", "c d"], "validation": ["e f"]}[split]
+
+    data = get_task("mlm").with_unlabeled(Labelled(), ["x y", "z"])
+    assert isinstance(data, WithUnlabeled) and data.name == "toy"
+    assert data.texts("train") == ["a b", "c d", "x y", "z"]
+    assert data.texts("validation") == ["e f"]
+    for task in ("classification", "lm", "ner"):
+        with pytest.raises(UserError, match=f"the {task} task does not use it"):
+            get_task(task).with_unlabeled(Labelled(), ["x"])
+
+
+@pytest.mark.integration
+def test_pipeline_pretrain_stage_starts_both_students_from_it(tmp_path, data_dir):
+    """--pretrain: masked-LM of the student's recipe on the training texts plus
+    --unlabeled_data (a word only the unlabeled file has enters the tokenizer), then the plain
+    and distilled students start from it (its tokenizer, every encoder tensor), and the report
+    says so."""
+    from conftest import run_script
+    from test_end_to_end import _banking_subset
+    from test_pipeline import RECIPE
+    from slm_tf.io_utils import read_json
+    from slm_tf.tokenizers import load_tokenizer
+    from slm_tf.train.artifacts import load_run
+    data = _banking_subset(tmp_path / "intents.csv", n_labels=6, per_label=40, bad_row=False)
+    unlabeled = tmp_path / "domain.txt"
+    unlabeled.write_text("".join(f"my zorblax card number {i} is blocked\n" for i in range(30)),
+                         encoding="utf-8")
+    (tmp_path / "teacher.flags").write_text(RECIPE.format(dim=32, epochs=2))
+    (tmp_path / "student.flags").write_text(RECIPE.format(dim=16, epochs=2))
+    (tmp_path / "pretrain.flags").write_text("--epochs=2\n--learning_rate=5e-3\n")
+    out = tmp_path / "out"
+    run_script("pipeline", f"--data={data}", "--text_column=utterance",
+               "--label_column=intent", f"--data_dir={data_dir}",
+               f"--teacher_recipe={tmp_path / 'teacher.flags'}",
+               f"--student_recipe={tmp_path / 'student.flags'}", "--augment_copies=0",
+               "--pretrain", f"--pretrain_recipe={tmp_path / 'pretrain.flags'}",
+               f"--unlabeled_data={unlabeled}", "--prune=0", "--noqat",
+               "--export_formats=tflite_float", "--latency_queries=5",
+               "--teacher_latency_queries=5", "--seed=3", f"--output_dir={out}", timeout=900)
+    pre = str(out / "pretrain")
+    m = read_json(os.path.join(pre, "metrics.json"))
+    assert m["task"] == "mlm" and m["epochs_run"] == 2
+    assert m["pretrain"]["unlabeled_texts"] == 30
+    vocab = load_tokenizer(os.path.join(pre, "tokenizer")).vocab
+    assert "zorblax" in vocab
+    source = load_run(pre).model
+    n_encoder = sum(len(layer.weights) for layer in source.layers
+                    if not layer.name.startswith("mlm_"))
+    for stage in ("student", "distilled"):
+        run = str(out / stage)
+        assert read_json(os.path.join(run, "config.json"))["finetune"]["init_from"] == pre
+        assert load_tokenizer(os.path.join(run, "tokenizer")).vocab == vocab
+        loaded = read_json(os.path.join(run, "metrics.json"))["finetune"]
+        assert loaded["not_loaded"] == [] and loaded["loaded_tensors"] == n_encoder > 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Pretraining" in report and "30 unlabeled texts" in report
+    assert "Started from it: student, distilled." in report

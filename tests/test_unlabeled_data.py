@@ -6,7 +6,7 @@ import os
 from slm_tf.data.config import DataConfig
 from slm_tf.data.sources import EMBEDDED_DIR
 from slm_tf.distill.config import DistillConfig
-from slm_tf.distill.run import unlabeled_texts
+from slm_tf.data.unlabeled import unlabeled_texts
 
 
 def test_a_registered_dataset_gives_its_training_texts():

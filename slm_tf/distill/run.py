@@ -12,8 +12,8 @@ from absl import logging
 from slm_tf.config import to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.data.pipeline import PreparedData, make_dataset, prepare_data
-from slm_tf.data.readers import DataError, read_corpus
-from slm_tf.data.sources import DATASETS, load_splits
+from slm_tf.data.readers import DataError
+from slm_tf.data.unlabeled import check_unlabeled_source, unlabeled_texts
 from slm_tf.distill import cache
 from slm_tf.distill.augment import AugmentConfig, augment_texts, embedding_neighbours
 from slm_tf.distill.config import DistillConfig
@@ -87,19 +87,6 @@ def transfer_set(data: PreparedData, teacher: Run, exp: DistillExperiment,
         counts["unlabeled"] = len(extra)
         texts, labels = texts + extra, labels + [-1] * len(extra)
     return texts, labels, counts
-
-
-def unlabeled_texts(kcfg: DistillConfig, data_cfg: DataConfig) -> List[str]:
-    """``--unlabeled_data``'s texts (at most ``--max_unlabeled``): a registered dataset's
-    training texts (e.g. banking77's queries), or the documents of a .txt file or folder."""
-    if kcfg.unlabeled_data in DATASETS.names():
-        texts = [e.text for e in load_splits(DataConfig(
-            data=kcfg.unlabeled_data, data_root=data_cfg.data_root,
-            on_bad_row=data_cfg.on_bad_row)).train]
-    else:
-        texts = [d.text for d in read_corpus(kcfg.unlabeled_data, kcfg.unlabeled_unit,
-                                             data_cfg.on_bad_row).examples]
-    return texts[:kcfg.max_unlabeled]
 
 
 def _embedding_index(model) -> int:
@@ -215,11 +202,7 @@ def distill(exp: DistillExperiment) -> Dict:
         raise UserError("--frozen_encoder trains a head on a frozen pretrained teacher "
                         "encoder; distill.py trains a whole student. Fix: drop it (use "
                         "--lora_rank, --bitfit or --freeze_layers to train part of a student).")
-    if (kcfg.unlabeled_data and not os.path.exists(kcfg.unlabeled_data)
-            and kcfg.unlabeled_data not in DATASETS.names()):
-        raise UserError(f"{kcfg.unlabeled_data}: no such file, folder or registered dataset. "
-                        "Fix: check --unlabeled_data (a .txt file, a folder of them, or one of "
-                        f"{', '.join(DATASETS.names())}).")
+    check_unlabeled_source(kcfg.unlabeled_data)
     task = artifacts.run_task(kcfg.teacher_dir)
     if task not in DISTILL_TASKS:
         raise UserError(f"{kcfg.teacher_dir} is a --task={task} run; distill.py distils "

@@ -4,6 +4,7 @@ TensorFlow-free, so scripts define and check their flags before TensorFlow loads
 import dataclasses
 
 from slm_tf.config import field, non_negative
+from slm_tf.distill.config import DistillConfig
 from slm_tf.errors import UserError
 
 # Projections LoRA can adapt: the attention's four Dense sublayers and the feed-forward pair
@@ -68,9 +69,27 @@ def check(cfg: FineTuneConfig, model_name: str) -> None:
                         "Fix: use --model=bert or transformer, or --bitfit alone.")
 
 
+# What each objective changes from train.py's defaults (flags the user gives win): the task,
+# and no classifier extras (baseline, calibration, abstention) for a model without classes.
+OBJECTIVE_DEFAULTS = {
+    "mlm": {"task": "mlm", "model": "transformer", "baseline": False, "calibrate": False,
+            "abstain_method": "none", "learning_rate": 1e-3, "early_stopping_patience": 0},
+    "clm": {"task": "lm", "model": "gpt", "tokenizer": "char_exact", "vocab_size": 1000,
+            "min_frequency": 1, "max_seq_len": 128, "dropout": 0.0, "baseline": False},
+}
+
+
 @dataclasses.dataclass
 class PretrainConfig:
     objective: str = field("mlm", "mlm: masked-language modelling of an encoder (transformer, "
                            "bert, bilstm, bigru, cnn); clm: next-token prediction of a decoder "
                            "(gpt, lstm_lm, gru_lm; the lm task of train_lm.py).",
                            choices=("mlm", "clm"))
+    # The same three flags as distill.py's, with the same defaults (one reader: data/unlabeled).
+    unlabeled_data: str = field("", "mlm: unlabeled text pretrained on besides --data's "
+                                "training texts: a .txt file or folder, or a registered "
+                                "dataset whose training texts are used.")
+    unlabeled_unit: str = field(DistillConfig.unlabeled_unit, "One unlabeled document per "
+                                "line or per paragraph.", choices=("line", "paragraph"))
+    max_unlabeled: int = field(DistillConfig.max_unlabeled, "Use at most this many unlabeled "
+                               "documents.", validate=non_negative, rule=">= 0")

@@ -68,6 +68,14 @@ class PipelineConfig:
     unlabeled_data: str = field("", "distill.py's --unlabeled_data for the distilled stage: "
                                 "texts the teacher labels softly (a .txt file or folder, or a "
                                 "registered dataset's training texts).")
+    pretrain: bool = field(False, "Add a pretrain stage (classification): masked-language "
+                           "modelling of the student's architecture, tokenizer and data on "
+                           "the training texts plus --unlabeled_data; the student and "
+                           "distilled stages then start from it (--init_from).")
+    pretrain_recipe: str = field(os.path.join(CONFIGS, "pretrain_student.flags"),
+                                 "Flagfile of the pretrain stage's training flags (epochs, "
+                                 "learning rate, schedule); its data, tokenizer and model come "
+                                 "from the student's recipe.")
     compress_from: str = field("better", "Which student the pruning / QAT stages start from: "
                                "better = the distilled one unless the labels-only student is "
                                "at least as accurate on validation (classification; a tie "

@@ -371,6 +371,8 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
           "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), "",
           "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], "",
           *([start, ""] if start else [])]
+    pretraining = pretraining_section(paths)
+    md += pretraining
     md += [f"![{k}]({v})" for k, v in plots.items()]
     md += report.get("extra_markdown", [])
     trust = trust_section(paths, out)
@@ -386,7 +388,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
         plots_html(plots) +
         (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
          if report.get("extra_markdown") else "") +
-        f"<pre>{html.escape(chr(10).join(trust + auto))}</pre>")
+        f"<pre>{html.escape(chr(10).join(pretraining + trust + auto))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
@@ -402,6 +404,25 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     write_text(os.path.join(out, "model_card.md"), spec.card(report, paths, final_stage,
                                                             command))
     return summary
+
+
+def pretraining_section(paths: Dict[str, str]) -> List[str]:
+    """Markdown lines on the pretrain stage (none without it): objective, texts, the
+    masked-token accuracy reached, and which stages started from it."""
+    if "pretrain" not in paths:
+        return []
+    m = read_json(os.path.join(paths["pretrain"], METRICS_FILE))
+    extra = m.get("pretrain", {})
+    unlabeled = (f" plus {extra['unlabeled_texts']:,} unlabeled texts from "
+                 f"{extra['unlabeled_data']}" if extra else "")
+    starts = [s for s in ("student", "distilled") if s in paths and read_json(os.path.join(
+        paths[s], CONFIG_FILE)).get("finetune", {}).get("init_from") == paths["pretrain"]]
+    return ["## Pretraining", "",
+            f"Masked-language modelling of the student's architecture on "
+            f"{m['data']['sizes']['train']:,} training texts{unlabeled}, {m['epochs_run']} "
+            f"epochs in {m['train_seconds'] / 60:.1f} min: masked-token accuracy "
+            f"{m['accuracy']:.4f} on the test split ({m['validation']['accuracy']:.4f} on "
+            f"validation). Started from it: {', '.join(starts) or 'no stage'}.", ""]
 
 
 def trust_section(paths: Dict[str, str], out: str) -> List[str]:

@@ -21,7 +21,8 @@ from slm_tf.export.run import ExportConfig, export_run
 from slm_tf.io_utils import read_json
 from slm_tf.models import MODELS, ModelConfig
 from slm_tf.models.embedding_init import TEACHER
-from slm_tf.peft.config import FineTuneConfig
+from slm_tf.errors import UserError
+from slm_tf.peft.config import OBJECTIVE_DEFAULTS, FineTuneConfig, PretrainConfig
 from slm_tf.pipeline.compress_source import compress_source
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
@@ -143,9 +144,35 @@ def _teacher(ctx: Context, path: str) -> None:
     save_profile(path, profile)
 
 
+def _pretrain(ctx: Context, path: str) -> None:
+    """Masked-LM pretraining of the student's recipe (data, tokenizer, model) on the training
+    texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says."""
+    if ctx.cfg.task != "classification":
+        raise UserError(f"--pretrain pretrains a classification student; this is a "
+                        f"--task={ctx.cfg.task} pipeline. Fix: drop --pretrain (a causal LM "
+                        "is pretrained by its own objective; for NER run scripts/pretrain.py "
+                        "and train with --init_from).")
+    (data, tok, model, _), _ = ctx.student(path)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    defaults = [f"--{k}={v}" for k, v in OBJECTIVE_DEFAULTS["mlm"].items() if k in fields]
+    (tcfg,) = parse_flagfile((TrainConfig,), ctx.cfg.pretrain_recipe,
+                             [*ctx.seed_flag(), f"--output_dir={path}"], defaults)
+    train(ExperimentConfig(data, tok, model, tcfg,
+                           pretrain=PretrainConfig(unlabeled_data=ctx.cfg.unlabeled_data)))
+
+
+def _start(ctx: Context, model: ModelConfig) -> FineTuneConfig:
+    """Where a student stage starts: the pretrain stage's weights and tokenizer when it is
+    enabled (they replace the recipe's embedding initialisation), else its recipe's start."""
+    if not ctx.cfg.pretrain:
+        return FineTuneConfig()
+    model.init_embeddings_from = ""
+    return FineTuneConfig(init_from=ctx.path("pretrain"))
+
+
 def _student(ctx: Context, path: str) -> None:
-    configs, profile = ctx.student(path)
-    train(ExperimentConfig(*configs))
+    (data, tok, model, tcfg), profile = ctx.student(path)
+    train(ExperimentConfig(data, tok, model, tcfg, finetune=_start(ctx, model)))
     save_profile(path, profile)
 
 
@@ -161,7 +188,8 @@ def _distilled(ctx: Context, path: str) -> None:
         logging.info("distillation: no augmented copies (the %s teacher has no word embeddings "
                      "to draw neighbour words from)", teacher_model)
         copies = 0
-    distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies)))
+    distill(DistillExperiment(data, tok, model, tcfg, kd, AugmentConfig(augment_copies=copies),
+                              _start(ctx, model)))
     save_profile(path, profile)
 
 
@@ -209,6 +237,8 @@ def _teacher_export(ctx: Context, path: str) -> None:
 
 STAGES = [
     Stage("teacher", "train (or reuse) the teacher", _teacher),
+    Stage("pretrain", "masked-LM pretraining of the student on the training and unlabeled "
+          "texts", _pretrain, enabled=lambda cfg: cfg.pretrain),
     Stage("student", "train the student on hard labels (the no-KD reference)", _student),
     Stage("distilled", "distill the teacher into the student", _distilled),
     Stage("pruned", "prune the distilled student while the teacher keeps teaching", _pruned,

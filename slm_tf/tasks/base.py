@@ -13,6 +13,7 @@ import math
 import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from slm_tf.errors import UserError
 from slm_tf.registry import Registry
 from slm_tf.train.artifacts import LOG_DIR
 
@@ -44,6 +45,14 @@ class Task(abc.ABC):
         """Reads, validates and splits ``dcfg.data``; the result has ``summary()`` and
         whatever the task's other methods need."""
 
+    def with_unlabeled(self, data, texts: List[str]) -> Any:
+        """``data`` whose training texts also include ``texts`` (``--unlabeled_data`` of a
+        masked-LM pretraining run); other tasks refuse it."""
+        raise UserError(f"--unlabeled_data adds text to masked-language pretraining; the "
+                        f"{self.name} task does not use it. Fix: use it with "
+                        "scripts/pretrain.py --objective=mlm (or with distill.py, where the "
+                        "teacher labels it), or put the text into --data.")
+
     def tokenizer_texts(self, data) -> Iterable[str]:
         """The texts a new tokenizer learns from (the training split)."""
         return data.texts("train")
@@ -59,6 +68,11 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build_model(self, model_cfg, tokenizer, data, dcfg):
         """A fresh zoo model for this task."""
+
+    def after_checkpoint(self, model) -> Optional[str]:
+        """Called once ``--init_checkpoint``'s tensors are loaded into ``model``: initialises
+        what the checkpoint lacks from what it has; returns a log line (``None``: nothing)."""
+        return None
 
     @abc.abstractmethod
     def datasets(self, data, tokenizer, dcfg, tcfg):

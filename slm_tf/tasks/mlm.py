@@ -4,12 +4,13 @@
 [MASK], 10% a random token, 10% stay; the loss is cross-entropy on the chosen positions only.
 The model is the zoo architecture's own encoder (same layer names as its classifier, so
 ``--init_from`` finds every tensor) with a BERT-style head: Dense + GELU, LayerNorm, and a
-vocabulary projection. Data: any labelled source (its texts; labels are ignored, the test
+vocabulary projection (set to the transposed token embeddings when a checkpoint without an MLM
+head is loaded: ``init_decoder_from_embeddings``). Data: any labelled source (its texts; labels are ignored, the test
 split is never trained on) or a raw-text corpus (.txt file or folder, one document per file).
 """
 import math
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -72,6 +73,37 @@ def build_mlm_model(model_cfg, vocab_size: int, max_seq_len: int) -> keras.Model
     return keras.Model(ids, logits, name=f"mlm_{model_cfg.model}")
 
 
+def init_decoder_from_embeddings(model: keras.Model) -> str:
+    """Sets the vocabulary projection to the transposed token embeddings (bias 0): BERT ties
+    the two, so a checkpoint shipped without its MLM head (MiniLM) starts with a decoder that
+    already scores tokens by their embedding, and only the small transform is new."""
+    decoder = model.get_layer(HEAD_LAYERS[2])
+    vocab, width = decoder.kernel.shape[1], decoder.kernel.shape[0]
+    tables = [l for l in model.layers if isinstance(l, keras.layers.Embedding)
+              and l.input_dim == vocab and l.output_dim == width]
+    if len(tables) != 1:
+        raise UserError(f"{model.name}: {len(tables)} token-embedding tables of shape "
+                        f"[{vocab}, {width}] match the MLM decoder; expected exactly one.")
+    decoder.kernel.assign(tf.transpose(tables[0].embeddings))
+    decoder.bias.assign(tf.zeros_like(decoder.bias))
+    return f"MLM decoder initialised from {tables[0].name} (transposed)"
+
+
+class WithUnlabeled:
+    """Prepared data whose training texts also include unlabeled ones (everything else, such
+    as the validation and test splits, is the labelled source's)."""
+
+    def __init__(self, data, extra: List[str]):
+        self.data, self.extra = data, list(extra)
+
+    def texts(self, split: str) -> List[str]:
+        own = list(self.data.texts(split))
+        return own + self.extra if split == "train" else own
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+
 def _is_corpus(path: str) -> bool:
     return path.endswith(".txt") or (os.path.isdir(path) and any(
         n.endswith(".txt") for n in os.listdir(path)))
@@ -113,6 +145,12 @@ class MaskedLMTask(Task):
             lambda ids, i: mask_tokens(ids, mask_id, special, first, tokenizer.vocab_size,
                                        tf.stack([tf.cast(seed, tf.int64), i])))
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def with_unlabeled(self, data, texts: List[str]) -> WithUnlabeled:
+        return WithUnlabeled(data, texts)
+
+    def after_checkpoint(self, model) -> str:
+        return init_decoder_from_embeddings(model)
 
     def datasets(self, data, tokenizer, dcfg, tcfg):
         return (self._dataset(data.texts("train"), tokenizer, dcfg, tcfg.seed, True),

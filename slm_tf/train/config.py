@@ -6,7 +6,7 @@ from typing import Dict
 from slm_tf.config import field, fraction, non_negative, positive, to_dict
 from slm_tf.data.config import DataConfig
 from slm_tf.models.config import ModelConfig
-from slm_tf.peft.config import FineTuneConfig
+from slm_tf.peft.config import FineTuneConfig, PretrainConfig
 from slm_tf.tokenizers.config import TokenizerConfig
 from slm_tf.trust.config import DPConfig
 from slm_tf.trust.targets import (ABSTAIN_METHOD_HELP, ABSTAIN_METHODS, ABSTAIN_TARGET_HELP,
@@ -95,7 +95,8 @@ class ExperimentConfig:
     train: TrainConfig
     dp: DPConfig = dataclasses.field(default_factory=DPConfig)
     finetune: FineTuneConfig = dataclasses.field(default_factory=FineTuneConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
 
     def to_dict(self) -> Dict:
         return {k: to_dict(getattr(self, k)) for k in ("data", "tokenizer", "model", "train",
-                                                       "dp", "finetune")}
+                                                       "dp", "finetune", "pretrain")}

@@ -16,6 +16,7 @@ from absl import logging
 
 from slm_tf.config import from_dict
 from slm_tf.data.config import DataConfig
+from slm_tf.data.unlabeled import unlabeled_texts
 from slm_tf.errors import UserError
 from slm_tf.io_utils import read_json, require_output_dir, write_json
 from slm_tf.models import describe
@@ -322,6 +323,14 @@ def train(exp: ExperimentConfig) -> Dict:
     # On a shared file system the workers would race to prepare the same tfds data dir: the
     # chief prepares it first, the others then find it ready (or prepare their own copy).
     data = chief_first(strategy, ctx, lambda: task.prepare_data(dcfg))
+    extra = {}
+    if exp.pretrain.unlabeled_data:  # pretraining text besides the training split
+        texts = unlabeled_texts(exp.pretrain, dcfg)
+        data = task.with_unlabeled(data, texts)
+        extra["pretrain"] = {"unlabeled_data": exp.pretrain.unlabeled_data,
+                             "unlabeled_texts": len(texts)}
+        logging.info("pretraining on %d unlabeled texts from %s besides the training split",
+                     len(texts), exp.pretrain.unlabeled_data)
     if exp.model.init_checkpoint:
         exp = from_checkpoint(exp)
     data = finetune.prepare(exp, data, ctx.run_dir)  # --train_examples_per_class
@@ -337,6 +346,9 @@ def train(exp: ExperimentConfig) -> Dict:
         if exp.model.init_checkpoint:
             n = load_checkpoint_weights(model, exp.model.init_checkpoint)
             logging.info("loaded %d tensors from %s", n, exp.model.init_checkpoint)
+            note = task.after_checkpoint(model)
+            if note:
+                logging.info(note)
         if exp.model.init_embeddings_from or exp.model.freeze_embeddings:
             logging.info("embeddings: %s", start_embeddings(model, tokenizer.vocab, exp.model))
         adapted = finetune.adapt(model, exp)  # --init_from, LoRA, BitFit, frozen layers
@@ -350,8 +362,9 @@ def train(exp: ExperimentConfig) -> Dict:
     result = fit(plan.trainable, train_ds, val_ds, tcfg, ctx, steps_per_epoch, dcfg.batch_size,
                  keep=plan.keep, task=task,
                  class_weight=task.class_weight(data, tcfg.class_weights))
-    extra = {"dp": dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size, int(
-        plan.trainable.optimizer.iterations.numpy()))} if exp.dp.enabled else {}
+    if exp.dp.enabled:
+        extra["dp"] = dp_sgd.privacy_report(exp.dp, len(data.splits.train), dcfg.batch_size,
+                                            int(plan.trainable.optimizer.iterations.numpy()))
     extra.update(finetune.finish(model, exp, adapted, ctx.run_dir, ctx.is_chief))
     # Every worker evaluates and saves (saving may run collective ops); a non-chief does it
     # into its scratch directory, which goes once it is done.
