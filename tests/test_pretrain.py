@@ -431,3 +431,35 @@ def test_pipeline_pretrain_stage_starts_both_students_from_it(tmp_path, data_dir
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Pretraining" in report and "30 unlabeled texts" in report
     assert "Started from it: student, distilled." in report
+
+
+def test_masked_lm_scores_only_the_chosen_positions_with_the_full_sequence_loss():
+    """The gathered head equals the full-sequence logits at the chosen positions, and the
+    training loss equals cross-entropy summed over them / (B * L), computed by brute force on
+    the full logits."""
+    from slm_tf.models import ModelConfig
+    from slm_tf.models.masked_lm import chosen_logits
+    from slm_tf.tasks.mlm import build_mlm_model
+    import tf_keras as keras
+    model = build_mlm_model(ModelConfig(model="cnn", embedding_dim=8, num_filters=8,
+                                        kernel_sizes=["2", "3"]), 40, 12)
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  weighted_metrics=["accuracy"])
+    rng = np.random.RandomState(0)
+    ids = tf.constant(rng.randint(5, 40, size=(3, 12)), tf.int32)
+    weights = tf.constant((rng.rand(3, 12) < 0.3).astype("float32"))
+    targets = tf.constant(rng.randint(5, 40, size=(3, 12)), tf.int32)
+    full = model(ids).numpy()
+    logits, index = chosen_logits(model, ids, weights)
+    np.testing.assert_allclose(logits.numpy(), full[weights.numpy() > 0], rtol=1e-5,
+                               atol=1e-5)
+    logp = full - np.log(np.exp(full).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(logp, targets.numpy()[..., None], -1)[..., 0]
+    expected = (ce * weights.numpy()).sum() / ids.shape.num_elements()
+    result = model.evaluate(tf.data.Dataset.from_tensors((ids, targets, weights)),
+                            return_dict=True, verbose=0)
+    np.testing.assert_allclose(result["loss"], expected, rtol=1e-5)
+    hits = (full.argmax(-1) == targets.numpy())[weights.numpy() > 0]
+    np.testing.assert_allclose(result["accuracy"], hits.mean(), rtol=1e-6)
+    model.fit(tf.data.Dataset.from_tensors((ids, targets, weights)), epochs=1, verbose=0)

@@ -13,4 +13,4 @@ __all__ = ["MODELS", "ModelConfig", "POOLINGS", "TextClassifier", "build_model",
            "INPUT_NAME", "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
            "PositionEmbedding", "TokenClassifier", "build_tagger", "CausalLM",
            "GPTLanguageModel", "LSTMLanguageModel", "GRULanguageModel", "TiedEmbedding",
-           "is_language_model"]
+           "is_language_model", "MaskedLM"]

@@ -9,6 +9,7 @@ from slm_tf.models.bow import BagOfWordsClassifier
 from slm_tf.models.config import MODEL_NAMES
 from slm_tf.models.cnn import CNNClassifier
 from slm_tf.models.flops import flops_per_example, param_counts
+from slm_tf.models.masked_lm import MaskedLM
 from slm_tf.models.layers import MaskedPooling, MultiHeadSelfAttention, PaddingMask, PositionEmbedding
 from slm_tf.models.rnn import BiGRUClassifier, BiLSTMClassifier
 from slm_tf.models.tfidf import TfIdfClassifier
@@ -44,4 +45,4 @@ __all__ = ["MODELS", "ModelConfig", "TextClassifier", "build_model", "describe",
            "OUTPUT_NAME", "MaskedPooling", "MultiHeadSelfAttention", "PaddingMask",
            "PositionEmbedding", "TokenClassifier", "build_tagger", "CausalLM",
            "GPTLanguageModel", "LSTMLanguageModel", "GRULanguageModel", "TiedEmbedding",
-           "is_language_model"]
+           "is_language_model", "MaskedLM"]

@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from slm_tf.errors import UserError
 from slm_tf.models.base import INPUT_NAME
+from slm_tf.models.masked_lm import HEAD_LAYERS, MaskedLM, chosen_logits
 from slm_tf.tasks.base import TASKS, Task
 from slm_tf.tokenizers.base import CLS, MASK, PAD, SEP
 from slm_tf.train.optim import optimizer_for
@@ -25,7 +26,6 @@ from slm_tf.train.optim import optimizer_for
 MASK_RATE = 0.15
 # Of the chosen positions: [MASK], a random token, unchanged (Devlin et al., 2019).
 REPLACE_MASK, REPLACE_RANDOM = 0.8, 0.1
-HEAD_LAYERS = ("mlm_transform", "mlm_norm", "mlm_logits")
 EVAL_SEED = 1234
 
 
@@ -70,7 +70,7 @@ def build_mlm_model(model_cfg, vocab_size: int, max_seq_len: int) -> keras.Model
     x = keras.layers.Dense(int(x.shape[-1]), activation="gelu", name=HEAD_LAYERS[0])(x)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name=HEAD_LAYERS[1])(x)
     logits = keras.layers.Dense(vocab_size, name=HEAD_LAYERS[2])(x)
-    return keras.Model(ids, logits, name=f"mlm_{model_cfg.model}")
+    return MaskedLM(ids, logits, name=f"mlm_{model_cfg.model}")
 
 
 def init_decoder_from_embeddings(model: keras.Model) -> str:
@@ -166,10 +166,9 @@ class MaskedLMTask(Task):
         nll, correct, n = 0.0, 0, 0
         for inputs, targets, weights in self._dataset(data.texts(split), tokenizer, dcfg,
                                                       EVAL_SEED, False):
-            logits = model(inputs, training=False)
-            chosen = weights.numpy() > 0
-            logp = tf.nn.log_softmax(logits).numpy()[chosen]
-            t = targets.numpy()[chosen]
+            logits, index = chosen_logits(model, inputs, weights)
+            logp = tf.nn.log_softmax(logits).numpy()
+            t = tf.gather_nd(targets, index).numpy()
             nll -= float(logp[np.arange(len(t)), t].sum())
             correct += int((logp.argmax(-1) == t).sum())
             n += len(t)
