@@ -463,3 +463,15 @@ def test_masked_lm_scores_only_the_chosen_positions_with_the_full_sequence_loss(
     hits = (full.argmax(-1) == targets.numpy())[weights.numpy() > 0]
     np.testing.assert_allclose(result["accuracy"], hits.mean(), rtol=1e-6)
     model.fit(tf.data.Dataset.from_tensors((ids, targets, weights)), epochs=1, verbose=0)
+
+
+def test_the_pipeline_refuses_pretraining_outside_classification_before_any_stage(tmp_path):
+    from slm_tf.pipeline.config import PipelineConfig
+    from slm_tf.pipeline.stages import Context, enabled_stages
+    for task in ("lm", "ner"):
+        with pytest.raises(UserError, match=f"--task={task} pipeline. Fix: drop --pretrain"):
+            Context(PipelineConfig(output_dir=str(tmp_path), task=task, pretrain=True), [])
+    assert not os.listdir(tmp_path)
+    names = [s.name for s in enabled_stages(PipelineConfig(output_dir="x", pretrain=True))]
+    assert names[:3] == ["teacher", "pretrain", "student"]
+    assert "pretrain" not in [s.name for s in enabled_stages(PipelineConfig(output_dir="x"))]

@@ -16,12 +16,12 @@ from slm_tf.config import parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
+from slm_tf.errors import UserError
 from slm_tf.export.benchmark import RESULT_FILE, benchmark_export
 from slm_tf.export.run import ExportConfig, export_run
 from slm_tf.io_utils import read_json
 from slm_tf.models import MODELS, ModelConfig
 from slm_tf.models.embedding_init import TEACHER
-from slm_tf.errors import UserError
 from slm_tf.peft.config import OBJECTIVE_DEFAULTS, FineTuneConfig, PretrainConfig
 from slm_tf.pipeline.compress_source import compress_source
 from slm_tf.pipeline.config import PipelineConfig
@@ -53,6 +53,11 @@ class Context:
     compression_applied: Dict[str, Choice] = dataclasses.field(init=False)
 
     def __post_init__(self):
+        if self.cfg.pretrain and self.cfg.task != "classification":
+            raise UserError(f"--pretrain pretrains a classification student; this is a "
+                            f"--task={self.cfg.task} pipeline. Fix: drop --pretrain (a causal "
+                            "LM is pretrained by its own objective; for NER run "
+                            "scripts/pretrain.py and train with --init_from).")
         self.compression_choices = choose_compression(
             self.auto_student and self.cfg.task == "classification")
         self.compression_applied = {k: c for k, c in self.compression_choices.items()
@@ -147,11 +152,6 @@ def _teacher(ctx: Context, path: str) -> None:
 def _pretrain(ctx: Context, path: str) -> None:
     """Masked-LM pretraining of the student's recipe (data, tokenizer, model) on the training
     texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says."""
-    if ctx.cfg.task != "classification":
-        raise UserError(f"--pretrain pretrains a classification student; this is a "
-                        f"--task={ctx.cfg.task} pipeline. Fix: drop --pretrain (a causal LM "
-                        "is pretrained by its own objective; for NER run scripts/pretrain.py "
-                        "and train with --init_from).")
     (data, tok, model, _), _ = ctx.student(path)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     defaults = [f"--{k}={v}" for k, v in OBJECTIVE_DEFAULTS["mlm"].items() if k in fields]
