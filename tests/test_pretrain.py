@@ -431,6 +431,10 @@ def test_pipeline_pretrain_stage_starts_both_students_from_it(tmp_path, data_dir
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Pretraining" in report and "30 unlabeled texts" in report
     assert "Started from it: student, distilled." in report
+    summary = read_json(str(out / "summary.json"))["pretrain"]
+    assert summary["unlabeled_texts"] == 30 and summary["epochs"] == 2
+    assert summary["started_from_it"] == ["student", "distilled"]
+    assert summary["masked_token_accuracy"] == m["accuracy"]
 
 
 def test_masked_lm_scores_only_the_chosen_positions_with_the_full_sequence_loss():

@@ -371,8 +371,9 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
           "Sources: " + ", ".join(sorted({os.path.relpath(r['source'], out) for r in rows})), "",
           "## What each stage cost", "", *[f"- {c['text']}" for c in report["costs"]], "",
           *([start, ""] if start else [])]
-    pretraining = pretraining_section(paths)
-    md += pretraining
+    pretrained = pretraining(paths)
+    pretraining_lines = pretraining_section(pretrained)
+    md += pretraining_lines
     md += [f"![{k}]({v})" for k, v in plots.items()]
     md += report.get("extra_markdown", [])
     trust = trust_section(paths, out)
@@ -388,7 +389,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
         plots_html(plots) +
         (f"<pre>{html.escape(chr(10).join(report['extra_markdown']))}</pre>"
          if report.get("extra_markdown") else "") +
-        f"<pre>{html.escape(chr(10).join(pretraining + trust + auto))}</pre>")
+        f"<pre>{html.escape(chr(10).join(pretraining_lines + trust + auto))}</pre>")
     write_text(os.path.join(out, "report.html"), page + "\n")
     public = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
     final = public(report["final"])
@@ -399,6 +400,7 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     summary = {"rows": [public(r) for r in rows], "final": final, "stages": stages or {},
                "stage_costs": report["costs"], "command": command, "plots": plots,
                "task": task, "metric_labels": list(spec.labels),
+               **({"pretrain": pretrained} if pretrained else {}),
                **report.get("extra_summary", {})}
     write_json(os.path.join(out, "summary.json"), summary)
     write_text(os.path.join(out, "model_card.md"), spec.card(report, paths, final_stage,
@@ -406,23 +408,34 @@ def write_report(paths: Dict[str, str], final_stage: str, out: str, command: str
     return summary
 
 
-def pretraining_section(paths: Dict[str, str]) -> List[str]:
-    """Markdown lines on the pretrain stage (none without it): objective, texts, the
-    masked-token accuracy reached, and which stages started from it."""
+def pretraining(paths: Dict[str, str]) -> Optional[Dict]:
+    """What the pretrain stage did (None without it): texts, epochs, masked-token accuracy
+    (test and validation) and the stages that started from it."""
     if "pretrain" not in paths:
-        return []
+        return None
     m = read_json(os.path.join(paths["pretrain"], METRICS_FILE))
-    extra = m.get("pretrain", {})
-    unlabeled = (f" plus {extra['unlabeled_texts']:,} unlabeled texts from "
-                 f"{extra['unlabeled_data']}" if extra else "")
     starts = [s for s in ("student", "distilled") if s in paths and read_json(os.path.join(
         paths[s], CONFIG_FILE)).get("finetune", {}).get("init_from") == paths["pretrain"]]
+    return {"train_texts": m["data"]["sizes"]["train"], **m.get("pretrain", {}),
+            "epochs": m["epochs_run"], "train_seconds": m["train_seconds"],
+            "masked_token_accuracy": m["accuracy"],
+            "validation_masked_token_accuracy": m["validation"]["accuracy"],
+            "started_from_it": starts}
+
+
+def pretraining_section(p: Optional[Dict]) -> List[str]:
+    """Markdown lines on the pretrain stage (``pretraining``'s dict; none without it)."""
+    if not p:
+        return []
+    unlabeled = (f" plus {p['unlabeled_texts']:,} unlabeled texts from "
+                 f"{p['unlabeled_data']}" if "unlabeled_texts" in p else "")
     return ["## Pretraining", "",
             f"Masked-language modelling of the student's architecture on "
-            f"{m['data']['sizes']['train']:,} training texts{unlabeled}, {m['epochs_run']} "
-            f"epochs in {m['train_seconds'] / 60:.1f} min: masked-token accuracy "
-            f"{m['accuracy']:.4f} on the test split ({m['validation']['accuracy']:.4f} on "
-            f"validation). Started from it: {', '.join(starts) or 'no stage'}.", ""]
+            f"{p['train_texts']:,} training texts{unlabeled}, {p['epochs']} epochs in "
+            f"{p['train_seconds'] / 60:.1f} min: masked-token accuracy "
+            f"{p['masked_token_accuracy']:.4f} on the test split "
+            f"({p['validation_masked_token_accuracy']:.4f} on validation). Started from it: "
+            f"{', '.join(p['started_from_it']) or 'no stage'}.", ""]
 
 
 def trust_section(paths: Dict[str, str], out: str) -> List[str]:
