@@ -5,8 +5,10 @@
 The model is the zoo architecture's own encoder (same layer names as its classifier, so
 ``--init_from`` finds every tensor) with a BERT-style head: Dense + GELU, LayerNorm, and a
 vocabulary projection (set to the transposed token embeddings when a checkpoint without an MLM
-head is loaded: ``init_decoder_from_embeddings``). Data: any labelled source (its texts; labels are ignored, the test
-split is never trained on) or a raw-text corpus (.txt file or folder, one document per file).
+head is loaded: ``init_decoder_from_embeddings``); training projects only the chosen positions
+(``slm_tf.models.masked_lm.MaskedLM``). Data: any labelled source (its texts; labels are
+ignored, the test split is never trained on) or a raw-text corpus (.txt file or folder, one
+document per file), plus ``--unlabeled_data`` (``WithUnlabeled``).
 """
 import math
 import os
