@@ -16,9 +16,10 @@ at a low rate, so the encoder never learns from a random head:
 
 --data is a labelled source (its texts, labels ignored, its test split never trained on) or a
 raw-text corpus (.txt file or folder); --unlabeled_data adds more training text (a .txt file or
-folder, one document per line or paragraph, or a registered dataset's training texts). mlm masks 15% of the tokens (80% [MASK], 10% random,
-10% kept) and writes a normal run whose metrics are masked-token accuracy and loss; clm is the
-lm task (train_lm.py). Rerunning the same command after a crash resumes.
+folder, one document per line or paragraph, or a registered dataset's training texts). mlm
+masks 15% of the tokens (80% [MASK], 10% random, 10% kept) and writes a normal run whose
+metrics are masked-token accuracy and loss; clm is the lm task (train_lm.py). Rerunning the
+same command after a crash resumes.
 """
 import slm_tf  # noqa: F401  (pins Keras 2 before TensorFlow loads)
 from absl import flags

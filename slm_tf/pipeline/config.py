@@ -67,7 +67,8 @@ class PipelineConfig:
                              "and QAT stages inherit it).", validate=non_negative, rule=">= 0")
     unlabeled_data: str = field("", "distill.py's --unlabeled_data for the distilled stage: "
                                 "texts the teacher labels softly (a .txt file or folder, or a "
-                                "registered dataset's training texts).")
+                                "registered dataset's training texts); with --pretrain also "
+                                "pretrained on.")
     pretrain: bool = field(False, "Add a pretrain stage (classification): masked-language "
                            "modelling of the student's architecture, tokenizer and data on "
                            "the training texts plus --unlabeled_data; the student and "

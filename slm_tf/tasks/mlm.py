@@ -96,11 +96,12 @@ class WithUnlabeled:
     as the validation and test splits, is the labelled source's)."""
 
     def __init__(self, data, extra: List[str]):
-        self.data, self.extra = data, list(extra)
+        # Joined once: the trainer asks for the training texts several times (tokenizer,
+        # steps per epoch, dataset).
+        self.data, self.train_texts = data, list(data.texts("train")) + list(extra)
 
     def texts(self, split: str) -> List[str]:
-        own = list(self.data.texts(split))
-        return own + self.extra if split == "train" else own
+        return self.train_texts if split == "train" else self.data.texts(split)
 
     def __getattr__(self, name):
         return getattr(self.data, name)
