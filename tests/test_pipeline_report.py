@@ -37,6 +37,10 @@ def test_report_says_what_each_stage_cost_and_warns_below_an_earlier_stage():
     assert "2.60 points below the distilled model" in verdict
     report["below_earlier_stage"] = None
     assert "below the distilled" not in _verdict(report)
+    assert "(95.0% of the teacher's 0.9200)" in _verdict(report)  # 0.874 / 0.92
+    # A teacher that learned nothing (a short NER run: entity F1 0) still gets a report.
+    report["teacher"]["accuracy"] = 0.0
+    assert "(against the teacher's 0.0000)" in _verdict(report)
 
 
 def test_compression_starts_from_the_better_student_on_validation():

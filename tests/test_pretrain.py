@@ -117,6 +117,38 @@ def test_init_from_refuses_other_shapes_and_tokenizers(pretrained, tmp_path):
     assert carry_tokenizer(exp, str(tmp_path)).vocab == tokenizer.vocab
 
 
+def test_token_level_distillation_refuses_a_pretrained_or_adapted_student(tmp_path):
+    """A NER student takes its teacher's tokenizer, so --init_from (or LoRA, few-shot) would
+    be dropped without a word; distill.py refuses them before the student's folder exists."""
+    from test_ner_export import _msra_like
+    from slm_tf.data.config import DataConfig
+    from slm_tf.distill.config import AugmentConfig, DistillConfig
+    from slm_tf.distill.run import DistillExperiment, distill
+    from slm_tf.models import ModelConfig
+    from slm_tf.peft.config import FineTuneConfig
+    from slm_tf.tokenizers import TokenizerConfig
+    from slm_tf.train.config import ExperimentConfig, TrainConfig
+    from slm_tf.train.trainer import train
+    data = DataConfig(data=_msra_like(tmp_path / "train.txt", 20, 0), max_seq_len=24,
+                      test_data=_msra_like(tmp_path / "test.txt", 5, 1),
+                      data_dir=str(tmp_path / "tfds"))
+    tok = TokenizerConfig(tokenizer="char", min_frequency=1)
+    model = ModelConfig(model="cnn", kernel_sizes=["3"], num_filters=8, embedding_dim=8,
+                        hidden_dim=0)
+    teacher = str(tmp_path / "teacher")
+    train(ExperimentConfig(data, tok, model, TrainConfig(task="ner", epochs=1, baseline=False,
+                                                         output_dir=teacher)))
+    for start, flag in ((FineTuneConfig(init_from=teacher), "--init_from"),
+                        (FineTuneConfig(lora_rank=2, bitfit=True), "--lora_rank, --bitfit")):
+        with pytest.raises(UserError, match=f"{flag}: distill.py starts a --task=ner student "
+                                            "from scratch on its teacher's tokenizer. Fix: drop"):
+            distill(DistillExperiment(data, tok, model,
+                                      TrainConfig(output_dir=str(tmp_path / "s")),
+                                      DistillConfig(teacher_dir=teacher), AugmentConfig(),
+                                      start))
+    assert not os.path.exists(tmp_path / "s")
+
+
 @pytest.mark.integration
 def test_lora_run_from_a_pretrained_base_saves_an_adapter_that_merges_exactly(pretrained,
                                                                               tmp_path):

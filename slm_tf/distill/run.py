@@ -210,6 +210,16 @@ def distill(exp: DistillExperiment) -> Dict:
     if task != "classification":
         require_default_strategy(tcfg, f"distill.py with a --task={task} teacher",
                                  "its student is built outside a tf.distribute scope")
+        # Token-level students take the teacher's tokenizer (one position, one target), so a
+        # pretrained student's vocabulary and the fine-tuning options have no place to go.
+        default = FineTuneConfig()
+        given = [f"--{f.name}" for f in dataclasses.fields(FineTuneConfig)
+                 if getattr(exp.finetune, f.name) != getattr(default, f.name)]
+        if given:
+            raise UserError(f"{', '.join(given)}: distill.py starts a --task={task} student "
+                            "from scratch on its teacher's tokenizer. Fix: drop "
+                            f"{'it' if len(given) == 1 else 'them'} (or fine-tune the "
+                            "pretrained run with train.py --init_from).")
     # First: a multi-worker strategy configures collective ops before any other op runs (the
     # teacher's loading included).
     strategy = make_strategy(tcfg.strategy)

@@ -312,8 +312,10 @@ def earlier_stage_gap(report: Dict, margin: float) -> Optional[Dict]:
 def _verdict(report: Dict) -> str:
     f, t = report["final"], report["teacher"]
     label = report["spec"].labels[0] if "spec" in report else "accuracy"
+    # A teacher that learned nothing (entity F1 0 after a short run) has no ratio to give.
+    share = f"{f['accuracy'] / t['accuracy']:.1%} of" if t["accuracy"] else "against"
     return (f"Recommended: **{f['name']}** — test {label} {f['accuracy']:.4f} "
-            f"({f['accuracy'] / t['accuracy']:.1%} of the teacher's {t['accuracy']:.4f}), "
+            f"({share} the teacher's {t['accuracy']:.4f}), "
             f"{f['file_bytes']:,} bytes ({f['compression_vs_teacher']:.0f}x smaller than the "
             f"teacher's float TFLite file), p50 {f['p50_ms_1t']:.3f} ms per query on one thread "
             f"({f['speedup_vs_teacher']:.0f}x faster). It is the smallest exported file that "
