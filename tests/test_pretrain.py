@@ -1,5 +1,7 @@
 """Masked-LM masking statistics and --init_from (slm_tf.tasks.mlm, slm_tf.peft.finetune)."""
+import dataclasses
 import os
+import re
 
 import numpy as np
 import pytest
@@ -117,9 +119,10 @@ def test_init_from_refuses_other_shapes_and_tokenizers(pretrained, tmp_path):
     assert carry_tokenizer(exp, str(tmp_path)).vocab == tokenizer.vocab
 
 
-def test_token_level_distillation_refuses_a_pretrained_or_adapted_student(tmp_path):
-    """A NER student takes its teacher's tokenizer, so --init_from (or LoRA, few-shot) would
-    be dropped without a word; distill.py refuses them before the student's folder exists."""
+def test_token_level_distillation_refuses_what_it_cannot_honour(tmp_path):
+    """A NER student reads its teacher's ids: LoRA/BitFit would be dropped without a word, and
+    an --init_from run pretrained on another vocabulary would put every embedding row on the
+    wrong character; distill.py refuses both before the student's folder exists."""
     from test_ner_export import _msra_like
     from slm_tf.data.config import DataConfig
     from slm_tf.distill.config import AugmentConfig, DistillConfig
@@ -138,15 +141,24 @@ def test_token_level_distillation_refuses_a_pretrained_or_adapted_student(tmp_pa
     teacher = str(tmp_path / "teacher")
     train(ExperimentConfig(data, tok, model, TrainConfig(task="ner", epochs=1, baseline=False,
                                                          output_dir=teacher)))
-    for start, flag in ((FineTuneConfig(init_from=teacher), "--init_from"),
-                        (FineTuneConfig(lora_rank=2, bitfit=True), "--lora_rank, --bitfit")):
-        with pytest.raises(UserError, match=f"{flag}: distill.py starts a --task=ner student "
-                                            "from scratch on its teacher's tokenizer. Fix: drop"):
+    other = str(tmp_path / "other")  # the same tagger on a vocabulary of other sentences
+    train(ExperimentConfig(dataclasses.replace(data, data=_msra_like(tmp_path / "o.txt", 20, 7)),
+                           tok, model, TrainConfig(task="ner", epochs=1, baseline=False,
+                                                   output_dir=other)))
+    refusals = ((FineTuneConfig(lora_rank=2, bitfit=True),
+                 "--lora_rank, --bitfit: distill.py trains a --task=ner student on its "
+                 "teacher's tokenizer without these options. Fix: drop them"),
+                (FineTuneConfig(init_from=other),
+                 "pretrained on its own char vocabulary .* Fix: pretrain with the teacher's "
+                 "vocabulary " + re.escape(f"(--tokenizer=char --vocab_file={teacher}/"
+                                           "tokenizer/vocab.txt)")))
+    for start, message in refusals:
+        with pytest.raises(UserError, match=message):
             distill(DistillExperiment(data, tok, model,
                                       TrainConfig(output_dir=str(tmp_path / "s")),
                                       DistillConfig(teacher_dir=teacher), AugmentConfig(),
                                       start))
-    assert not os.path.exists(tmp_path / "s")
+        assert not os.path.exists(tmp_path / "s")
 
 
 @pytest.mark.integration
@@ -501,13 +513,82 @@ def test_masked_lm_scores_only_the_chosen_positions_with_the_full_sequence_loss(
     model.fit(tf.data.Dataset.from_tensors((ids, targets, weights)), epochs=1, verbose=0)
 
 
-def test_the_pipeline_refuses_pretraining_outside_classification_before_any_stage(tmp_path):
+def test_the_pipeline_refuses_pretraining_a_causal_lm_before_any_stage(tmp_path):
     from slm_tf.pipeline.config import PipelineConfig
     from slm_tf.pipeline.stages import Context, enabled_stages
-    for task in ("lm", "ner"):
-        with pytest.raises(UserError, match=f"--task={task} pipeline. Fix: drop --pretrain"):
-            Context(PipelineConfig(output_dir=str(tmp_path), task=task, pretrain=True), [])
+    with pytest.raises(UserError, match="--task=lm pipeline. Fix: drop --pretrain"):
+        Context(PipelineConfig(output_dir=str(tmp_path), task="lm", pretrain=True), [])
     assert not os.listdir(tmp_path)
     names = [s.name for s in enabled_stages(PipelineConfig(output_dir="x", pretrain=True))]
     assert names[:3] == ["teacher", "pretrain", "student"]
     assert "pretrain" not in [s.name for s in enabled_stages(PipelineConfig(output_dir="x"))]
+
+
+@pytest.mark.integration
+def test_ner_pipeline_pretrains_the_tagger_on_the_conll_sentences(tmp_path):
+    """pipeline.py --task=ner --pretrain: masked-LM of the student tagger's encoder (hashed
+    bigrams and all) on the CoNLL file's training sentences plus --unlabeled_data, with the
+    teacher's vocabulary; then the student and the distilled tagger start from it."""
+    from conftest import run_script
+    from test_ner_export import _msra_like
+    from test_ner_pipeline import TINY, _write
+    from slm_tf.io_utils import read_json
+    from slm_tf.tokenizers import load_tokenizer
+    from slm_tf.train.artifacts import load_run
+    train = _msra_like(tmp_path / "train.txt", 80, 0)
+    test = _msra_like(tmp_path / "test.txt", 20, 1)
+    with open(test, "a", encoding="utf-8", newline="\r\n") as f:  # characters only test has
+        f.write("\n".join(f"{c} O" for c in "鑫淼") + "\n\n")
+    unlabeled = tmp_path / "news.txt"
+    unlabeled.write_text("".join(f"瑛瑛第{i}次去了上海。\n" for i in range(25)), encoding="utf-8")
+    student = _write(tmp_path / "student.flags", TINY + [
+        "--embedding_dim=8", "--num_filters=8", "--dilations=1", "--epochs=2"])
+    teacher = _write(tmp_path / "teacher.flags", TINY + [
+        "--embedding_dim=16", "--num_filters=16", "--dilations=1", "--epochs=4"])
+    (tmp_path / "pretrain.flags").write_text("--epochs=2\n--learning_rate=5e-3\n")
+    out = tmp_path / "pipe"
+    run_script("pipeline", "--task=ner", f"--data={train}", f"--test_data={test}",
+               f"--data_dir={tmp_path / 'tfds'}", f"--teacher_recipe={teacher}",
+               f"--student_recipe={student}", "--pretrain",
+               f"--pretrain_recipe={tmp_path / 'pretrain.flags'}",
+               f"--unlabeled_data={unlabeled}", "--prune=0", "--noqat",
+               "--export_formats=tflite_float", "--latency_queries=5",
+               "--teacher_latency_queries=5", f"--output_dir={out}", timeout=900)
+    pre = str(out / "pretrain")
+    m = read_json(os.path.join(pre, "metrics.json"))
+    assert m["task"] == "mlm" and m["epochs_run"] == 2
+    assert m["pretrain"]["unlabeled_texts"] == 25
+    # The training sentences were the documents (the test file never is).
+    n_train = m["data"]["splits"]["train"]["documents"]
+    student_sizes = read_json(str(out / "student" / "metrics.json"))["data"]["sizes"]
+    assert n_train + m["data"]["splits"]["validation"]["documents"] == 80
+    assert m["data"]["splits"]["test"]["documents"] == student_sizes["test"] == 21
+    # The teacher's vocabulary, learned from the training sentences only.
+    vocab = load_tokenizer(os.path.join(pre, "tokenizer")).vocab
+    assert vocab == load_tokenizer(str(out / "teacher" / "tokenizer")).vocab
+    assert "昨" in vocab and "瑛" not in vocab and "鑫" not in vocab
+    source = load_run(pre).model
+    n_encoder = sum(len(layer.weights) for layer in source.layers
+                    if not layer.name.startswith("mlm_"))
+    pretrained = {w.name: w.numpy() for w in source.weights}
+    for stage in ("student", "distilled"):
+        run = str(out / stage)
+        assert read_json(os.path.join(run, "config.json"))["finetune"]["init_from"] == pre
+        assert load_tokenizer(os.path.join(run, "tokenizer")).vocab == vocab
+        metrics = read_json(os.path.join(run, "metrics.json"))
+        assert metrics["task"] == "ner"
+        loaded = metrics["finetune"]
+        assert loaded["not_loaded"] == [] and loaded["loaded_tensors"] == n_encoder > 0
+    # [MASK] never occurs in a tagger's input, so its embedding row gets no gradient: in the
+    # distilled tagger it is still the pretrained row (weight decay aside), not a fresh draw.
+    mask = vocab.index("[MASK]")
+    for stage in ("student", "distilled"):
+        table = [w for w in load_run(str(out / stage)).model.weights
+                 if "token_embedding" in w.name][0].numpy()
+        start = [v for k, v in pretrained.items() if "token_embedding" in k][0]
+        np.testing.assert_allclose(table[mask], start[mask], rtol=0.02, atol=1e-4)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Pretraining" in report and "25 unlabeled texts" in report
+    assert f"on {n_train} training texts" in report
+    assert read_json(str(out / "summary.json"))["pretrain"]["started_from_it"] == [
+        "student", "distilled"]

@@ -3,7 +3,9 @@ temperature-scaled tag distribution at every tagged position (plus the gold tag)
 shared :class:`~slm_tf.distill.distiller.Distiller` and token cache.
 
 Student and teacher share the teacher's tokenizer and sequence length, so one position means
-the same unit for both (a character student of a character teacher). A CRF teacher's
+the same unit for both (a character student of a character teacher); a student pretrained on
+the teacher's vocabulary (``--init_from``, the pipeline's pretrain stage) starts from those
+weights. A CRF teacher's
 emissions are distilled as per-position logits, and a CRF student starts from (and keeps) the
 teacher's transition, start and end scores: the Distiller's loss trains emissions only, and
 the teacher's transitions are the ones those emissions were shaped for.
@@ -18,14 +20,17 @@ import tensorflow as tf
 from absl import logging
 
 from slm_tf.config import from_dict
+from slm_tf.errors import UserError
 from slm_tf.distill import token_cache
 from slm_tf.distill.cache import CACHE_DIR, cache_key
 from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, Distiller
 from slm_tf.io_utils import file_digest
 from slm_tf.models import describe
 from slm_tf.ner.training import crf_layer
+from slm_tf.peft.finetune import load_init_from
 from slm_tf.tasks.ner import NerTask, encode_split, evaluate_ner, prepare_ner_data
-from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.tokenizers import TokenizerConfig, load_tokenizer
+from slm_tf.tokenizers.base import VOCAB_FILE
 from slm_tf.train import artifacts
 from slm_tf.train.optim import optimizer_for
 from slm_tf.train.trainer import finish_run, fit, start_run
@@ -73,6 +78,7 @@ def distill_ner(exp, teacher) -> Dict:
     exp = ner_experiment(exp, teacher)
     tcfg, dcfg, kcfg = exp.train, exp.data, exp.distill
     task = NerTask()
+    _check_init_from(exp, teacher)  # before the student's folder exists
     ctx = start_run(tcfg)
     data = prepare_ner_data(dcfg, tag_names=teacher.label_names)
     tokenizer = teacher.tokenizer
@@ -83,6 +89,7 @@ def distill_ner(exp, teacher) -> Dict:
     val_ds = ner_transfer(exp, teacher, data, "validation", digest, training=False)
     steps_per_epoch = task.steps_per_epoch(data, dcfg.batch_size)
     student = task.build_model(exp.model, tokenizer, data, dcfg)
+    start = load_init_from(student, exp.finetune.init_from) if exp.finetune.init_from else {}
     teacher_crf = crf_layer(teacher.model)
     if student.crf is not None and teacher_crf is not None:
         student.crf.set_weights(teacher_crf.get_weights())
@@ -105,8 +112,26 @@ def distill_ner(exp, teacher) -> Dict:
                               "cached_teacher": kcfg.cache_teacher,
                               "crf_from_teacher": student.crf is not None
                               and teacher_crf is not None}}
+    if start:
+        extra["finetune"] = start
     return finish_run(ctx, exp.to_dict(), student, tokenizer, data, dcfg, result, extra,
                       task=task)
+
+
+def _check_init_from(exp, teacher) -> None:
+    """``--init_from`` (a masked-LM pretraining run) must have read the teacher's vocabulary:
+    the student is trained on the teacher's ids."""
+    source = exp.finetune.init_from
+    if not source:
+        return
+    pretrained = load_tokenizer(os.path.join(source, artifacts.TOKENIZER_DIR))
+    if pretrained.vocab != teacher.tokenizer.vocab:
+        raise UserError(
+            f"--init_from={source} was pretrained on its own {pretrained.kind} vocabulary "
+            f"({pretrained.vocab_size} tokens), but a NER student reads its teacher's ids "
+            f"({teacher.tokenizer.vocab_size} tokens). Fix: pretrain with the teacher's "
+            f"vocabulary (--tokenizer={teacher.tokenizer.kind} --vocab_file="
+            f"{os.path.join(teacher.run_dir, artifacts.TOKENIZER_DIR, VOCAB_FILE)}).")
 
 
 def print_ner_distill_summary(m: Dict, exp) -> None:

@@ -210,16 +210,18 @@ def distill(exp: DistillExperiment) -> Dict:
     if task != "classification":
         require_default_strategy(tcfg, f"distill.py with a --task={task} teacher",
                                  "its student is built outside a tf.distribute scope")
-        # Token-level students take the teacher's tokenizer (one position, one target), so a
-        # pretrained student's vocabulary and the fine-tuning options have no place to go.
-        default = FineTuneConfig()
+        # Token-level students train on their teacher's ids (one position, one target); of
+        # the fine-tuning options only a NER student's --init_from has been built for that
+        # (distill_ner checks that the pretrained run read the teacher's vocabulary).
+        default, allowed = FineTuneConfig(), {"init_from"} if task == "ner" else set()
         given = [f"--{f.name}" for f in dataclasses.fields(FineTuneConfig)
-                 if getattr(exp.finetune, f.name) != getattr(default, f.name)]
+                 if f.name not in allowed
+                 and getattr(exp.finetune, f.name) != getattr(default, f.name)]
         if given:
-            raise UserError(f"{', '.join(given)}: distill.py starts a --task={task} student "
-                            "from scratch on its teacher's tokenizer. Fix: drop "
-                            f"{'it' if len(given) == 1 else 'them'} (or fine-tune the "
-                            "pretrained run with train.py --init_from).")
+            raise UserError(f"{', '.join(given)}: distill.py trains a --task={task} student "
+                            "on its teacher's tokenizer without these options. Fix: drop "
+                            f"{'it' if len(given) == 1 else 'them'} (or train the student "
+                            "with train.py).")
     # First: a multi-worker strategy configures collective ops before any other op runs (the
     # teacher's loading included).
     strategy = make_strategy(tcfg.strategy)

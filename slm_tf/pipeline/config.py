@@ -69,10 +69,11 @@ class PipelineConfig:
                                 "texts the teacher labels softly (a .txt file or folder, or a "
                                 "registered dataset's training texts); with --pretrain also "
                                 "pretrained on.")
-    pretrain: bool = field(False, "Add a pretrain stage (classification): masked-language "
-                           "modelling of the student's architecture, tokenizer and data on "
-                           "the training texts plus --unlabeled_data; the student and "
-                           "distilled stages then start from it (--init_from).")
+    pretrain: bool = field(False, "Add a pretrain stage (classification, ner): masked-"
+                           "language modelling of the student's architecture, tokenizer (a "
+                           "tagger: the teacher's vocabulary) and data on the training texts "
+                           "plus --unlabeled_data; the student and distilled stages then "
+                           "start from it (--init_from).")
     pretrain_recipe: str = field(os.path.join(CONFIGS, "pretrain_student.flags"),
                                  "Flagfile of the pretrain stage's training flags (epochs, "
                                  "learning rate, schedule); its data, tokenizer and model come "

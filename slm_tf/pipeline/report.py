@@ -418,7 +418,10 @@ def pretraining(paths: Dict[str, str]) -> Optional[Dict]:
     m = read_json(os.path.join(paths["pretrain"], METRICS_FILE))
     starts = [s for s in ("student", "distilled") if s in paths and read_json(os.path.join(
         paths[s], CONFIG_FILE)).get("finetune", {}).get("init_from") == paths["pretrain"]]
-    return {"train_texts": m["data"]["sizes"]["train"], **m.get("pretrain", {}),
+    data = m["data"]  # a labelled source's split sizes, or a corpus's (a tagger's sentences)
+    train_texts = (data["sizes"]["train"] if "sizes" in data
+                   else data["splits"]["train"]["documents"])
+    return {"train_texts": train_texts, **m.get("pretrain", {}),
             "epochs": m["epochs_run"], "train_seconds": m["train_seconds"],
             "masked_token_accuracy": m["accuracy"],
             "validation_masked_token_accuracy": m["validation"]["accuracy"],

@@ -26,8 +26,9 @@ from slm_tf.peft.config import OBJECTIVE_DEFAULTS, FineTuneConfig, PretrainConfi
 from slm_tf.pipeline.compress_source import compress_source
 from slm_tf.pipeline.config import PipelineConfig
 from slm_tf.tokenizers import TokenizerConfig
+from slm_tf.tokenizers.base import VOCAB_FILE
 from slm_tf.trust.config import DPConfig
-from slm_tf.train.artifacts import CONFIG_FILE, METRICS_FILE, is_complete
+from slm_tf.train.artifacts import CONFIG_FILE, METRICS_FILE, TOKENIZER_DIR, is_complete
 from slm_tf.train.trainer import ExperimentConfig, TrainConfig, train
 
 TRAIN_CLASSES = (DataConfig, TokenizerConfig, ModelConfig, TrainConfig)
@@ -53,11 +54,10 @@ class Context:
     compression_applied: Dict[str, Choice] = dataclasses.field(init=False)
 
     def __post_init__(self):
-        if self.cfg.pretrain and self.cfg.task != "classification":
-            raise UserError(f"--pretrain pretrains a classification student; this is a "
-                            f"--task={self.cfg.task} pipeline. Fix: drop --pretrain (a causal "
-                            "LM is pretrained by its own objective; for NER run "
-                            "scripts/pretrain.py and train with --init_from).")
+        if self.cfg.pretrain and self.cfg.task == "lm":
+            raise UserError("--pretrain adds masked-LM pretraining of a classifier's or a "
+                            "tagger's encoder; this is a --task=lm pipeline. Fix: drop "
+                            "--pretrain (a causal LM is pretrained by its own objective).")
         self.compression_choices = choose_compression(
             self.auto_student and self.cfg.task == "classification")
         self.compression_applied = {k: c for k, c in self.compression_choices.items()
@@ -151,8 +151,12 @@ def _teacher(ctx: Context, path: str) -> None:
 
 def _pretrain(ctx: Context, path: str) -> None:
     """Masked-LM pretraining of the student's recipe (data, tokenizer, model) on the training
-    texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says."""
+    texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says. A tagger learns
+    the teacher's vocabulary instead of its own: its distillation reads the teacher's ids."""
     (data, tok, model, _), _ = ctx.student(path)
+    if ctx.cfg.task == "ner":
+        tok = dataclasses.replace(tok, vocab_file=os.path.join(
+            ctx.path("teacher"), TOKENIZER_DIR, VOCAB_FILE))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     defaults = [f"--{k}={v}" for k, v in OBJECTIVE_DEFAULTS["mlm"].items() if k in fields]
     (tcfg,) = parse_flagfile((TrainConfig,), ctx.cfg.pretrain_recipe,
