@@ -5,10 +5,10 @@ shared :class:`~slm_tf.distill.distiller.Distiller` and token cache.
 Student and teacher share the teacher's tokenizer and sequence length, so one position means
 the same unit for both (a character student of a character teacher); a student pretrained on
 the teacher's vocabulary (``--init_from``, the pipeline's pretrain stage) starts from those
-weights. A CRF teacher's
-emissions are distilled as per-position logits, and a CRF student starts from (and keeps) the
-teacher's transition, start and end scores: the Distiller's loss trains emissions only, and
-the teacher's transitions are the ones those emissions were shaped for.
+weights. A CRF teacher's emissions are distilled as per-position logits, and a CRF student
+starts from (and keeps) the teacher's transition, start and end scores: the Distiller's loss
+trains emissions only, and the teacher's transitions are the ones those emissions were shaped
+for.
 """
 import dataclasses
 import hashlib
@@ -20,10 +20,10 @@ import tensorflow as tf
 from absl import logging
 
 from slm_tf.config import from_dict
-from slm_tf.errors import UserError
 from slm_tf.distill import token_cache
 from slm_tf.distill.cache import CACHE_DIR, cache_key
 from slm_tf.distill.distiller import STUDENT_IDS, TEACHER_IDS, Distiller
+from slm_tf.errors import UserError
 from slm_tf.io_utils import file_digest
 from slm_tf.models import describe
 from slm_tf.ner.training import crf_layer

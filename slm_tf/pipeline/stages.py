@@ -12,7 +12,7 @@ from absl import logging
 from slm_tf.autorecipe import (Choice, apply, choice_records, choose, choose_compression,
                                configure, log_choices, pretrained_available, profile_split,
                                save_profile)
-from slm_tf.config import parse_flagfile, parse_recipe
+from slm_tf.config import from_dict, parse_flagfile, parse_recipe
 from slm_tf.data.config import DataConfig
 from slm_tf.distill.augment import AugmentConfig
 from slm_tf.distill.run import DistillConfig, DistillExperiment, distill
@@ -151,11 +151,12 @@ def _teacher(ctx: Context, path: str) -> None:
 
 def _pretrain(ctx: Context, path: str) -> None:
     """Masked-LM pretraining of the student's recipe (data, tokenizer, model) on the training
-    texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says. A tagger learns
-    the teacher's vocabulary instead of its own: its distillation reads the teacher's ids."""
+    texts plus ``--unlabeled_data``, trained as ``--pretrain_recipe`` says. A tagger takes
+    the teacher's tokenizer and vocabulary instead: its distillation reads the teacher's ids."""
     (data, tok, model, _), _ = ctx.student(path)
     if ctx.cfg.task == "ner":
-        tok = dataclasses.replace(tok, vocab_file=os.path.join(
+        teacher = read_json(os.path.join(ctx.path("teacher"), CONFIG_FILE))["tokenizer"]
+        tok = dataclasses.replace(from_dict(TokenizerConfig, teacher), vocab_file=os.path.join(
             ctx.path("teacher"), TOKENIZER_DIR, VOCAB_FILE))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     defaults = [f"--{k}={v}" for k, v in OBJECTIVE_DEFAULTS["mlm"].items() if k in fields]
