@@ -104,7 +104,9 @@ def _flagfiles(kind):
     pretrain (names an objective) or training recipes (everything else)."""
     out = []
     for f in sorted(os.listdir(os.path.join(REPO, "configs"))):
-        text = open(os.path.join(REPO, "configs", f), encoding="utf-8").read()
+        # Only flag lines count: a recipe's comment may quote a pipeline command.
+        lines = open(os.path.join(REPO, "configs", f), encoding="utf-8").read().splitlines()
+        text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
         found = ("pipeline" if "--student_recipe" in text or "_pipeline." in f else
                  "compress" if "--run_dir" in text or "compress" in f else
                  "pretrain" if "--objective" in text else "train")
