@@ -9,6 +9,7 @@ from conftest import REPO
 from slm_tf.config import define_flags, from_flags, parse_flagfile, validate
 from slm_tf.data.config import DataConfig
 from slm_tf.errors import UserError
+from slm_tf.recipes import expand_flagfiles
 from slm_tf.models import ModelConfig
 from slm_tf.tokenizers import TokenizerConfig
 from slm_tf.train.metrics import classification_report, expected_calibration_error
@@ -104,13 +105,15 @@ def _flagfiles(kind):
     pretrain (names an objective) or training recipes (everything else)."""
     out = []
     for f in sorted(os.listdir(os.path.join(REPO, "configs"))):
-        # Only flag lines count: a recipe's comment may quote a pipeline command.
-        lines = open(os.path.join(REPO, "configs", f), encoding="utf-8").read().splitlines()
-        text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        if not f.endswith(".flags"):
+            continue
+        # The flags the recipe sets, as parsing reads them: a comment may quote a pipeline command.
+        text = "\n".join(expand_flagfiles(["recipe", f"--flagfile={f}"],
+                                          os.path.join(REPO, "configs")))
         found = ("pipeline" if "--student_recipe" in text or "_pipeline." in f else
                  "compress" if "--run_dir" in text or "compress" in f else
                  "pretrain" if "--objective" in text else "train")
-        if f.endswith(".flags") and found == kind:
+        if found == kind:
             out.append(f)
     return out
 
