@@ -29,6 +29,7 @@ RUNTIME = [
     "python-stdnum>=2.0",
     "dp-accounting==0.6.0",
     "sentencepiece>=0.2",  # learns the reversible subword tokenizer of language models
+    "filelock>=3.12",  # processes sharing a tfds data_dir prepare a dataset one at a time
 ]
 # The model server (scripts/serve.py). Lower bounds only: flwr pins fastapi 0.138 / uvicorn
 # 0.49 / starlette 1.3, which these ranges admit, so both can be installed together. The app

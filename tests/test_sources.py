@@ -149,3 +149,44 @@ def test_oos_validation_share_moves_that_many_oos_training_rows_into_validation(
         DataConfig(**cfg), plain.files)
     with pytest.raises(DataError, match="oos_validation_share"):
         load_splits(DataConfig(data="banking77", oos_validation_share=0.5))
+
+
+_PREPARE_CHILD = """
+import os, sys, time
+from slm_tf.data.config import DataConfig
+from slm_tf.data.pipeline import prepare_data
+csv_path, data_dir, go, me = sys.argv[1:]
+open(me, "w").close()
+while not os.path.exists(go):  # both processes start preparing at the same moment
+    time.sleep(0.01)
+data = prepare_data(DataConfig(data=csv_path, data_dir=data_dir))
+print(sum(1 for _ in data.builder.as_dataset(split="train")), data.splits.sizes()["train"])
+"""
+
+
+@pytest.mark.integration
+def test_two_processes_preparing_one_dataset_at_once_both_succeed(tmp_path):
+    """tfds renames its temporary folder at the end of a build; without a lock the second of
+    two concurrent builds of one dataset dies with FileExistsError (seen with two benchmarks
+    started together on a fresh data_dir)."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import write_csv
+    from tiny_run import labelled_rows
+    data = write_csv(tmp_path / "d.csv", labelled_rows(60000))  # a build of a few seconds
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _PREPARE_CHILD, data, str(tmp_path / "tfds"),
+                               str(go), str(r)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in ready]
+    deadline = time.time() + 120
+    while not all(r.exists() for r in ready) and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        read, expected = map(int, out.strip().splitlines()[-1].split())
+        assert read == expected > 40000  # every training row readable in both processes

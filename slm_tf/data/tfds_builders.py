@@ -8,6 +8,7 @@ run with the same source and options finds the prepared data and reads nothing a
 import os
 from typing import List, Optional
 
+import filelock
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import gcs_utils
 
@@ -88,9 +89,22 @@ class LocalTextCorpus(_LocalBuilder):
 
 
 def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
-    """Writes the TFRecords unless this exact source/config is already prepared."""
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    """Writes the TFRecords unless this exact source/config is already prepared.
+
+    Processes sharing a ``data_dir`` (a benchmark's arms run side by side, two pipelines on one
+    dataset) take turns through a lock file: tfds writes into a temporary folder and renames
+    it at the end, and the second of two concurrent renames fails with FileExistsError.
+    """
+    lock_dir = os.path.join(os.fspath(builder.data_dir_root), ".slm_tf_locks")
+    os.makedirs(lock_dir, exist_ok=True)
+    name = f"{builder.name}-{builder.builder_config.name}-{builder.version}.lock"
+    with filelock.FileLock(os.path.join(lock_dir, name)):
+        if os.path.exists(os.path.join(os.fspath(builder.data_dir), "dataset_info.json")):
+            # Prepared by another process after this builder was made, which then read no
+            # split metadata: read it now (download_and_prepare only says "reusing").
+            builder.info.read_from_directory(builder.data_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
 
 
