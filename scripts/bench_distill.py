@@ -101,7 +101,7 @@ def main(argv):
     teacher = read_json(os.path.join(FLAGS.teacher_dir, METRICS_FILE))
     task = get_task(run_task(FLAGS.teacher_dir))
     metric, pick = task.headline, (max if task.higher_is_better else min)
-    no_kd, kd, kd_runs = [], [], []
+    no_kd, kd, kd_runs, resumed = [], [], [], []
     for seed in FLAGS.seeds:
         run_dir = os.path.join(out, f"no_kd_seed{seed}")
         m = _reused(run_dir) or train(ExperimentConfig(*_student(run_dir, seed)))
@@ -110,6 +110,14 @@ def main(argv):
         k = _reused(run_dir) or _distill(run_dir, seed, True, FLAGS.augment_copies)
         kd.append(k[metric])
         kd_runs.append(k)
+        # A run resumed after a crash sees other batches and dropout masks after the resume
+        # than its uninterrupted twin (README, "What is and is not reproducible").
+        resumed += [f"{arm}_seed{seed}" for arm, r in (("no_kd", m), ("kd", k))
+                    if r.get("resumed_at_epoch")]
+    if resumed:
+        logging.warning("arms resumed after an interruption: %s; a resumed run is not the "
+                        "uninterrupted one, so compare them as other seeds or rerun them "
+                        "without --reuse_complete", ", ".join(resumed))
     best = pick(kd_runs, key=lambda r: r[metric])
     result = {
         "metric": metric, "higher_is_better": task.higher_is_better,
@@ -122,6 +130,7 @@ def main(argv):
         # Seed by seed (the same seed draws the same batches and initial weights).
         "kd_relative_change_per_seed": [k / n - 1 for k, n in zip(kd, no_kd)],
         f"no_kd_{metric}s": no_kd, f"kd_{metric}s": kd, "seeds": FLAGS.seeds,
+        "resumed_arms": resumed,
         "student_num_params": best["num_params"],
         "student_params_ratio": best["num_params"] / teacher["num_params"],
         f"best_student_{metric}": best[metric],

@@ -85,10 +85,14 @@ def test_bench_distill_scores_an_lm_student_in_bits_per_character(tmp_path):
     for arm, scores in arms.items():
         for seed, bpc in zip((7, 8), scores):
             finished_lm_run(str(out / f"{arm}_seed{seed}"),
-                            {"bits_per_character": bpc, "num_params": 2000})
-    run_script("bench_distill", f"--teacher_dir={teacher}", "--seeds=7,8",
-               "--nocache_speed", "--reuse_complete", f"--output_dir={out}")
+                            {"bits_per_character": bpc, "num_params": 2000,
+                             "resumed_at_epoch": int(arm == "kd" and seed == 8)})
+    proc = run_script("bench_distill", f"--teacher_dir={teacher}", "--seeds=7,8",
+                      "--nocache_speed", "--reuse_complete", f"--output_dir={out}")
     result = json.load(open(out / "bench_distill.json"))
+    # The one arm resumed after an interruption is named, in the JSON and as a warning.
+    assert result["resumed_arms"] == ["kd_seed8"]
+    assert "arms resumed after an interruption: kd_seed8" in proc.stderr
     assert result["metric"] == "bits_per_character" and not result["higher_is_better"]
     assert result["no_kd_bits_per_characters"] == [5.0, 4.0]
     assert result["kd_bits_per_character_mean"] == pytest.approx(4.35)
