@@ -88,7 +88,7 @@ def _distill(run_dir, seed, cache, augment_copies, extra=()):
 def main(argv):
     # TensorFlow loads here, after the flags are parsed and checked.
     from slm_tf.tasks import get_task
-    from slm_tf.train.artifacts import METRICS_FILE, is_complete, run_task
+    from slm_tf.train.artifacts import METRICS_FILE, is_complete, run_task, warn_resumed
     from slm_tf.train.trainer import train
 
     del argv
@@ -101,7 +101,7 @@ def main(argv):
     teacher = read_json(os.path.join(FLAGS.teacher_dir, METRICS_FILE))
     task = get_task(run_task(FLAGS.teacher_dir))
     metric, pick = task.headline, (max if task.higher_is_better else min)
-    no_kd, kd, kd_runs, resumed = [], [], [], []
+    no_kd, kd, kd_runs, arms = [], [], [], {}
     for seed in FLAGS.seeds:
         run_dir = os.path.join(out, f"no_kd_seed{seed}")
         m = _reused(run_dir) or train(ExperimentConfig(*_student(run_dir, seed)))
@@ -110,14 +110,8 @@ def main(argv):
         k = _reused(run_dir) or _distill(run_dir, seed, True, FLAGS.augment_copies)
         kd.append(k[metric])
         kd_runs.append(k)
-        # A run resumed after a crash sees other batches and dropout masks after the resume
-        # than its uninterrupted twin (README, "What is and is not reproducible").
-        resumed += [f"{arm}_seed{seed}" for arm, r in (("no_kd", m), ("kd", k))
-                    if r.get("resumed_at_epoch")]
-    if resumed:
-        logging.warning("arms resumed after an interruption: %s; a resumed run is not the "
-                        "uninterrupted one, so compare them as other seeds or rerun them "
-                        "without --reuse_complete", ", ".join(resumed))
+        arms.update({f"no_kd_seed{seed}": m, f"kd_seed{seed}": k})
+    resumed = warn_resumed(arms)
     best = pick(kd_runs, key=lambda r: r[metric])
     result = {
         "metric": metric, "higher_is_better": task.higher_is_better,

@@ -134,8 +134,8 @@ def main(argv):
     if pretrained and not FLAGS.pretrain_dir:
         raise SystemExit(f"--systems={','.join(pretrained)} needs --pretrain_dir=<a "
                          "scripts/pretrain.py run>")
-    from slm_tf.train.artifacts import is_complete
-    results, rows, missing = {}, [], []
+    from slm_tf.train.artifacts import is_complete, warn_resumed
+    results, rows, missing, runs = {}, [], [], {}
     for system in FLAGS.systems:
         for k in (int(s) for s in FLAGS.shots):
             seeds = FLAGS.seeds
@@ -144,7 +144,9 @@ def main(argv):
                 missing += [_run_dir(system, k, s) for s in FLAGS.seeds if s not in seeds]
                 if not seeds:
                     continue
-            accs = [_run(system, k, seed)["accuracy"] for seed in seeds]
+            metrics = {seed: _run(system, k, seed) for seed in seeds}
+            runs.update({os.path.basename(_run_dir(system, k, s)): m for s, m in metrics.items()})
+            accs = [m["accuracy"] for m in metrics.values()]
             results.setdefault(system, {})[str(k)] = {
                 "accuracies": accs, "seeds": seeds, "mean": float(np.mean(accs)),
                 "std": float(np.std(accs))}
@@ -153,7 +155,7 @@ def main(argv):
     if missing:
         logging.warning("--notrain: %d runs not finished, left out: %s", len(missing), missing)
     out = {"results": results, "seeds": FLAGS.seeds, "pretrain_dir": FLAGS.pretrain_dir,
-           "missing_runs": missing,
+           "missing_runs": missing, "resumed_runs": warn_resumed(runs),
            "student_recipe": FLAGS.student_recipe, "scratch_recipe": FLAGS.scratch_recipe,
            "teacher_recipe": FLAGS.teacher_recipe,
            "kd": {"teacher": FLAGS.kd_teacher, "temperature": FLAGS.temperature,

@@ -44,6 +44,21 @@ def run_script(name, *args, timeout=600, check=True):
     return proc
 
 
+def finished_run(path, metrics, task="classification"):
+    """The files that make a run folder complete (placeholders, not a model): for scripts that
+    aggregate finished runs (benchmarks with --reuse_complete / --notrain)."""
+    import json
+    os.makedirs(os.path.join(path, "saved_model"))
+    os.makedirs(os.path.join(path, "tokenizer"))
+    open(os.path.join(path, "model.keras"), "wb").close()
+    files = [("config.json", {"train": {"task": task}, "data": {}}), ("metrics.json", metrics)]
+    if task == "classification":
+        files.append(("labels.json", ["a", "b"]))  # its task's own artifact
+    for name, content in files:
+        with open(os.path.join(path, name), "w") as f:
+            json.dump(content, f)
+
+
 def write_csv(path, rows, header=("text", "label")):
     import csv
     with open(path, "w", encoding="utf-8", newline="") as f:

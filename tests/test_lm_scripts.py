@@ -69,14 +69,10 @@ def test_lm_training_resumes_after_sigkill(tmp_path):
 def test_bench_distill_scores_an_lm_student_in_bits_per_character(tmp_path):
     # Both arms of an LM teacher are complete runs linked in (as a pipeline's student/ and
     # distilled/ are): --reuse_complete keeps them, the summary is in bits per character.
-    def finished_lm_run(path, metrics):  # the files that make a run folder complete
-        os.makedirs(os.path.join(path, "saved_model"))
-        os.makedirs(os.path.join(path, "tokenizer"))
-        open(os.path.join(path, "model.keras"), "wb").close()
-        for name, content in (("config.json", {"train": {"task": "lm"}, "data": {}}),
-                              ("metrics.json", metrics)):
-            with open(os.path.join(path, name), "w") as f:
-                json.dump(content, f)
+    from conftest import finished_run
+
+    def finished_lm_run(path, metrics):
+        finished_run(path, metrics, task="lm")
 
     teacher = str(tmp_path / "teacher")
     finished_lm_run(teacher, {"bits_per_character": 4.0, "num_params": 10000})
@@ -92,7 +88,7 @@ def test_bench_distill_scores_an_lm_student_in_bits_per_character(tmp_path):
     result = json.load(open(out / "bench_distill.json"))
     # The one arm resumed after an interruption is named, in the JSON and as a warning.
     assert result["resumed_arms"] == ["kd_seed8"]
-    assert "arms resumed after an interruption: kd_seed8" in proc.stderr
+    assert "runs resumed after an interruption: kd_seed8" in proc.stderr
     assert result["metric"] == "bits_per_character" and not result["higher_is_better"]
     assert result["no_kd_bits_per_characters"] == [5.0, 4.0]
     assert result["kd_bits_per_character_mean"] == pytest.approx(4.35)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 import tf_keras as keras
+from absl import logging
 
 from slm_tf.errors import CorruptArtifactError, UserError
 from slm_tf.io_utils import atomic_path, read_json, write_json
@@ -156,6 +157,19 @@ def clear_derived(run_dir: str) -> None:
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
+
+
+def warn_resumed(runs: Dict[str, dict]) -> List[str]:
+    """Names of the runs (name -> metrics) that were resumed after an interruption, logged as
+    a warning: after the resume such a run sees other batches and dropout masks than its
+    uninterrupted twin (README, "What is and is not reproducible"), so a benchmark mixing
+    the two compares unlike runs."""
+    names = [name for name, m in runs.items() if m.get("resumed_at_epoch")]
+    if names:
+        logging.warning("runs resumed after an interruption: %s; a resumed run is not the "
+                        "uninterrupted one: compare it as another seed, or rerun it from "
+                        "scratch", ", ".join(names))
+    return names
 
 
 def is_complete(run_dir: str) -> bool:
