@@ -95,16 +95,19 @@ def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
     dataset) take turns through a lock file: tfds writes into a temporary folder and renames
     it at the end, and the second of two concurrent renames fails with FileExistsError.
     """
+    if builder.info.splits:  # prepared before this builder was made, which read its metadata
+        return builder
     lock_dir = os.path.join(os.fspath(builder.data_dir_root), ".slm_tf_locks")
     os.makedirs(lock_dir, exist_ok=True)
     name = f"{builder.name}-{builder.builder_config.name}-{builder.version}.lock"
     with filelock.FileLock(os.path.join(lock_dir, name)):
         if os.path.exists(os.path.join(os.fspath(builder.data_dir), "dataset_info.json")):
-            # Prepared by another process after this builder was made, which then read no
-            # split metadata: read it now (download_and_prepare only says "reusing").
+            # Prepared by another process since this builder was made: read the metadata it
+            # wrote (download_and_prepare would only say "reusing").
             builder.info.read_from_directory(builder.data_dir)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        else:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder
 
 
