@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import run_script, run_script_killed_at
+from conftest import finished_run, run_script, run_script_killed_at
 
 pytestmark = pytest.mark.integration  # runs the real scripts end to end
 
@@ -69,20 +69,15 @@ def test_lm_training_resumes_after_sigkill(tmp_path):
 def test_bench_distill_scores_an_lm_student_in_bits_per_character(tmp_path):
     # Both arms of an LM teacher are complete runs linked in (as a pipeline's student/ and
     # distilled/ are): --reuse_complete keeps them, the summary is in bits per character.
-    from conftest import finished_run
-
-    def finished_lm_run(path, metrics):
-        finished_run(path, metrics, task="lm")
-
     teacher = str(tmp_path / "teacher")
-    finished_lm_run(teacher, {"bits_per_character": 4.0, "num_params": 10000})
+    finished_run(teacher, {"bits_per_character": 4.0, "num_params": 10000}, task="lm")
     out = tmp_path / "bench"
     arms = {"no_kd": [5.0, 4.0], "kd": [4.5, 4.2]}
     for arm, scores in arms.items():
         for seed, bpc in zip((7, 8), scores):
-            finished_lm_run(str(out / f"{arm}_seed{seed}"),
-                            {"bits_per_character": bpc, "num_params": 2000,
-                             "resumed_at_epoch": int(arm == "kd" and seed == 8)})
+            finished_run(str(out / f"{arm}_seed{seed}"),
+                         {"bits_per_character": bpc, "num_params": 2000,
+                          "resumed_at_epoch": int(arm == "kd" and seed == 8)}, task="lm")
     proc = run_script("bench_distill", f"--teacher_dir={teacher}", "--seeds=7,8",
                       "--nocache_speed", "--reuse_complete", f"--output_dir={out}")
     result = json.load(open(out / "bench_distill.json"))
